@@ -1,0 +1,1 @@
+"""Loom's built-in plugins. Each registers through the same hooks a third-party plugin uses."""

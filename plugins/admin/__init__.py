@@ -1,0 +1,64 @@
+"""Administration tools: list, enable and disable plugins at run time; reload the config."""
+
+from __future__ import annotations
+
+import msgspec
+
+from core.hookspecs import hookimpl
+from core.tools import NoArgs, ToolContext, ToolError
+
+
+class PluginName(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+
+
+def plugins(args: NoArgs, ctx: ToolContext) -> list[dict]:
+    """List plugins with their state, version, hooks and load errors."""
+    return ctx.app.host.describe()
+
+
+def enable_plugin(args: PluginName, ctx: ToolContext) -> dict:
+    """Enable a loaded plugin: its tools, subscribers and resources are registered again."""
+    try:
+        ctx.app.host.enable(args.name)
+    except ValueError as exc:
+        raise ToolError(str(exc)) from None
+    return {"plugin": args.name, "enabled": True, "tools": len(ctx.app.tools)}
+
+
+def disable_plugin(args: PluginName, ctx: ToolContext) -> dict:
+    """Disable a plugin: its tools disappear from every surface until it is enabled again."""
+    if args.name == "admin":
+        raise ToolError("the admin plugin cannot disable itself")
+    try:
+        ctx.app.host.disable(args.name)
+    except ValueError as exc:
+        raise ToolError(str(exc)) from None
+    return {"plugin": args.name, "enabled": False, "tools": len(ctx.app.tools)}
+
+
+def reload_config(args: NoArgs, ctx: ToolContext) -> dict:
+    """Re-read loom.toml and apply its [plugins] enabled/disabled lists."""
+    from core.config import ConfigError
+
+    try:
+        changes = ctx.app.reload_config()
+    except ConfigError as exc:
+        raise ToolError(str(exc)) from None
+    return changes
+
+
+@hookimpl
+def loom_register_tools(register):
+    register(plugins, read_only=True, idempotent=True)
+    register(enable_plugin, idempotent=True)
+    register(disable_plugin, idempotent=True)
+    register(reload_config, idempotent=True)
+
+
+@hookimpl
+def loom_register_resources(register):
+    register("loom://status", lambda app: app.status(), name="status",
+             description="Version, uptime, plugins and bus counters.")
+    register("loom://events", lambda app: [msgspec.to_builtins(e) for e in app.bus.recent],
+             name="events", description="The most recent events on the bus, oldest first.")
