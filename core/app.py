@@ -226,8 +226,9 @@ class Loom:
                 await self._run_lifecycle(impl, "shutdown")
             if self._pool is not None:
                 await self._pool.close()
-            self._running = False
-            await self.bus.__aexit__(*exc_info)
+        self._running = False
+        # Outside the shield: the bus's task group scope must be exited from its own level.
+        await self.bus.__aexit__(*exc_info)
 
     async def _run_lifecycle(self, impl: Any, stage: str) -> None:
         if not self.host.plugins.get(impl.plugin_name, None) or not self.host.plugins[impl.plugin_name].enabled:

@@ -418,7 +418,10 @@ def _signature(func: Callable[..., Any]) -> tuple[type[msgspec.Struct], bool]:
     try:
         hints = typing.get_type_hints(func)
     except Exception as exc:
-        raise TypeError(f"tool {func.__qualname__}: cannot resolve annotations: {exc}") from exc
+        raise TypeError(
+            f"tool {func.__qualname__}: cannot resolve annotations ({exc}); define its arguments Struct "
+            "at module level"
+        ) from exc
     args_type = hints.get(params[0].name)
     if not (isinstance(args_type, type) and issubclass(args_type, msgspec.Struct)):
         raise TypeError(

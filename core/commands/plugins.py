@@ -16,9 +16,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     app = make_app(args)
     plugins = app.host.describe()
+    failed = any(p["errors"] for p in plugins)
     if args.json:
         print_json(plugins)
-        return 0
+        return 1 if failed else 0
     for p in plugins:
         state = "enabled" if p["enabled"] and p["loaded"] else ("FAILED" if p["errors"] else "disabled")
         print(f"{p['name']} {p['version'] or ''} ({p['source']}, {state})")
@@ -26,4 +27,4 @@ def run(args: argparse.Namespace) -> int:
             print(f"    hooks: {', '.join(p['hooks'])}")
         for err in p["errors"]:
             print(f"    error: {err}")
-    return 1 if any(p["errors"] for p in plugins) else 0
+    return 1 if failed else 0
