@@ -188,6 +188,10 @@ class Loom:
                 disabled.append(name)
         return {"source": new.source, "enabled": enabled, "disabled": disabled}
 
+    def plugin_route(self, request: Any) -> Any:
+        """The first plan a plugin's ``loom_route`` returns for ``request``, or None."""
+        return self.host.pm.hook.loom_route(request=request, app=self)
+
     # -- authorization -----------------------------------------------------------------
 
     async def _authorize(self, call: ToolCall) -> Decision:

@@ -316,9 +316,12 @@ class EventBus:
             self._tg.start_soon(self._consume, sub, name=f"bus:{sub.name}")
         return self
 
-    async def __aexit__(self, *exc_info: Any) -> bool | None:
+    async def __aexit__(self, *exc_info: Any) -> None:
         await self.aclose(drain=exc_info[0] is None)
-        return await self._cm.__aexit__(*exc_info)
+        # The consumers are done (or cancelled) by now. Exit the task group as if the body
+        # ended normally so the body's own exception propagates as itself, not wrapped in
+        # an ExceptionGroup.
+        await self._cm.__aexit__(None, None, None)
 
     async def aclose(self, *, drain: bool = True, timeout: float = 5.0) -> None:
         """Stop the consumers: deliver what is queued (``drain``) within ``timeout``, else cancel."""

@@ -208,6 +208,18 @@ def load_config(
         where = f"{where} (with LOOM_* environment overrides)"
     _merge(raw, overrides)
     raw.pop("source", None)
+    # msgspec writes dict keys as `[...]` in error paths; check each model on its own so
+    # the message names it (`$.models.coder`).
+    models = raw.get("models")
+    if isinstance(models, dict):
+        for name, entry in models.items():
+            try:
+                msgspec.convert(entry, ModelConfig)
+            except msgspec.ValidationError as exc:
+                msg = str(exc).replace("at `$", f"at `$.models.{name}")
+                if "at `$" not in str(exc):
+                    msg = f"{msg} - at `$.models.{name}`"
+                raise ConfigError(f"{where}: {msg}") from None
     try:
         cfg = msgspec.convert(raw, LoomConfig)
     except msgspec.ValidationError as exc:
