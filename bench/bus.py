@@ -1,0 +1,85 @@
+"""Events delivered per second through the bus, vs the same work as direct awaited calls.
+
+Prints one line per case and the ratio bus/direct. Targets (issue 2): at least 100,000
+events/s to 1 subscriber and 200,000 deliveries/s across 10 subscribers.
+
+    python bench/bus.py [--events N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.bus import EventBus  # noqa: E402
+from core.events import Event  # noqa: E402
+
+
+class Tick(Event, frozen=True, kw_only=True):
+    n: int
+
+
+async def through_bus(n_events: int, n_subs: int) -> float:
+    counts = [0] * n_subs
+    done = anyio.Event()
+
+    def make(i: int):
+        async def handler(e: Tick) -> None:
+            counts[i] += 1
+            if e.n == n_events - 1 and all(c == n_events for c in counts):
+                done.set()
+
+        return handler
+
+    async with EventBus(default_maxsize=4096) as bus:
+        for i in range(n_subs):
+            bus.subscribe(Tick, make(i))
+        events = [Tick(n=i) for i in range(n_events)]
+        t0 = time.perf_counter()
+        for e in events:
+            await bus.publish(e)
+        await done.wait()
+        elapsed = time.perf_counter() - t0
+    return n_events * n_subs / elapsed
+
+
+async def direct(n_events: int, n_subs: int) -> float:
+    counts = [0] * n_subs
+
+    def make(i: int):
+        async def handler(e: Tick) -> None:
+            counts[i] += 1
+
+        return handler
+
+    handlers = [make(i) for i in range(n_subs)]
+    events = [Tick(n=i) for i in range(n_events)]
+    t0 = time.perf_counter()
+    for e in events:
+        for h in handlers:
+            await h(e)
+    return n_events * n_subs / (time.perf_counter() - t0)
+
+
+async def main(n_events: int) -> None:
+    targets = {1: 100_000, 10: 200_000}
+    print(f"{'subscribers':>11} {'bus deliveries/s':>17} {'direct calls/s':>15} {'ratio':>6} {'target':>8}")
+    for n_subs in (1, 10):
+        await through_bus(n_events // 10, n_subs)  # warm-up
+        bus_rate = max([await through_bus(n_events, n_subs) for _ in range(3)])
+        direct_rate = max([await direct(n_events, n_subs) for _ in range(3)])
+        ok = "ok" if bus_rate >= targets[n_subs] else "MISSED"
+        print(f"{n_subs:>11} {bus_rate:>17,.0f} {direct_rate:>15,.0f} {bus_rate / direct_rate:>6.2f} "
+              f"{targets[n_subs]:>8,} {ok}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000)
+    anyio.run(main, parser.parse_args().events)
