@@ -6,6 +6,7 @@ Prints where it listens and where the bearer token is; stops cleanly on SIGINT/S
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
 import sys
 
@@ -67,6 +68,16 @@ def run(args: argparse.Namespace) -> int:
     config = uvicorn.Config(asgi, lifespan="on", log_level="warning", access_log=False,
                             timeout_graceful_shutdown=cfg.shutdown_grace, log_config=None)
     server = uvicorn.Server(config)
-    server.run(sockets=[sock])  # uvicorn turns SIGINT/SIGTERM into a graceful shutdown
+    # uvicorn turns SIGINT/SIGTERM into a graceful shutdown, then re-raises the signal
+    # with the previous handler: make that a normal exit for SIGTERM.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    try:
+        server.run(sockets=[sock])
+    except SystemExit:
+        pass
     print("loom: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)

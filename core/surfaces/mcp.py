@@ -31,6 +31,7 @@ from typing import Any, BinaryIO
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
+import anyio.to_thread
 import mcp_types as types
 import msgspec
 from mcp.server import CacheHint, NotificationOptions, Server
@@ -607,7 +608,9 @@ def parse_line(line: bytes, *, max_depth: int = 64) -> tuple[Any, dict[str, Any]
         return err(types.PARSE_ERROR, "Parse error: the line is not valid UTF-8")
     try:
         obj = json.loads(text)
-    except (ValueError, RecursionError):
+    except RecursionError:
+        return err(types.INVALID_REQUEST, f"Invalid Request: nested deeper than {max_depth} levels")
+    except ValueError:
         return err(types.PARSE_ERROR, "Parse error: the line is not valid JSON")
     if isinstance(obj, list):
         return err(types.INVALID_REQUEST, "Invalid Request: JSON-RPC batches are not supported")
@@ -634,8 +637,10 @@ async def serve_stdio(surface: McpSurface, stdin: BinaryIO, stdout: BinaryIO, *,
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
     errors = write_send.clone()
-    src = anyio.wrap_file(stdin)
     dst = anyio.wrap_file(stdout)
+
+    async def readline(limit: int) -> bytes:
+        return await anyio.to_thread.run_sync(stdin.readline, limit)
 
     async def send_error(e: dict[str, Any]) -> None:
         msg = types.JSONRPCError(jsonrpc="2.0", id=e["id"], error=types.ErrorData(code=e["code"],
@@ -648,12 +653,12 @@ async def serve_stdio(surface: McpSurface, stdin: BinaryIO, stdout: BinaryIO, *,
     async def reader() -> None:
         async with read_send:
             while True:
-                line = await src.readline(max_line + 1)
+                line = await readline(max_line + 1)
                 if not line:
                     return
                 if len(line) > max_line and not line.endswith(b"\n"):
                     while True:  # skip the rest of the oversized line
-                        rest = await src.readline(1 << 20)
+                        rest = await readline(1 << 20)
                         if not rest or rest.endswith(b"\n"):
                             break
                     await send_error({"code": types.INVALID_REQUEST, "id": None,
