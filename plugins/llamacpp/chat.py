@@ -325,8 +325,14 @@ class ChatStream:
         self._tool_names = tool_names
         self._send, self._receive = anyio.create_memory_object_stream[tuple[str, Any]](math.inf)
         self._done = threading.Event()
+        self._gate: _TokenGate | None = None
         self._started = False
         self._t0 = time.perf_counter()
+
+    @property
+    def generated(self) -> int:
+        """Tokens the model has produced so far (it runs ahead of the deltas consumed)."""
+        return self._gate.count if self._gate is not None else 0
 
     # -- consumer side (event loop) --
 
@@ -428,52 +434,49 @@ class ChatStream:
         while not lock.acquire(timeout=0.05):
             if cancel.is_set():
                 return ChatResult("", "cancelled", usage=ChatUsage(total_s=time.perf_counter() - self._t0))
+        gate = self._gate = _TokenGate(llm, cancel)
+        parts: list[str] = []
+        first = None
+        finish = "stop"
+        tool_deltas: dict[int, dict[str, Any]] = {}
         try:
-            parts: list[str] = []
-            chunks = 0
-            first = None
-            prompt_tokens = None
-            finish = "stop"
-            tool_deltas: dict[int, dict[str, Any]] = {}
             if cancel.is_set():
                 finish = "cancelled"
             else:
-                stream = llm.create_chat_completion(messages=self._messages, stream=True, **self._params)
-                try:
-                    for chunk in stream:
-                        choice = chunk["choices"][0]
-                        delta = choice["delta"]
-                        text = delta.get("content")
-                        if text:
-                            if first is None:
-                                first = time.perf_counter()
-                                prompt_tokens = llm.n_tokens
-                            chunks += 1
-                            parts.append(text)
-                            post(("delta", text))
-                        if delta.get("tool_calls"):
-                            _merge_tool_deltas(tool_deltas, delta["tool_calls"])
-                        if choice.get("finish_reason"):
-                            finish = choice["finish_reason"]
-                        if cancel.is_set():
-                            finish = "cancelled"
-                            break
-                finally:
-                    stream.close()
+                with gate:
+                    stream = llm.create_chat_completion(messages=self._messages, stream=True, **self._params)
+                    try:
+                        for chunk in stream:
+                            choice = chunk["choices"][0]
+                            delta = choice["delta"]
+                            text = delta.get("content")
+                            if text:
+                                if first is None:
+                                    first = time.perf_counter()
+                                parts.append(text)
+                                post(("delta", text))
+                            if delta.get("tool_calls"):
+                                _merge_tool_deltas(tool_deltas, delta["tool_calls"])
+                            if choice.get("finish_reason"):
+                                finish = choice["finish_reason"]
+                            if cancel.is_set():
+                                break
+                    finally:
+                        stream.close()
+                if cancel.is_set():
+                    finish = "cancelled"
             end = time.perf_counter()
-            n_ctx = llm.n_tokens
         finally:
             lock.release()
-        if prompt_tokens is None:
-            prompt_tokens = n_ctx
-        completion = max(chunks, n_ctx - prompt_tokens)
+        completion = gate.count - (1 if gate.ended_on_eog() else 0)
+        decode_from = gate.first_at or first
         usage = ChatUsage(
-            prompt_tokens=prompt_tokens,
+            prompt_tokens=gate.prompt_tokens,
             completion_tokens=completion,
             ttft_s=None if first is None else first - self._t0,
             total_s=end - self._t0,
-            tokens_per_s=(completion - 1) / (end - first) if first is not None and completion > 1 and end > first
-            else None,
+            tokens_per_s=(gate.count - 1) / (end - decode_from)
+            if decode_from is not None and gate.count > 1 and end > decode_from else None,
         )
         text = "".join(parts)
         calls = [ToolCallOut(d["name"], _loads(d["arguments"]) or {}, d.get("id", ""))
@@ -483,6 +486,61 @@ class ChatStream:
         if calls and finish != "cancelled":
             finish = "tool_calls"
         return ChatResult(text, finish, calls, usage)
+
+
+class _TokenGate:
+    """Wraps ``llm.generate`` for one call: counts tokens and stops at the next token once
+    ``cancel`` is set.
+
+    llama-cpp-python's stream does not yield a chunk for every token (it holds back text
+    that may be the start of a stop sequence or of a multi-byte character), so checking
+    only between chunks could let a cancelled call run on for many tokens. The wrapper
+    sits on the token loop itself; leaving it ends the completion as if by length.
+    """
+
+    def __init__(self, llm: Any, cancel: threading.Event) -> None:
+        self.llm = llm
+        self.cancel = cancel
+        self.count = 0
+        self.prompt_tokens = 0
+        self.first_at: float | None = None
+        self.last: int | None = None
+
+    def __enter__(self) -> _TokenGate:
+        original = self.llm.generate
+        cancel = self.cancel
+
+        def generate(tokens: Sequence[int], *args: Any, **kwargs: Any) -> Any:
+            self.prompt_tokens = len(tokens)
+            inner = original(tokens, *args, **kwargs)
+            try:
+                for token in inner:
+                    if self.first_at is None:
+                        self.first_at = time.perf_counter()
+                    self.count += 1
+                    self.last = token
+                    yield token
+                    if cancel.is_set():
+                        return
+            finally:
+                inner.close()
+
+        self.llm.generate = generate  # an instance attribute shadows the method for this call only
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.llm.__dict__.pop("generate", None)
+
+    def ended_on_eog(self) -> bool:
+        """Whether the last sampled token was end-of-generation (not part of the answer)."""
+        if self.last is None:
+            return False
+        try:
+            import llama_cpp
+
+            return bool(llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, self.last))
+        except (AttributeError, ImportError):
+            return self.last == self.llm.token_eos()
 
 
 def _merge_tool_deltas(acc: dict[int, dict[str, Any]], deltas: list[dict[str, Any]]) -> None:
@@ -496,12 +554,13 @@ def _merge_tool_deltas(acc: dict[int, dict[str, Any]], deltas: list[dict[str, An
 
 def _poster(send: Any) -> Callable[[tuple[str, Any]], None]:
     """A thread-side function that hands an item to the loop without waiting for it."""
-    import sniffio
+    import asyncio
 
-    if sniffio.current_async_library() == "asyncio":
-        import asyncio
-
+    try:
         loop = asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio (trio): hand over through anyio, waiting each time
+        loop = None
+    if loop is not None:
 
         def post(item: tuple[str, Any]) -> None:
             try:
