@@ -1,0 +1,30 @@
+"""The coder: write, explain and edit code with a coding model, and open files in VS Code.
+
+Tools ``coder.generate``, ``coder.explain``, ``coder.edit`` (destructive: it writes the
+file only with ``apply=true`` and the policy's consent) and ``coder.open_in_editor``;
+the MCP prompt ``coder.review``. The model is the pool's ``coder`` role (a Qwen3-Coder
+GGUF on a GPU box); with none configured, the packaged SmolLM2-135M-Instruct answers.
+Settings: ``[plugin.coder]`` (see ``tools.CoderSettings``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.hookspecs import hookimpl
+
+from . import prompts, tools
+
+
+@hookimpl
+def loom_register_tools(register: Any) -> None:
+    register(tools.generate, read_only=True, title="Generate code")
+    register(tools.explain, read_only=True, idempotent=True, title="Explain code or an error")
+    register(tools.edit, destructive=True, title="Edit a workspace file")
+    register(tools.open_in_editor, read_only=True, idempotent=True, title="Open a file in VS Code")
+
+
+@hookimpl
+def loom_register_prompts(register: Any) -> None:
+    register(prompts.review_prompt, name="coder.review",
+             description="Review code for bugs, security problems and unclear parts, with fixes.")
