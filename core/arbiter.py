@@ -1,0 +1,290 @@
+"""One memory budget (a GPU, or system RAM) and the leases that hold it.
+
+A model is resident only while it holds a ``Lease`` on its device's ``Arbiter``. A load
+first ``reserve``s its estimated size: if it does not fit, idle unpinned leases are
+evicted in the order an ``EvictionPolicy`` ranks them (never a busy or a pinned one); if
+nothing can be freed, the request waits in a bounded queue and fails after a timeout
+with a message naming what it needed, the budget and what holds it.
+
+The arbiter only does the bookkeeping; the pool does the loading and unloading (it is
+handed an ``evict`` callback), so the same arbiter drives real backends and the
+benchmark's simulated ones. Time comes from an injectable clock so the benchmark can
+replay traces in virtual time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from .tools import ToolError
+from .units import format_bytes
+
+
+class PoolError(ToolError):
+    """A model could not be made resident; the message says why and what to change."""
+
+
+class PoolTimeout(PoolError):
+    pass
+
+
+class PoolCapacityError(PoolError):
+    """The model can never fit: bigger than the budget (minus pinned models)."""
+
+
+@dataclass
+class ModelStats:
+    """What the pool remembers about a model across loads (drives the eviction policy)."""
+
+    uses: int = 0
+    loads: int = 0
+    last_request: float | None = None
+    gap: float | None = None  # smoothed time between requests
+    load_seconds: float | None = None  # last measured load time: the cost of a reload
+
+    def record_request(self, now: float) -> None:
+        if self.last_request is not None:
+            g = max(now - self.last_request, 0.0)
+            self.gap = g if self.gap is None else 0.5 * self.gap + 0.5 * g
+        self.last_request = now
+        self.uses += 1
+
+
+@dataclass
+class Lease:
+    name: str
+    device: str
+    size: int
+    pinned: bool = False
+    priority: int = 0
+    keep_alive: float = 300.0
+    state: str = "loading"  # loading -> ready -> unloading
+    users: int = 0
+    handle: Any = None
+    error: BaseException | None = None
+    ready: anyio.Event = field(default_factory=anyio.Event)
+    loaded_at: float | None = None  # wall time
+    last_used: float = 0.0  # pool clock
+    expires_at: float | None = None  # pool clock; None while busy or kept forever
+    measured: int | None = None
+    estimate: Any = None  # the MemoryEstimate this lease reserved
+    reason: str = ""  # why it was loaded
+    backend: str = ""
+
+    def mark_unloading(self) -> None:
+        if self.state != "unloading":
+            self.state = "unloading"
+            self.ready = anyio.Event()  # set again when the unload is done
+
+    @property
+    def idle(self) -> bool:
+        return self.state == "ready" and self.users == 0
+
+    @property
+    def evictable(self) -> bool:
+        return self.idle and not self.pinned
+
+
+# --- eviction policies: rank(lease, stats, now) -> lower is evicted first ----------------
+
+
+class EvictionPolicy:
+    name = "base"
+
+    def rank(self, lease: Lease, stats: ModelStats, now: float) -> float:
+        raise NotImplementedError
+
+
+class LRUPolicy(EvictionPolicy):
+    """Least recently used first."""
+
+    name = "lru"
+
+    def rank(self, lease: Lease, stats: ModelStats, now: float) -> float:
+        return lease.last_used
+
+
+class ShortestKeepAlivePolicy(EvictionPolicy):
+    """Ollama-like: the model whose keep-alive runs out first goes first."""
+
+    name = "ollama"
+
+    def rank(self, lease: Lease, stats: ModelStats, now: float) -> float:
+        return lease.expires_at if lease.expires_at is not None else math.inf
+
+
+class CostAwarePolicy(EvictionPolicy):
+    """Loom's policy: keep what is expensive to reload per byte and will be needed soon.
+
+    The value of keeping a model is ``reload_cost * 2**priority / (size * t_next)``,
+    where ``t_next`` predicts the time until its next request from the smoothed gap
+    between its past requests (a model overdue by a lot looks dormant; a model used once
+    is judged by its age, like LRU). On a cycle over more models than fit this keeps the
+    models needed soonest (what Belady's optimum does) where LRU evicts exactly the one
+    needed next; on a skewed mix it keeps the frequent ones.
+    """
+
+    name = "loom"
+    #: assumed load throughput when a model was never loaded (bytes per second)
+    load_rate = 1.5e9
+
+    def rank(self, lease: Lease, stats: ModelStats, now: float) -> float:
+        cost = stats.load_seconds if stats.load_seconds is not None else 0.05 + lease.size / self.load_rate
+        age = max(now - (stats.last_request if stats.last_request is not None else lease.last_used), 0.0)
+        if stats.gap is None or stats.gap <= 0:
+            t_next = age + 1e-3
+        else:
+            t_next = max(stats.gap - age, age - stats.gap, 0.05 * stats.gap) + 1e-6
+        return cost * (2.0 ** lease.priority) / (max(lease.size, 1) * t_next)
+
+
+POLICIES: dict[str, type[EvictionPolicy]] = {
+    p.name: p for p in (CostAwarePolicy, LRUPolicy, ShortestKeepAlivePolicy)
+}
+
+
+# --- the arbiter ---------------------------------------------------------------------------
+
+
+class Arbiter:
+    def __init__(
+        self,
+        device: str,
+        budget: int,
+        *,
+        policy: EvictionPolicy | None = None,
+        queue_size: int = 32,
+        clock: Callable[[], float] = time.monotonic,
+        stats: dict[str, ModelStats] | None = None,
+        budget_source: str = "config",
+    ) -> None:
+        self.device = device
+        self.budget = int(budget)
+        self.budget_source = budget_source
+        self.policy = policy or CostAwarePolicy()
+        self.queue_size = queue_size
+        self.clock = clock
+        self.stats = stats if stats is not None else {}
+        self.leases: dict[str, Lease] = {}
+        self.peak = 0
+        self.waiting = 0
+        self.io_lock = anyio.Lock()  # loads/unloads on this device run one at a time (clean measurements)
+        self._claims: dict[str, int] = {}  # memory being freed by evictions, promised to a requester
+        self._changed = anyio.Event()
+
+    @property
+    def used(self) -> int:
+        return sum(le.size for le in self.leases.values())
+
+    def free_for(self, name: str) -> int:
+        return self.budget - self.used - sum(v for k, v in self._claims.items() if k != name)
+
+    def notify(self) -> None:
+        """Something was released: wake the waiters so they look again."""
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def release(self, lease: Lease) -> None:
+        if self.leases.get(lease.name) is lease:
+            del self.leases[lease.name]
+            self.notify()
+
+    def holders(self) -> str:
+        if not self.leases:
+            return "nothing"
+        parts = []
+        for le in sorted(self.leases.values(), key=lambda x: -x.size):
+            why = "pinned" if le.pinned else (f"busy, {le.users} request(s)" if le.users else le.state)
+            parts.append(f"{le.name} {format_bytes(le.size)} ({why})")
+        return ", ".join(parts)
+
+    def describe_need(self, lease: Lease) -> str:
+        return (f"model {lease.name!r} needs {format_bytes(lease.size)} on {self.device}; the budget is "
+                f"{format_bytes(self.budget)} ({self.budget_source}), {format_bytes(max(self.free_for(lease.name), 0))}"
+                f" free; held by: {self.holders()}")
+
+    def choose_victims(self, lease: Lease, now: float) -> list[Lease] | None:
+        """The idle leases to evict so ``lease`` fits, cheapest first; None if it cannot."""
+        need = lease.size - self.free_for(lease.name)
+        if need <= 0:
+            return []
+        candidates = [le for le in self.leases.values() if le.evictable and le.name != lease.name]
+        ranked = sorted(candidates, key=lambda le: self.policy.rank(le, self.stats.setdefault(le.name, ModelStats()),
+                                                                    now))
+        chosen, freed = [], 0
+        for le in ranked:
+            if freed >= need:
+                break
+            chosen.append(le)
+            freed += le.size
+        if freed < need:
+            return None
+        # Put back any chosen lease that turned out not to be needed (largest first).
+        for le in sorted(chosen, key=lambda x: -x.size):
+            if freed - le.size >= need:
+                chosen.remove(le)
+                freed -= le.size
+        return chosen
+
+    async def reserve(
+        self,
+        lease: Lease,
+        *,
+        timeout: float,
+        evict: Callable[[Lease, Lease], Awaitable[None]],
+        on_wait: Callable[[Lease, str], Awaitable[None]] | None = None,
+    ) -> float:
+        """Make room for ``lease`` and record it; returns the seconds spent waiting."""
+        pinned = sum(le.size for le in self.leases.values() if le.pinned and le.name != lease.name)
+        if lease.size > self.budget - pinned:
+            extra = f" (pinned models hold {format_bytes(pinned)})" if pinned else ""
+            raise PoolCapacityError(
+                f"{self.describe_need(lease)}. It can never fit{extra}: raise the budget in [pool] "
+                f"({'ram_budget' if self.device == 'cpu' else 'gpu_budget'}), lower context_size, or choose a "
+                f"smaller model")
+        start = self.clock()
+        deadline = anyio.current_time() + timeout
+        waited = False
+        try:
+            while True:
+                victims = self.choose_victims(lease, self.clock())
+                if victims == []:
+                    self.leases[lease.name] = lease
+                    self.peak = max(self.peak, self.used)
+                    return self.clock() - start if waited else 0.0
+                if victims:
+                    self._claims[lease.name] = lease.size
+                    for v in victims:
+                        v.mark_unloading()
+                    for v in victims:
+                        await evict(v, lease)
+                    continue
+                if self.waiting >= self.queue_size:
+                    raise PoolTimeout(f"{self.describe_need(lease)}. The wait queue is full "
+                                      f"({self.queue_size} waiting); try again later")
+                if on_wait is not None and not waited:
+                    await on_wait(lease, self.describe_need(lease))
+                waited = True
+                changed = self._changed
+                self.waiting += 1
+                try:
+                    with anyio.move_on_after(deadline - anyio.current_time()):
+                        await changed.wait()
+                finally:
+                    self.waiting -= 1
+                if anyio.current_time() >= deadline and not changed.is_set():
+                    raise PoolTimeout(f"gave up after waiting {timeout:g}s: {self.describe_need(lease)}. "
+                                      f"Wait for those requests to finish, unload a model (loom models unload "
+                                      f"NAME), or raise [pool] queue_timeout")
+        finally:
+            self._claims.pop(lease.name, None)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"device": self.device, "budget": self.budget, "budget_source": self.budget_source,
+                "used": self.used, "peak": self.peak, "waiting": self.waiting, "policy": self.policy.name}

@@ -1,0 +1,105 @@
+"""The ``llama_cpp`` backend: GGUF models through llama-cpp-python.
+
+- ``estimate`` reads the GGUF header (no model library needed): weights + KV cache for
+  the configured context + compute buffer (+ the mmproj file for vision models);
+- ``load`` returns a ``llama_cpp.Llama`` with ``n_ctx = context_size``; with ``mmproj``
+  set, the library's multimodal chat handler is attached (``MTMDChatHandler`` by
+  default, which uses the model's own chat template; ``options.chat_handler`` picks
+  another, e.g. ``"qwen2.5-vl"``);
+- ``unload`` really frees: ``close()`` releases the llama.cpp context, model and mapped
+  file at once instead of whenever the garbage collector gets to them.
+
+Other ``[models.<name>.options]`` keys are passed to ``Llama(...)`` (``n_threads``,
+``n_batch``, ``n_gpu_layers``, ``embedding``, ``flash_attn``, ``seed``...).
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from core.backends import MemoryEstimate, ModelBackend, ModelSpec
+from core.tools import ToolError
+
+CHAT_HANDLERS = {
+    "mtmd": "MTMDChatHandler",
+    "qwen2.5-vl": "Qwen25VLChatHandler",
+    "llava-1.5": "Llava15ChatHandler",
+    "llava-1.6": "Llava16ChatHandler",
+    "moondream": "MoondreamChatHandler",
+    "nanollava": "NanoLlavaChatHandler",
+    "minicpm-v-2.6": "MiniCPMv26ChatHandler",
+    "llama-3-vision-alpha": "Llama3VisionAlphaChatHandler",
+    "gemma4": "Gemma4ChatHandler",
+}
+
+
+def resolve_file(value: str, *, suffix: str = ".gguf", exclude: tuple[str, ...] = ("mmproj",)) -> Path:
+    """A path, or ``pkg:<package>``: the ``suffix`` file shipped inside that installed package."""
+    if value.startswith("pkg:"):
+        package = value[4:].strip()
+        spec = importlib.util.find_spec(package) if package else None
+        if spec is None or not spec.submodule_search_locations:
+            raise ToolError(f"model package {package!r} is not installed (pip install {package.replace('_', '-')})")
+        root = Path(next(iter(spec.submodule_search_locations)))
+        found = sorted(p for p in root.rglob(f"*{suffix}") if not any(x in p.name.lower() for x in exclude))
+        if not found:
+            raise ToolError(f"package {package!r} contains no {suffix} file")
+        return found[0]
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ToolError(f"model file {path} does not exist; fix `file` in the model's [models.*] section")
+    return path
+
+
+class LlamaCppBackend(ModelBackend):
+    name = "llama_cpp"
+    devices = ("cpu", "cuda")
+
+    def _paths(self, spec: ModelSpec) -> tuple[Path, Path | None]:
+        if not spec.file:
+            raise ToolError(f"model {spec.name!r} has no `file`; set it to a .gguf path or pkg:<package>")
+        model = resolve_file(spec.file)
+        mmproj = resolve_file(spec.config.mmproj, exclude=()) if spec.config.mmproj else None
+        return model, mmproj
+
+    def estimate(self, spec: ModelSpec, device: str) -> MemoryEstimate:
+        from core.gguf_meta import estimate_llama
+
+        model, mmproj = self._paths(spec)
+        n_batch = int(spec.config.options.get("n_batch", 512))
+        parts = estimate_llama(model, spec.config.context_size, n_batch=n_batch,
+                               extra_files=(mmproj,) if mmproj else ())
+        return MemoryEstimate(total=sum(parts.values()), device=device, breakdown=parts)
+
+    def load(self, spec: ModelSpec, device: str) -> Any:
+        import llama_cpp
+        import llama_cpp.llama_chat_format as chat_format
+
+        model, mmproj = self._paths(spec)
+        options = dict(spec.config.options)
+        handler_name = options.pop("chat_handler", "mtmd")
+        kwargs: dict[str, Any] = {"n_ctx": spec.config.context_size, "verbose": False}
+        if device.startswith("cuda"):
+            kwargs["n_gpu_layers"] = -1
+            if ":" in device:
+                kwargs["main_gpu"] = int(device.split(":", 1)[1])
+        if mmproj is not None:
+            cls_name = CHAT_HANDLERS.get(handler_name)
+            if cls_name is None or not hasattr(chat_format, cls_name):
+                raise ToolError(f"unknown chat_handler {handler_name!r}; choose one of {sorted(CHAT_HANDLERS)}")
+            kwargs["chat_handler"] = getattr(chat_format, cls_name)(clip_model_path=str(mmproj), verbose=False)
+        kwargs.update(options)
+        try:
+            return llama_cpp.Llama(str(model), **kwargs)
+        except ValueError as exc:
+            raise ToolError(f"llama.cpp could not load {model}: {exc}") from None
+
+    def unload(self, handle: Any) -> None:
+        close = getattr(handle, "close", None)
+        if close is not None:
+            close()
+        del handle
+        gc.collect()
