@@ -1,0 +1,133 @@
+"""List, load, unload and add models.
+
+  loom models                      configured models (and packaged defaults): roles, backend,
+                                   device, estimated memory, state, keep-alive, pin
+  loom models load NAME            load it in this process: checks that it loads and shows the
+                                   load time and the memory it really took
+  loom models unload NAME          unload it (in this process; a running daemon: the
+                                   models.unload tool)
+  loom models add NAME --backend B --file F [--mmproj M] [--role R] [--context-size N]
+                   [--keep-alive S] [--pin]
+                                   add or replace [models.NAME] in the config file in use
+                                   (or ./loom.toml)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import make_app, print_json
+
+HELP = "list, load, unload or add models (loom models [load|unload|add] NAME)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("action", nargs="?", default="list", choices=("list", "load", "unload", "add"))
+    p.add_argument("name", nargs="?", help="model name ([models.NAME] in loom.toml)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    g = p.add_argument_group("add")
+    g.add_argument("--backend", help="backend, e.g. llama_cpp")
+    g.add_argument("--file", help="model file path, or pkg:<python-package>")
+    g.add_argument("--mmproj", help="vision projector file (llama_cpp vision models)")
+    g.add_argument("--role", help="role it serves: coordinator, coder, vlm, embed, imagegen, video, tts, stt")
+    g.add_argument("--context-size", type=int, help="context length in tokens")
+    g.add_argument("--keep-alive", type=float, help="seconds idle before unloading (0: at once, <0: never)")
+    g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--memory", help="override the memory estimate, e.g. 6GiB")
+    g.add_argument("--pin", action="store_true", help="keep it loaded: loaded at start, never evicted")
+
+
+def _fmt(n: Any) -> str:
+    from core.units import format_bytes
+
+    return "-" if n is None else format_bytes(n)
+
+
+def _table(status: dict[str, Any]) -> None:
+    rows = [("NAME", "ROLES", "BACKEND", "DEVICE", "ESTIMATE", "MEASURED", "STATE", "UNTIL", "PIN")]
+    for m in status["models"]:
+        idle = "kept loaded" if m["keep_alive"] < 0 else f"keep_alive {m['keep_alive']:g}s"
+        rows.append((m["name"] + ("*" if m["default"] else ""), ",".join(m["roles"]) or "-", m["backend"],
+                     m.get("device", "-"), _fmt(m.get("estimate")), _fmt(m.get("measured")), m["state"],
+                     m.get("until", idle), "yes" if m["pinned"] else "no"))
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    for m in status["models"]:
+        if m.get("estimate_error"):
+            print(f"  {m['name']}: {m['estimate_error']}")
+    for d in status["devices"]:
+        print(f"{d['device']}: budget {_fmt(d['budget'])} ({d['budget_source']}), used {_fmt(d['used'])}")
+    if any(m["default"] for m in status["models"]):
+        print("* packaged default: serves its roles only when loom.toml configures no model for them")
+
+
+def _add(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from core.config import ConfigError, ModelConfig, find_config_file, write_model
+
+    if not args.name or not args.backend or not args.file:
+        print("loom: usage: loom models add NAME --backend BACKEND --file PATH [--role ROLE] ...", file=sys.stderr)
+        return 2
+    if not args.file.startswith("pkg:") and not Path(args.file).expanduser().is_file():
+        print(f"loom: warning: {args.file} does not exist (yet)", file=sys.stderr)
+    fields: dict[str, Any] = {"backend": args.backend, "file": args.file}
+    for key in ("mmproj", "role", "context_size", "keep_alive", "device", "memory"):
+        if getattr(args, key) is not None:
+            fields[key] = getattr(args, key)
+    if args.pin:
+        fields["pin"] = True
+    try:
+        model = msgspec.convert(fields, ModelConfig)
+        model.memory_override()
+        if model.context_size <= 0:
+            raise ValueError("--context-size must be positive")
+    except (msgspec.ValidationError, ValueError) as exc:
+        print(f"loom: {exc}", file=sys.stderr)
+        return 2
+    try:
+        path = find_config_file(args.config) or Path.cwd() / "loom.toml"
+    except ConfigError:
+        path = Path(args.config)  # --config names a file that does not exist yet: create it
+    write_model(path, args.name, model)
+    print(f"wrote [models.{args.name}] to {path}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "add":
+        return _add(args)
+    import anyio
+
+    from core.tools import ToolError
+
+    if args.action in ("load", "unload") and not args.name:
+        print(f"loom: usage: loom models {args.action} NAME", file=sys.stderr)
+        return 2
+    app = make_app(args)
+
+    async def main() -> int:
+        async with app:
+            pool = app.pool
+            try:
+                if args.action == "list":
+                    result: Any = pool.status()
+                elif args.action == "load":
+                    result = await pool.load(args.name)
+                else:
+                    result = await pool.unload(args.name)
+            except ToolError as exc:
+                print(f"loom: {exc}", file=sys.stderr)
+                return 1
+        if args.json or args.action != "list":
+            print_json(result)
+        else:
+            _table(result)
+        return 0
+
+    return anyio.run(main)
