@@ -278,8 +278,8 @@ def decode(data: bytes, *, limits: ImageLimits, what: str = "the image") -> PILI
     except Image.DecompressionBombError as exc:
         raise ToolError(f"{what} was refused as a decompression bomb: {exc}") from None
     except errors as exc:
-        raise ToolError(f"{what} looks like {fmt} but its header cannot be read ({exc}); the file is damaged") \
-            from None
+        raise ToolError(f"{what} looks like {fmt} but its header cannot be read ({exc}): the file is damaged "
+                        "or truncated") from None
     width, height = im.size
     if width <= 0 or height <= 0:
         raise ToolError(f"{what} has no pixels ({width}x{height})")

@@ -1,0 +1,394 @@
+"""Vision tools: describe, answer, OCR, video and embeddings, served by the "vlm" model.
+
+The VLM is whatever ``app.pool.model_for("vlm")`` names: a Qwen3-VL GGUF with its mmproj
+(backend ``llama_cpp``) or a local transformers Qwen2.5-VL / Qwen3-VL folder (backend
+``transformers``, registered here, see ``hf_backend.py``). With no VLM configured every
+tool that needs one says exactly what to add to loom.toml, while what a packaged model
+can serve still works: OCR through tesseract, text embeddings through the "embed" model.
+
+Images are loaded by ``images.py`` (confined paths, guarded URLs, base64, MCP content;
+byte and pixel caps before decoding). PIL, torch and transformers are imported lazily.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+
+from core.hookspecs import hookimpl
+from core.results import Text, ToolResult
+from core.tools import ToolContext, ToolError
+
+from .images import ImageLimits, ImageSource, McpImage
+
+T = TypeVar("T")
+
+__all__ = ["McpImage", "VisionSettings"]
+
+
+class VisionSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``[plugin.vision]`` in loom.toml."""
+
+    model: str | None = None  # a model name; default: the pool's "vlm" role
+    max_bytes: int = 20 * 1024 * 1024
+    max_decode_pixels: int = 40_000_000
+    min_pixels: int = 56 * 56
+    max_pixels: int = 1280 * 28 * 28
+    allow_private_urls: bool = False
+    url_timeout: float = 20.0
+    video_max_bytes: int = 512 * 1024 * 1024
+    video_frame_pixels: int = 448 * 448
+    max_frames: int = 32
+    tesseract: str = "tesseract"
+    max_tokens: int = 512
+
+    def limits(self) -> ImageLimits:
+        return ImageLimits(max_bytes=self.max_bytes, max_decode_pixels=self.max_decode_pixels,
+                           min_pixels=self.min_pixels, max_pixels=self.max_pixels,
+                           allow_private_urls=self.allow_private_urls, url_timeout=self.url_timeout)
+
+
+IMAGE_DOC = ("the image: a path inside the allowed roots, an http(s) URL, a data: URL, base64, "
+             "or MCP image content {type: 'image', data, mimeType}")
+Image_ = Annotated[ImageSource, msgspec.Meta(description=IMAGE_DOC)]
+MaxTokens = Annotated[int, msgspec.Meta(ge=1, le=8192, description="cap on generated tokens")] | None
+Dims = Annotated[int, msgspec.Meta(ge=1, description="Matryoshka truncation: keep the first N dimensions, "
+                                                      "re-normalised to unit length")] | None
+
+
+class DescribeArgs(msgspec.Struct, forbid_unknown_fields=True):
+    image: Image_
+    detail: Annotated[Literal["brief", "normal", "detailed"], msgspec.Meta(description="how much to say")] = "normal"
+    max_tokens: MaxTokens = None
+
+
+class AnswerArgs(msgspec.Struct, forbid_unknown_fields=True):
+    image: Image_
+    question: Annotated[str, msgspec.Meta(min_length=1, max_length=8000, description="the question about the image")]
+    max_tokens: MaxTokens = None
+
+
+class OcrArgs(msgspec.Struct, forbid_unknown_fields=True):
+    image: Image_
+    engine: Annotated[Literal["auto", "vlm", "tesseract"], msgspec.Meta(
+        description="auto: the VLM when one is configured, else tesseract")] = "auto"
+    language: Annotated[str, msgspec.Meta(description="tesseract language(s), e.g. 'eng' or 'eng+deu'")] = "eng"
+
+
+class VideoArgs(msgspec.Struct, forbid_unknown_fields=True):
+    video: Annotated[str, msgspec.Meta(description="a video file inside the allowed roots, or an http(s) URL")]
+    fps: Annotated[float, msgspec.Meta(gt=0, le=30, description="frames sampled per second (lowered so that "
+                                                                "max_frames cover the whole video)")] = 1.0
+    max_frames: Annotated[int, msgspec.Meta(ge=1, le=128)] = 16
+    prompt: Annotated[str, msgspec.Meta(max_length=8000, description="what to ask about the video")] | None = None
+    max_tokens: MaxTokens = None
+
+
+class EmbedTextArgs(msgspec.Struct, forbid_unknown_fields=True):
+    texts: Annotated[list[str], msgspec.Meta(min_length=1, max_length=256)]
+    dims: Dims = None
+    space: Annotated[Literal["auto", "vlm", "text"], msgspec.Meta(
+        description="vlm: the VLM's hidden states (the same space as vision.embed_image); text: the 'embed' "
+                    "model; auto: vlm when a transformers VLM is configured, else text")] = "auto"
+
+
+class EmbedImageArgs(msgspec.Struct, forbid_unknown_fields=True):
+    images: Annotated[list[ImageSource], msgspec.Meta(min_length=1, max_length=64, description=IMAGE_DOC)]
+    dims: Dims = None
+
+
+# --- settings, models and blocking work -----------------------------------------------------
+
+
+def settings(ctx: ToolContext) -> VisionSettings:
+    from core.config import ConfigError
+
+    try:
+        return ctx.app.config.plugin_settings("vision", VisionSettings)
+    except ConfigError as exc:
+        raise ToolError(str(exc)) from None
+
+
+def no_vlm_message(tool: str, extra: str = "") -> str:
+    return (
+        f"{tool} needs a vision-language model and none is configured (role \"vlm\"). Add one to loom.toml, "
+        "e.g. a Qwen3-VL GGUF with its vision projector:\n\n"
+        "[models.qwen3-vl]\n"
+        "backend = \"llama_cpp\"\n"
+        "file = \"/models/Qwen3-VL-8B-Instruct-Q4_K_M.gguf\"\n"
+        "mmproj = \"/models/mmproj-Qwen3-VL-8B-Instruct-F16.gguf\"\n"
+        "role = \"vlm\"\n\n"
+        "or run: loom models add qwen3-vl --backend llama_cpp --file /models/Qwen3-VL-8B-Instruct-Q4_K_M.gguf "
+        "--mmproj /models/mmproj-Qwen3-VL-8B-Instruct-F16.gguf --role vlm\n"
+        "A local transformers folder works too (needed for vision.embed_image): backend = \"transformers\", "
+        "file = \"/models/Qwen3-VL-2B-Instruct\", role = \"vlm\"." + (f"\n{extra}" if extra else "")
+    )
+
+
+def _model_config(app: Any, name: str) -> Any:
+    from core.pool import ModelUnavailable
+
+    try:
+        return app.pool.config_for(name)
+    except ModelUnavailable:
+        return None
+
+
+def _is_vlm(cfg: Any) -> bool:
+    return cfg is None or cfg.backend != "llama_cpp" or bool(cfg.mmproj)
+
+
+def vlm_name(ctx: ToolContext, tool: str, extra: str = "") -> str:
+    """The VLM's model name, or a ToolError that says how to configure one."""
+    from core.pool import ModelUnavailable
+
+    name = settings(ctx).model
+    if name is None:
+        try:
+            name = ctx.app.pool.model_for("vlm")
+        except ModelUnavailable:
+            raise ToolError(no_vlm_message(tool, extra)) from None
+    if not _is_vlm(_model_config(ctx.app, name)):
+        raise ToolError(no_vlm_message(tool, f"Model {name!r} is a llama.cpp model without an mmproj file, so it "
+                                             f"cannot see images. {extra}".strip()))
+    return name
+
+
+def has_vlm(ctx: ToolContext) -> bool:
+    try:
+        vlm_name(ctx, "")
+    except ToolError:
+        return False
+    return True
+
+
+async def blocking(ctx: ToolContext, fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a worker thread. If the call is cancelled, ``ctx.cancelled`` is set (the
+    work stops at its next check) and we wait for the thread before letting go, so a model
+    pinned around this call is never unloaded under a running generation."""
+    import anyio
+
+    box: dict[str, Any] = {}
+    done = anyio.Event()
+
+    def work() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    async def runner() -> None:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(work)
+        done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(runner)
+        try:
+            await done.wait()
+        except anyio.get_cancelled_exc_class():
+            ctx.cancelled.set()
+            raise
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+async def load_images(ctx: ToolContext, sources: list[ImageSource], fit: bool = True) -> list[Any]:
+    from .images import load_image
+
+    s = settings(ctx)
+    roots = ctx.app.config.allowed_roots()
+    limits = s.limits()
+    return await blocking(ctx, lambda: [load_image(src, roots=roots, limits=limits, fit=fit) for src in sources])
+
+
+async def ask_vlm(ctx: ToolContext, name: str, images: list[Any], prompt: str, max_tokens: int,
+                  frame_labels: list[str] | None = None) -> str:
+    """One answer from the VLM for images + prompt, whichever backend serves it."""
+    async with ctx.app.pool.use(name) as handle:
+        if hasattr(handle, "generate") and getattr(handle, "kind", "") == "transformers":
+            cancelled: threading.Event = ctx.cancelled
+            return await blocking(ctx, lambda: handle.generate(images, prompt, max_new_tokens=max_tokens,
+                                                               cancelled=cancelled))
+        from plugins.llamacpp.chat import chat, has_vision, image_part
+
+        from .images import png_bytes
+
+        if not has_vision(handle):
+            raise ToolError(no_vlm_message(ctx.tool or "vision", f"Model {name!r} was loaded without a vision "
+                                                                 "projector (mmproj)."))
+        parts: list[dict[str, Any]] = []
+        for i, im in enumerate(images):
+            if frame_labels:
+                parts.append({"type": "text", "text": frame_labels[i]})
+            parts.append(image_part(png_bytes(im)))
+        parts.append({"type": "text", "text": prompt})
+        result = await chat(handle, [{"role": "user", "content": parts}], max_tokens=max_tokens, temperature=0.0,
+                            cancel=ctx.cancelled)
+        return result.text.strip()
+
+
+def _answer(text: str, **facts: Any) -> ToolResult:
+    return ToolResult([Text(text)], structured={"text": text, **facts})
+
+
+# --- tools ------------------------------------------------------------------------------------
+
+_DETAIL = {
+    "brief": "Describe this image in one sentence.",
+    "normal": "Describe this image in a short paragraph: the main subject, the setting, notable details and "
+              "any visible text.",
+    "detailed": "Describe this image in detail: every subject and object, their positions, colours, the setting, "
+                "the style, and transcribe any visible text.",
+}
+
+
+async def describe(args: DescribeArgs, ctx: ToolContext) -> ToolResult:
+    """Describe an image with the vision-language model."""
+    name = vlm_name(ctx, "vision.describe", "OCR (vision.ocr) works without one, through tesseract.")
+    (im,) = await load_images(ctx, [args.image])
+    text = await ask_vlm(ctx, name, [im], _DETAIL[args.detail], args.max_tokens or settings(ctx).max_tokens)
+    return _answer(text, model=name, size=list(im.size))
+
+
+async def answer(args: AnswerArgs, ctx: ToolContext) -> ToolResult:
+    """Answer a question about an image with the vision-language model."""
+    name = vlm_name(ctx, "vision.answer")
+    (im,) = await load_images(ctx, [args.image])
+    text = await ask_vlm(ctx, name, [im], args.question, args.max_tokens or settings(ctx).max_tokens)
+    return _answer(text, model=name, size=list(im.size))
+
+
+_OCR_PROMPT = ("Read all the text in this image. Reply with the text only, keeping its line breaks; "
+               "reply with nothing if there is no text.")
+
+
+async def ocr(args: OcrArgs, ctx: ToolContext) -> ToolResult:
+    """Read the text in an image: the VLM when one is configured, otherwise tesseract."""
+    from .tesseract import tesseract, tesseract_path
+
+    s = settings(ctx)
+    engine = args.engine
+    if engine == "auto":
+        engine = "vlm" if has_vlm(ctx) else "tesseract"
+    if engine == "vlm":
+        name = vlm_name(ctx, "vision.ocr with engine='vlm'", "engine='tesseract' works without one.")
+        (im,) = await load_images(ctx, [args.image])
+        text = await ask_vlm(ctx, name, [im], _OCR_PROMPT, s.max_tokens)
+        return _answer(text, engine="vlm", model=name)
+    if tesseract_path(s.tesseract) is None:
+        raise ToolError("vision.ocr has no engine: install tesseract (`apt-get install tesseract-ocr`) or "
+                        + no_vlm_message("a VLM-based OCR").split(" needs ", 1)[1])
+    (im,) = await load_images(ctx, [args.image], fit=False)
+    text = await blocking(ctx, lambda: tesseract(im, language=args.language, binary=s.tesseract))
+    return _answer(text, engine="tesseract", language=args.language)
+
+
+async def video(args: VideoArgs, ctx: ToolContext) -> ToolResult:
+    """Describe a video (or answer about it): frames sampled at `fps`, then given to the VLM together."""
+    from .frames import local_video, sample_frames, temp_dir
+    from .images import fit_pixels
+
+    name = vlm_name(ctx, "vision.video")
+    s = settings(ctx)
+    max_frames = min(args.max_frames, s.max_frames)
+    with temp_dir() as tmp:
+        from pathlib import Path
+
+        path = await blocking(ctx, lambda: local_video(args.video, roots=ctx.app.config.allowed_roots(),
+                                                       limits=s.limits(), max_bytes=s.video_max_bytes, tmp=Path(tmp)))
+        await ctx.progress(0, 2, "sampling frames")
+        frames, times, info = await blocking(ctx, lambda: sample_frames(
+            path, fps=args.fps, max_frames=max_frames, frame_pixels=s.video_frame_pixels,
+            max_source_pixels=s.max_decode_pixels, cancelled=ctx.cancelled))
+    frames = [fit_pixels(f, min_pixels=s.min_pixels, max_pixels=s.video_frame_pixels) for f in frames]
+    await ctx.progress(1, 2, f"{len(frames)} frames sampled; asking {name}")
+    labels = [f"Frame at {t:.1f} s:" for t in times]
+    question = args.prompt or "Describe what happens in this video, in order."
+    prompt = (f"These are {len(frames)} frames sampled from a video at {info['sampled_fps']:g} frames per second "
+              f"(timestamps {', '.join(f'{t:.1f}s' for t in times)}). {question}")
+    text = await ask_vlm(ctx, name, frames, prompt, args.max_tokens or s.max_tokens, frame_labels=labels)
+    return _answer(text, model=name, video=info, timestamps=times)
+
+
+def _vlm_backend(ctx: ToolContext) -> tuple[str | None, str | None]:
+    try:
+        name = vlm_name(ctx, "")
+    except ToolError:
+        return None, None
+    cfg = _model_config(ctx.app, name)
+    return name, (cfg.backend if cfg is not None else None)
+
+
+async def embed_text(args: EmbedTextArgs, ctx: ToolContext) -> dict:
+    """Embed texts as unit vectors, optionally truncated (Matryoshka) to `dims` and re-normalised."""
+    from .hf_backend import matryoshka
+
+    name, backend = _vlm_backend(ctx)
+    space = args.space
+    if space == "auto":
+        space = "vlm" if backend == "transformers" else "text"
+    if space == "vlm":
+        if name is None:
+            raise ToolError(no_vlm_message("vision.embed_text with space='vlm'", "space='text' uses the packaged "
+                                                                                "MiniLM embedder."))
+        if backend != "transformers":
+            raise ToolError(f"the VLM {name!r} runs on llama.cpp, whose hidden states this tool cannot pool; "
+                            "use space='text', or configure a transformers VLM (backend = \"transformers\")")
+        async with ctx.app.pool.use(name) as handle:
+            vecs = await blocking(ctx, lambda: handle.embed_texts(args.texts, args.dims, ctx.cancelled))
+    else:
+        from core.pool import ModelUnavailable
+
+        try:
+            name = ctx.app.pool.model_for("embed")
+        except ModelUnavailable as exc:
+            raise ToolError(f"vision.embed_text needs an embedding model: {exc}") from None
+        async with ctx.app.pool.use(name) as handle:
+            raw = await blocking(ctx, lambda: handle.embed(list(args.texts)))
+        vecs = matryoshka(raw, args.dims)
+    return {"model": name, "space": space, "dims": int(vecs.shape[1]), "embeddings": vecs.round(6).tolist()}
+
+
+async def embed_image(args: EmbedImageArgs, ctx: ToolContext) -> dict:
+    """Embed images as unit vectors (mean of the VLM's image-token hidden states), optional Matryoshka `dims`."""
+    name, backend = _vlm_backend(ctx)
+    extra = ("Image embeddings are pooled from a transformers VLM's hidden states: backend = \"transformers\", "
+             "file = \"/models/Qwen3-VL-2B-Instruct\", role = \"vlm\".")
+    if name is None:
+        raise ToolError(no_vlm_message("vision.embed_image", extra))
+    if backend != "transformers":
+        raise ToolError(f"vision.embed_image needs a transformers VLM; {name!r} runs on {backend}. {extra}")
+    images = await load_images(ctx, list(args.images))
+    async with ctx.app.pool.use(name) as handle:
+        vecs = await blocking(ctx, lambda: handle.embed_images(images, args.dims, ctx.cancelled))
+    return {"model": name, "space": "vlm", "dims": int(vecs.shape[1]), "embeddings": vecs.round(6).tolist()}
+
+
+# --- registration -----------------------------------------------------------------------------
+
+
+def _backend_factory() -> Any:
+    from .hf_backend import TransformersVLMBackend
+
+    return TransformersVLMBackend()
+
+
+@hookimpl
+def loom_register_backends(register: Any) -> None:
+    register("transformers", _backend_factory)
+
+
+@hookimpl
+def loom_register_tools(register: Any) -> None:
+    opts = {"read_only": True, "idempotent": True, "open_world": True}
+    register(describe, **opts)
+    register(answer, **opts)
+    register(ocr, **opts)
+    register(video, **opts)
+    register(embed_text, read_only=True, idempotent=True)
+    register(embed_image, **opts)
