@@ -1,0 +1,296 @@
+"""The ``diffusers`` model backend: any diffusers pipeline directory, loaded by path.
+
+Configured in loom.toml::
+
+    [models.flux]
+    backend = "diffusers"
+    file = "/models/FLUX.1-dev"            # a diffusers folder with model_index.json
+    files = { transformer = "/models/flux1-dev-Q4_K_S.gguf" }   # optional GGUF transformer
+    role = "imagegen"
+    options = { dtype = "bfloat16", offload = "auto" }
+
+The pipeline class comes from ``model_index.json`` (Flux, SD, SDXL, Wan, LTX,
+AnimateDiff...). A ``files.transformer`` GGUF replaces the folder's transformer through
+diffusers' GGUF loading (``from_single_file`` + ``GGUFQuantizationConfig``), with the
+folder's ``transformer/config.json`` as its config, so no hub access is needed.
+
+On CUDA a model that does not fit the free budget whole is loaded with model CPU
+offload (components move to the GPU in turn) when its largest component fits, and with
+sequential offload (layer by layer) otherwise; on CPU it runs plainly. The handle keeps
+one lock so a pipeline (whose scheduler is stateful) runs one generation at a time.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from core.backends import MemoryEstimate, ModelBackend, ModelSpec
+from core.tools import ToolError
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+OFFLOAD_MODES = ("auto", "none", "model", "sequential")
+# Activations, the VAE decode and allocator slack on top of the weights: a rule of thumb
+# from SD/Flux at 1024 px; the pool corrects it with measured use after the first load.
+COMPUTE_FRACTION = 0.15
+# Sequential offload keeps about one layer on the GPU at a time.
+SEQUENTIAL_FLOOR = 256 * 1024 * 1024
+
+
+class DiffusersConfigError(ToolError):
+    """A model entry that cannot be loaded as configured; the message says what to change."""
+
+
+@dataclass(eq=False)
+class DiffusersHandle:
+    """What ``pool.use()`` hands the imagegen and video tools."""
+
+    name: str
+    pipe: Any
+    family: str  # "flux", "sdxl", "sd", "wan", "ltx", "animatediff", or the class name
+    device: str
+    offload: str  # "none", "model" or "sequential"
+    dtype: str
+    path: Path
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    derived: dict[str, Any] = field(default_factory=dict)  # e.g. the img2img pipeline sharing modules
+
+    def image_to_image(self) -> Any:
+        """An image-to-image pipeline over the same modules (no second copy of the weights)."""
+        if "img2img" not in self.derived:
+            from diffusers import AutoPipelineForImage2Image
+
+            try:
+                pipe = AutoPipelineForImage2Image.from_pipe(self.pipe)
+            except (ValueError, KeyError) as exc:
+                raise ToolError(f"model {self.name!r} ({type(self.pipe).__name__}) has no image-to-image "
+                                f"variant: {exc}") from None
+            if self.offload != "none":
+                _apply_offload(pipe, self.offload, self.device)
+            self.derived["img2img"] = pipe
+        return self.derived["img2img"]
+
+
+def family_of(pipe_class: str) -> str:
+    name = pipe_class.lower()
+    for key in ("flux", "stablediffusionxl", "stablediffusion", "wan", "ltx", "animatediff"):
+        if key in name:
+            return {"stablediffusionxl": "sdxl", "stablediffusion": "sd"}.get(key, key)
+    return pipe_class
+
+
+def choose_offload(total: int, largest: int, budget: int | None) -> str:
+    """``none`` when the whole model fits ``budget``; ``model`` when its largest component
+    does (one component on the GPU at a time); ``sequential`` otherwise (layer by layer)."""
+    if budget is None or total <= budget:
+        return "none"
+    if largest <= budget:
+        return "model"
+    return "sequential"
+
+
+def _weight_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+
+
+def _model_dir(spec: ModelSpec) -> Path:
+    raw = spec.file
+    if not raw:
+        raise DiffusersConfigError(
+            f"model {spec.name!r}: set `file` to a diffusers model folder (the one holding model_index.json)")
+    path = Path(raw).expanduser()
+    if not (path / "model_index.json").is_file():
+        raise DiffusersConfigError(
+            f"model {spec.name!r}: {path} is not a diffusers model folder (no model_index.json). Point `file` at "
+            "the folder a `save_pretrained` or a Hugging Face snapshot produced; a single GGUF transformer goes in "
+            "`files.transformer` beside it")
+    return path
+
+
+def _gguf(spec: ModelSpec) -> Path | None:
+    raw = spec.config.files.get("transformer")
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise DiffusersConfigError(f"model {spec.name!r}: files.transformer {path} does not exist")
+    return path
+
+
+def component_sizes(spec: ModelSpec) -> dict[str, int]:
+    """Bytes of weights per pipeline component (the GGUF file replaces the transformer's)."""
+    root = _model_dir(spec)
+    sizes = {p.name: _weight_bytes(p) for p in root.iterdir() if p.is_dir()}
+    gguf = _gguf(spec)
+    if gguf is not None:
+        sizes["transformer"] = gguf.stat().st_size
+    return {k: v for k, v in sizes.items() if v}
+
+
+def _resolve_device(device: str) -> str:
+    if device in ("auto", "", None):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _dtype(spec: ModelSpec, device: str, family: str) -> Any:
+    import torch
+
+    name = spec.config.options.get("dtype")
+    if name is None:
+        if device.startswith("cuda"):
+            name = "bfloat16" if family in ("flux", "wan", "ltx") else "float16"
+        else:
+            name = "float32"  # half precision on CPU is slow or unsupported for many ops
+    dtype = getattr(torch, str(name), None)
+    if not isinstance(dtype, torch.dtype):
+        raise DiffusersConfigError(f"model {spec.name!r}: options.dtype {name!r} is not a torch dtype "
+                                   "(use float32, float16 or bfloat16)")
+    return dtype
+
+
+def dtype_kw(dtype: Any) -> dict[str, Any]:
+    """diffusers renamed ``torch_dtype`` to ``dtype`` (the old name warns); use what it takes."""
+    from diffusers.utils import deprecation_utils
+
+    return {"dtype": dtype} if hasattr(deprecation_utils, "_resolve_dtype") else {"torch_dtype": dtype}
+
+
+def _apply_offload(pipe: Any, mode: str, device: str) -> None:
+    if mode == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif mode == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    else:
+        pipe.to(device)
+
+
+def gpu_budget(device: str) -> int | None:
+    """Free bytes on a CUDA device right now (what the pool's arbiter also starts from)."""
+    import torch
+
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return None
+    index = int(device.split(":", 1)[1]) if ":" in device else torch.cuda.current_device()
+    return int(torch.cuda.mem_get_info(index)[0])
+
+
+class DiffusersBackend(ModelBackend):
+    name: ClassVar[str] = "diffusers"
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+
+    def __init__(self, budget: Callable[[str], int | None] | None = None) -> None:
+        # ``budget(device) -> bytes``: the pool's budget for the device. The plugin wires it
+        # at startup (``loom_startup``); without it, free CUDA memory is the budget.
+        self.budget = budget
+        self._modes: dict[str, str] = {}  # model name -> offload mode chosen by estimate()
+
+    def _budget(self, device: str) -> int | None:
+        if self.budget is not None:
+            value = self.budget(device)
+            if value is not None:
+                return int(value)
+        return gpu_budget(device)
+
+    def plan_offload(self, spec: ModelSpec, device: str, sizes: dict[str, int]) -> str:
+        """The offload mode for ``spec`` on ``device``: configured, or chosen from the budget."""
+        mode = str(spec.config.options.get("offload", "auto"))
+        if mode not in OFFLOAD_MODES:
+            raise DiffusersConfigError(f"model {spec.name!r}: options.offload must be one of "
+                                       f"{', '.join(OFFLOAD_MODES)}, got {mode!r}")
+        if not device.startswith("cuda"):
+            return "none"  # offload moves modules to an accelerator; on CPU it would only add hooks
+        if mode == "auto":
+            mode = choose_offload(sum(sizes.values()), max(sizes.values(), default=0), self._budget(device))
+        return mode
+
+    def estimate(self, spec: ModelSpec, device: str) -> MemoryEstimate:
+        """Weights from file sizes plus compute; on CUDA, what stays on the GPU under the offload
+        mode the budget calls for (the rest waits in system RAM)."""
+        sizes = component_sizes(spec)
+        weights = sum(sizes.values())
+        largest = max(sizes.values(), default=0)
+        mode = self.plan_offload(spec, device, sizes)
+        self._modes[spec.name] = mode
+        on_device = {"none": weights, "model": largest, "sequential": max(largest // 10, SEQUENTIAL_FLOOR)}[mode]
+        compute = int(on_device * COMPUTE_FRACTION)
+        return MemoryEstimate(total=on_device + compute, device=device,
+                              breakdown={"weights": on_device, "compute": compute, **sizes}, source="estimate")
+
+    def load(self, spec: ModelSpec, device: str) -> DiffusersHandle:
+        from diffusers import DiffusionPipeline
+
+        root = _model_dir(spec)
+        device = _resolve_device(device)
+        index = json.loads((root / "model_index.json").read_text(encoding="utf-8"))
+        pipe_class = str(index.get("_class_name", "DiffusionPipeline"))
+        family = family_of(pipe_class)
+        dtype = _dtype(spec, device, family)
+        kwargs: dict[str, Any] = {**dtype_kw(dtype), "local_files_only": True}
+        gguf = _gguf(spec)
+        if gguf is not None:
+            kwargs["transformer"] = self._gguf_transformer(spec, root, gguf, index, dtype)
+        mode = self._modes.get(spec.name) or self.plan_offload(spec, device, component_sizes(spec))
+        try:
+            pipe = DiffusionPipeline.from_pretrained(str(root), **kwargs)
+        except (OSError, ValueError, KeyError) as exc:
+            raise DiffusersConfigError(f"model {spec.name!r}: cannot load the pipeline in {root}: {exc}") from None
+        pipe.set_progress_bar_config(disable=True)
+        _apply_offload(pipe, mode, device)
+        return DiffusersHandle(name=spec.name, pipe=pipe, family=family, device=device, offload=mode,
+                               dtype=str(dtype).removeprefix("torch."), path=root)
+
+    def _gguf_transformer(self, spec: ModelSpec, root: Path, gguf: Path, index: dict[str, Any], dtype: Any) -> Any:
+        import diffusers
+        from diffusers import GGUFQuantizationConfig
+
+        entry = index.get("transformer")
+        cls_name = entry[1] if isinstance(entry, list) and len(entry) == 2 else None
+        cls = getattr(diffusers, cls_name, None) if cls_name else None
+        if cls is None or not hasattr(cls, "from_single_file"):
+            raise DiffusersConfigError(
+                f"model {spec.name!r}: files.transformer is a GGUF, but {root} has no transformer that diffusers can "
+                "load from a single file (Flux, SD3, Wan, LTX have one)")
+        try:
+            return cls.from_single_file(str(gguf), quantization_config=GGUFQuantizationConfig(compute_dtype=dtype),
+                                        config=str(root), subfolder="transformer", **dtype_kw(dtype),
+                                        local_files_only=True)
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            raise DiffusersConfigError(f"model {spec.name!r}: cannot load GGUF transformer {gguf}: {exc}") from None
+
+    def offload(self, handle: DiffusersHandle, mode: str) -> bool:
+        if not handle.device.startswith("cuda") or mode not in ("model", "sequential"):
+            return False
+        if handle.offload == mode:
+            return True
+        if hasattr(handle.pipe, "remove_all_hooks"):
+            handle.pipe.remove_all_hooks()
+        _apply_offload(handle.pipe, mode, handle.device)
+        handle.offload = mode
+        handle.derived.clear()
+        return True
+
+    def unload(self, handle: DiffusersHandle) -> None:
+        pipe = handle.pipe
+        if hasattr(pipe, "remove_all_hooks"):
+            pipe.remove_all_hooks()
+        handle.derived.clear()
+        handle.pipe = None
+        del pipe
+        free_memory()
+
+
+def free_memory() -> None:
+    """Give back what torch cached (after an unload or an interrupted generation)."""
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
