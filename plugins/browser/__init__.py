@@ -1,0 +1,47 @@
+"""Browser tools on Playwright with the system Chromium: open, click, fill, screenshot, extract, research.
+
+Each session (``session`` argument, per caller) gets its own fresh browser context. Only
+http(s) URLs open; loopback and private addresses are refused unless ``[plugin.browser]``
+allows them, redirect hops and subresources included (a filtering proxy checks every
+connection). Page text is returned as Markdown wrapped in ``<untrusted-content>``.
+The browser starts on first use, is reused, and closes when idle and at shutdown.
+"""
+
+from __future__ import annotations
+
+from core.hookspecs import hookimpl
+
+from .research import research
+from .tools import click, close, extract, fill, open_page, screenshot
+
+DOCTOR = [
+    {"check": "module", "name": "playwright", "why": "drives the browser",
+     "fix": "pip install 'loomd[browser]'  (never `playwright install`: the system Chromium is used)"},
+    {"check": "binary", "name": "/usr/bin/chromium", "why": "the browser itself",
+     "fix": "apt-get install -y chromium, or set [plugin.browser] executable"},
+]
+
+
+@hookimpl
+def loom_configure(config, app):
+    from .manager import BrowserManager, BrowserSettings
+
+    settings = config.plugin_settings("browser", BrowserSettings)
+    app.services["browser"] = BrowserManager(settings, config.data_dir)
+
+
+@hookimpl
+def loom_register_tools(register):
+    register(open_page, name="open", read_only=True, open_world=True, title="Open a web page")
+    register(click, destructive=True, open_world=True, title="Click on the page")
+    register(fill, destructive=True, open_world=True, title="Fill a form field")
+    register(screenshot, read_only=True, open_world=True, title="Screenshot the page")
+    register(extract, read_only=True, open_world=True, title="Links and tables of a page")
+    register(research, read_only=True, open_world=True, title="Research a question on the web")
+    register(close, idempotent=True, title="Close a browser session")
+
+
+@hookimpl
+def loom_shutdown(app):
+    manager = app.services.get("browser")
+    return manager.close() if manager is not None else None
