@@ -190,3 +190,27 @@ async def test_video_frames_sampled_at_the_requested_fps(vl_app):
     assert capped["video"]["frames"] == 4  # fps lowered so 4 frames cover the whole 3 s
     assert capped["video"]["sampled_fps"] == pytest.approx(4 / 3, abs=0.1)
     assert capped["timestamps"][-1] > 2.0
+
+
+async def test_mcp_image_content_and_cancellation_mid_generation(vl_app):
+    import base64
+
+    import anyio
+
+    from core.tools import ToolContext
+
+    app, work = vl_app
+    content = {"type": "image", "data": base64.b64encode((work / "red.png").read_bytes()).decode(),
+               "mimeType": "image/png"}
+    async with app:
+        res = await app.call("vision.describe", {"image": content, "max_tokens": 4})
+        assert res.structured["size"] == [96, 64]
+        ctx = ToolContext()
+        with anyio.move_on_after(0.5):
+            await app.call("vision.answer", {"image": content, "question": "tell me everything",
+                                             "max_tokens": 4000}, ctx=ctx)
+        assert ctx.cancelled.is_set()  # the call was cancelled while generating
+        # ...and the pin was held until the generation thread stopped: nothing still runs on the model
+        assert app.pool.model_status("tiny-vl")["busy"] == 0
+        async with app.pool.use("tiny-vl") as handle:
+            assert not handle.lock.locked()
