@@ -214,3 +214,14 @@ async def test_mcp_image_content_and_cancellation_mid_generation(vl_app):
         assert app.pool.model_status("tiny-vl")["busy"] == 0
         async with app.pool.use("tiny-vl") as handle:
             assert not handle.lock.locked()
+
+
+async def test_a_coordinator_that_sees_serves_the_vision_tools(make_app, tiny_vl: Path, data_dir: Path):
+    img = data_dir / "red.png"
+    picture("red").save(img)
+    cfg = LoomConfig(models={"coord": ModelConfig(backend="transformers", file=str(tiny_vl), role="coordinator",
+                                                  device="cpu", memory="64MiB")})
+    app = make_app("vision", "llamacpp", config=cfg)
+    async with app:
+        res = await app.call("vision.describe", {"image": str(img), "max_tokens": 2})
+    assert res.structured["model"] == "coord"

@@ -39,7 +39,7 @@ def files(data_dir: Path) -> Path:
 
 
 async def test_each_vlm_tool_says_which_model_to_configure(make_app, files: Path):
-    app = make_app("vision", "embed")
+    app = make_app("vision", "embed", "llamacpp")  # the packaged SmolLM2 coordinator cannot see: not a VLM
     calls = {
         "vision.describe": {"image": str(files / "sign.png")},
         "vision.answer": {"image": str(files / "sign.png"), "question": "what does it say?"},

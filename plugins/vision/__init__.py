@@ -141,6 +141,18 @@ def _is_vlm(cfg: Any) -> bool:
     return cfg is None or cfg.backend != "llama_cpp" or bool(cfg.mmproj)
 
 
+def _seeing_coordinator(app: Any) -> str | None:
+    """The coordinator, when it is itself a VLM (a GGUF with an mmproj, or a transformers VLM)."""
+    from core.pool import ModelUnavailable
+
+    try:
+        name = app.pool.model_for("coordinator")
+    except ModelUnavailable:
+        return None
+    cfg = _model_config(app, name)
+    return name if cfg is not None and (cfg.mmproj or cfg.backend == "transformers") else None
+
+
 def vlm_name(ctx: ToolContext, tool: str, extra: str = "") -> str:
     """The VLM's model name, or a ToolError that says how to configure one."""
     from core.pool import ModelUnavailable
@@ -150,7 +162,9 @@ def vlm_name(ctx: ToolContext, tool: str, extra: str = "") -> str:
         try:
             name = ctx.app.pool.model_for("vlm")
         except ModelUnavailable:
-            raise ToolError(no_vlm_message(tool, extra)) from None
+            name = _seeing_coordinator(ctx.app)
+            if name is None:
+                raise ToolError(no_vlm_message(tool, extra)) from None
     if not _is_vlm(_model_config(ctx.app, name)):
         raise ToolError(no_vlm_message(tool, f"Model {name!r} is a llama.cpp model without an mmproj file, so it "
                                              f"cannot see images. {extra}".strip()))
