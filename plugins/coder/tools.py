@@ -65,26 +65,51 @@ class OpenArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     column: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
+PROGRESS_INTERVAL = 0.02  # seconds: at most ~50 progress notifications a second after the first
+
+
 async def run_model(ctx: ToolContext, messages: list[dict[str, Any]], *, max_tokens: int, temperature: float,
-                    seed: int | None = None, stream: bool = True) -> tuple[str, Any]:
-    """Ask the coder model; each batch of new text is reported as progress. Returns (model, ChatResult)."""
+                    seed: int | None = None) -> tuple[str, Any]:
+    """Ask the coder model; returns (model name, ChatResult).
+
+    New text is reported as progress (tokens so far of max_tokens, with the text as the
+    message): the first piece at once, then batched so a fast model does not flood the
+    surface with one notification per token.
+    """
+    import time
+
     from plugins.llamacpp.chat import stream_chat
 
     pool = ctx.app.pool
     name = settings(ctx).model or pool.model_for("coder")
-    done = 0
-
-    async def on_delta(text: str) -> None:
-        nonlocal done
-        done += 1
-        await ctx.progress(done, max_tokens, text)
+    pending: list[str] = []
+    last = 0.0
+    reported = 0.0
 
     async with pool.use(name) as llm:
         if not hasattr(llm, "create_chat_completion"):
             raise ToolError(f"model {name!r} is not a llama.cpp chat model; configure a GGUF coder model "
                             "(backend = \"llama_cpp\") for the coder role")
-        result = await stream_chat(llm, messages, max_tokens=max_tokens, temperature=temperature, seed=seed,
-                                   cancel=ctx.cancelled).collect(on_delta if stream else None)
+        stream = stream_chat(llm, messages, max_tokens=max_tokens, temperature=temperature, seed=seed,
+                             cancel=ctx.cancelled)
+
+        async def flush() -> None:
+            nonlocal last, reported
+            text = "".join(pending)
+            pending.clear()
+            last = time.perf_counter()
+            # MCP wants progress to grow with every notification; the model may have run ahead.
+            reported = max(float(stream.generated), reported + 0.001)
+            await ctx.progress(reported, max_tokens, text)
+
+        async def on_delta(text: str) -> None:
+            pending.append(text)
+            if time.perf_counter() - last >= PROGRESS_INTERVAL:
+                await flush()
+
+        result = await stream.collect(on_delta)
+        if pending:
+            await flush()
     if result.finish_reason == "cancelled":
         raise ToolCancelled(f"{ctx.tool} was cancelled")
     return name, result

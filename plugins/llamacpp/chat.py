@@ -434,7 +434,7 @@ class ChatStream:
         while not lock.acquire(timeout=0.05):
             if cancel.is_set():
                 return ChatResult("", "cancelled", usage=ChatUsage(total_s=time.perf_counter() - self._t0))
-        gate = self._gate = _TokenGate(llm, cancel)
+        gate = self._gate = _TokenGate(llm, cancel, self._params.get("max_tokens"))
         parts: list[str] = []
         first = None
         finish = "stop"
@@ -495,12 +495,15 @@ class _TokenGate:
     llama-cpp-python's stream does not yield a chunk for every token (it holds back text
     that may be the start of a stop sequence or of a multi-byte character), so checking
     only between chunks could let a cancelled call run on for many tokens. The wrapper
-    sits on the token loop itself; leaving it ends the completion as if by length.
+    sits on the token loop itself; leaving it ends the completion as if by length. It
+    also enforces ``max_tokens`` exactly (the library's own check is skipped while it holds
+    back a partial character).
     """
 
-    def __init__(self, llm: Any, cancel: threading.Event) -> None:
+    def __init__(self, llm: Any, cancel: threading.Event, limit: int | None = None) -> None:
         self.llm = llm
         self.cancel = cancel
+        self.limit = limit if limit and limit > 0 else None
         self.count = 0
         self.prompt_tokens = 0
         self.first_at: float | None = None
@@ -508,7 +511,7 @@ class _TokenGate:
 
     def __enter__(self) -> _TokenGate:
         original = self.llm.generate
-        cancel = self.cancel
+        cancel, limit = self.cancel, self.limit
 
         def generate(tokens: Sequence[int], *args: Any, **kwargs: Any) -> Any:
             self.prompt_tokens = len(tokens)
@@ -520,7 +523,7 @@ class _TokenGate:
                     self.count += 1
                     self.last = token
                     yield token
-                    if cancel.is_set():
+                    if cancel.is_set() or (limit is not None and self.count >= limit):
                         return
             finally:
                 inner.close()
