@@ -457,8 +457,8 @@ class MemoryService:
         now = self.clock()
         results = await anyio.to_thread.run_sync(
             lambda: self._recall_sync(store, query, qvec, k, kinds, session_id, include_archived, now))
-        if touch and results:
-            await self.touch([r["id"] for r in results])
+        if touch:  # only real matches count as remembering; a weak filler result does not
+            await self.touch([r["id"] for r in results if r["score"] >= self.settings.min_score])
         return results
 
     def _recall_sync(self, store: Store, query: str, qvec: Any, k: int, kinds: list[str] | None,
