@@ -8,8 +8,10 @@ stop-sequence and cancellation checks need.
 from __future__ import annotations
 
 import threading
+from typing import Literal
 
 import anyio
+import msgspec
 import pytest
 
 from core.results import Image
@@ -242,3 +244,27 @@ async def test_smollm2_answers_and_calls_tools(smollm):
                    max_tokens=48, temperature=0)
     assert r.tool_calls and r.tool_calls[0].name == "get_weather"
     assert "paris" in r.tool_calls[0].arguments["city"].lower()
+
+
+class Where(msgspec.Struct):
+    city: Literal["paris", "rome"]
+
+
+class ForecastArgs(msgspec.Struct):
+    where: Where
+    days: Literal[1, 2, 3]
+
+
+def forecast(args: ForecastArgs) -> str:
+    return "sunny"
+
+
+async def test_loom_tools_with_nested_arguments_are_called_well_formed(tiny):
+    from core.tools import ToolRegistry
+
+    tool = ToolRegistry().add(forecast, plugin="wx")
+    r = await chat(tiny, "forecast?", tools=[tool], tool_choice="required", max_tokens=300, temperature=0.8, seed=2)
+    (call,) = r.tool_calls
+    assert call.name == "wx.forecast"
+    args = msgspec.convert(call.arguments, ForecastArgs)  # valid against the tool's own Struct
+    assert args.where.city in ("paris", "rome")

@@ -191,15 +191,23 @@ def tool_call_grammar(tools: list[dict[str, Any]]) -> Any:
     from llama_cpp import LlamaGrammar
 
     choices = []
+    defs: dict[str, Any] = {}
     for t in tools:
         params = dict(t["function"]["parameters"])
+        defs.update(params.pop("$defs", {}))  # "#/$defs/X" refs must resolve from the new root
         params.setdefault("type", "object")
         params.setdefault("additionalProperties", False)
         choices.append({"type": "object", "properties": {"name": {"const": t["function"]["name"]},
                                                          "arguments": params},
                         "required": ["name", "arguments"], "additionalProperties": False})
-    schema = choices[0] if len(choices) == 1 else {"anyOf": choices}
-    return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+    schema: dict[str, Any] = choices[0] if len(choices) == 1 else {"anyOf": choices}
+    if defs:
+        schema = {**schema, "$defs": defs}
+    try:
+        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+    except Exception as exc:  # the converter rejects some schema features
+        raise LlamaChatError(f"cannot constrain the output to these tools' schemas ({exc}); "
+                             "use tool_choice='auto'") from None
 
 
 def parse_tool_calls(text: str, names: Iterable[str] | None = None) -> tuple[str, list[ToolCallOut]]:
@@ -590,6 +598,9 @@ def _wrap_error(exc: BaseException) -> BaseException:
     if isinstance(exc, ValueError) and "context window" in msg:
         return LlamaChatError(f"the conversation is too long for this model's context: {msg}; shorten it "
                               "or raise context_size in the model's config")
+    if isinstance(exc, RuntimeError) and "llama_decode" in msg:
+        return LlamaChatError(f"llama.cpp failed while generating ({msg}); the context may be full: shorten "
+                              "the conversation or raise context_size")
     if isinstance(exc, ValueError | KeyError | TypeError):
         return LlamaChatError(f"the model could not format or answer this request: {type(exc).__name__}: {msg}")
     return exc
