@@ -1,6 +1,10 @@
-"""Run the Loom daemon: MCP over streamable HTTP (default http://127.0.0.1:8765/mcp).
+"""Run the Loom daemon: MCP over streamable HTTP (default http://127.0.0.1:8765/mcp), the
+OpenAI-compatible API under /v1, /healthz, /readyz, /metrics, /events and the dashboard at /.
 
-Prints where it listens and where the bearer token is; stops cleanly on SIGINT/SIGTERM.
+Prints where it listens and where the bearer token is. Holds an exclusive lock on the
+data dir (a second daemon on the same dir stops with a clear message). SIGINT/SIGTERM:
+stop accepting, let in-flight requests finish (up to ``server.shutdown_grace`` seconds),
+unload models, close the plugins (the memory database), exit 0.
 """
 
 from __future__ import annotations
@@ -10,9 +14,7 @@ import signal
 import socket
 import sys
 
-from . import make_app
-
-HELP = "run the daemon: MCP over streamable HTTP"
+HELP = "run the daemon: MCP, the OpenAI-compatible API, metrics and the dashboard over HTTP"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,9 +35,15 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.surfaces.http import build_http_app, is_loopback, token_path
+    from core import datadir
+    from core.app import Loom
+    from core.config import load_config
+    from core.surfaces.http import build_http_app, ensure_token, is_loopback, token_path
 
-    app = make_app(args)
+    config = load_config(getattr(args, "config", None))
+    # One daemon per data dir: take the lock before any plugin opens its files.
+    datadir.hold_or_exit(config.data_dir)
+    app = Loom.create(config)
     cfg = app.config.server
     host = args.host or cfg.host
     port = cfg.port if args.port is None else args.port
@@ -45,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        asgi = build_http_app(app, auth=auth, host=host)
+        asgi, ops = _build(app, auth=auth, host=host, token=ensure_token(app.config)[0] if auth else None,
+                           build_http_app=build_http_app)
     except ValueError as exc:
         print(f"loom: {exc}", file=sys.stderr)
         return 2
@@ -58,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     print(f"loom: MCP at http://{shown}:{bound}{cfg.mcp_path}", flush=True)
+    print(f"loom: OpenAI API at http://{shown}:{bound}/v1", flush=True)
+    print(f"loom: dashboard at http://{shown}:{bound}/ (sign in with the token, or open /?token=TOKEN once)",
+          flush=True)
     if auth:
         print(f"loom: bearer token in {token_path(app.config)} (send 'Authorization: Bearer <token>')", flush=True)
     else:
@@ -67,16 +79,45 @@ def run(args: argparse.Namespace) -> int:
 
     config = uvicorn.Config(asgi, lifespan="on", log_level="warning", access_log=False,
                             timeout_graceful_shutdown=cfg.shutdown_grace, log_config=None)
-    server = uvicorn.Server(config)
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            ops.begin_drain()  # readiness off, event streams end, new API calls get 503
+            await super().shutdown(sockets)
+
+    server = Server(config)
     # uvicorn turns SIGINT/SIGTERM into a graceful shutdown, then re-raises the signal
-    # with the previous handler: make that a normal exit for SIGTERM.
+    # with the previous handler: make that a normal exit.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     try:
         server.run(sockets=[sock])
-    except SystemExit:
+    except (SystemExit, KeyboardInterrupt):
         pass
+    if not server.started:
+        print("loom: the daemon failed to start (see the errors above)", file=sys.stderr, flush=True)
+        return 1
     print("loom: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def _build(app: object, *, auth: bool, host: str, token: str | None, build_http_app: object) -> tuple:
+    """The HTTP app with every surface: MCP, the OpenAI API, operations and the dashboard."""
+    from core.surfaces.dashboard import COOKIE_PATHS, Dashboard
+    from core.surfaces.openai import OpenAISurface
+    from core.surfaces.ops import DaemonOps, HttpMetrics
+
+    ops = DaemonOps(app)
+    openai = OpenAISurface(app, ops)
+    dashboard = Dashboard(token)
+    asgi = build_http_app(  # type: ignore[operator]
+        app, auth=auth, host=host,
+        extra_routes=[*openai.routes(), *ops.routes(), *dashboard.routes()],
+        public_paths=("/healthz", "/readyz", "/", "/login"),
+        cookie_paths=tuple(p for p in COOKIE_PATHS if p != "/"),
+        services=[ops.running],
+    )
+    asgi.add_middleware(HttpMetrics, ops=ops)
+    asgi.state.ops = ops
+    return asgi, ops
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

@@ -24,7 +24,7 @@ import hmac
 import ipaddress
 import os
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -98,6 +98,7 @@ class SecurityGuard:
         allowed_origins: Sequence[str] = (),
         max_body: int,
         public_paths: Sequence[str] = (),
+        cookie_paths: Sequence[str] = (),
     ) -> None:
         self.app = app
         self.token = token.encode() if token else None
@@ -107,6 +108,8 @@ class SecurityGuard:
         self.origins = {o.rstrip("/").lower() for o in allowed_origins if o != "*"}
         self.max_body = max_body
         self.public = frozenset(public_paths)
+        # The dashboard's HttpOnly cookie stands in for the header, for GETs on these paths only.
+        self.cookie_paths = frozenset(cookie_paths)
 
     def _host_ok(self, host: str | None) -> bool:
         if not host:
@@ -130,11 +133,20 @@ class SecurityGuard:
             return False
         return hmac.compare_digest(header[7:].strip().encode(), self.token)
 
+    def _cookie_ok(self, scope: Scope, headers: Headers) -> bool:
+        if self.token is None or scope["method"] not in ("GET", "HEAD") or scope["path"] not in self.cookie_paths:
+            return False
+        from .dashboard import cookie_token
+
+        value = cookie_token(headers.get("cookie"))
+        return bool(value) and hmac.compare_digest(value.encode(), self.token)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        _error = _openai_error if scope["path"].startswith("/v1/") else _plain_error
         if not self._host_ok(headers.get("host")):
             await _error(421, "Misdirected request: this Host is not allowed (add it to server.allowed_hosts)")(
                 scope, receive, send)
@@ -143,7 +155,8 @@ class SecurityGuard:
             await _error(403, "Forbidden: this Origin is not allowed (add it to server.allowed_origins)")(
                 scope, receive, send)
             return
-        if scope["path"] not in self.public and not self._token_ok(headers.get("authorization")):
+        if (scope["path"] not in self.public and not self._token_ok(headers.get("authorization"))
+                and not self._cookie_ok(scope, headers)):
             resp = _error(401, "Unauthorized: send 'Authorization: Bearer <token>' (the token is in the "
                                "file `loom serve` printed at start)")
             resp.headers["WWW-Authenticate"] = "Bearer"
@@ -153,9 +166,9 @@ class SecurityGuard:
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             await _error(413, f"Request body larger than {self.max_body} bytes")(scope, receive, send)
             return
-        await self.app(scope, self._capped(receive, scope, send), send)
+        await self.app(scope, self._capped(receive, scope, send, _error), send)
 
-    def _capped(self, receive: Receive, scope: Scope, send: Send) -> Receive:
+    def _capped(self, receive: Receive, scope: Scope, send: Send, _error: Any) -> Receive:
         """Count streamed (chunked) bodies too; past the cap the app sees a disconnect."""
         seen = 0
         limit = self.max_body
@@ -173,8 +186,19 @@ class SecurityGuard:
         return wrapped
 
 
-def _error(status: int, message: str) -> JSONResponse:
+def _plain_error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
+
+
+def _openai_error(status: int, message: str) -> JSONResponse:
+    """The OpenAI error shape for ``/v1/`` paths, so SDK clients show the message."""
+    kind = {401: "authentication_error", 413: "invalid_request_error"}.get(status, "invalid_request_error")
+    code = {401: "invalid_api_key", 413: "request_too_large", 421: "host_not_allowed", 403: "origin_not_allowed"}
+    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code.get(status)}},
+                        status_code=status)
+
+
+_error = _plain_error
 
 
 # --- the app -------------------------------------------------------------------------
@@ -187,10 +211,15 @@ def build_http_app(
     host: str | None = None,
     extra_routes: Sequence[BaseRoute] = (),
     surface: Any = None,
+    public_paths: Sequence[str] = (),
+    cookie_paths: Sequence[str] = (),
+    services: Sequence[Callable[[], contextlib.AbstractAsyncContextManager[Any]]] = (),
 ) -> Starlette:
     """The daemon's ASGI app for ``app`` (a ``Loom``); starting it starts ``app`` too.
 
     ``auth=False`` (``--no-auth``) is refused unless ``host`` is a loopback address.
+    ``public_paths`` need no token (health probes); ``cookie_paths`` also accept the
+    dashboard's cookie on GET; ``services`` are entered, in order, once the app runs.
     """
     from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
     from mcp.server.transport_security import TransportSecuritySettings
@@ -219,7 +248,9 @@ def build_http_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with app, surface.running(), manager.run():
+        async with app, surface.running(), manager.run(), contextlib.AsyncExitStack() as stack:
+            for service in services:
+                await stack.enter_async_context(service())
             yield
 
     mcp_endpoint = StreamableHTTPASGIApp(manager)
@@ -234,5 +265,7 @@ def build_http_app(
         allowed_hosts=allowed_hosts,
         allowed_origins=cfg.allowed_origins,
         max_body=cfg.max_body_bytes,
+        public_paths=public_paths,
+        cookie_paths=cookie_paths,
     )
     return star
