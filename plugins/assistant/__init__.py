@@ -1,2 +1,115 @@
 """The assistant: routes each request into a plan of tool steps, runs it around the
-cognition stages, and answers (``assistant.ask``, ``assistant.chat``)."""
+cognition stages, and answers (``assistant.ask``, ``assistant.chat``, ``assistant.route``).
+
+The router, the plan executor and the ``Turn`` that cognition stages receive live in
+the modules beside this one; they are imported when first used, so ``loom tools`` stays
+fast.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+
+from core.hookspecs import hookimpl
+from core.tools import ToolContext, ToolError
+
+Text = Annotated[str, msgspec.Meta(max_length=32_000, description="the request, in any language")]
+Paths = Annotated[list[str], msgspec.Meta(max_length=16, description="files sent with the request (images, "
+                                                                      "video, audio, documents), inside the "
+                                                                      "allowed roots; their type is read from "
+                                                                      "their content")]
+Session = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[\w.:@-]+$",
+                                      description="conversation id, for memory and continuity")]
+
+
+class AskArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    text: Text = ""
+    attachments: Paths = []
+    session_id: Session = "default"
+
+
+class RouteArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    text: Text = ""
+    attachments: Paths = []
+    use_llm: Annotated[bool, msgspec.Meta(description="ask the coordinator LLM when the rules are unsure")] = False
+
+
+class ChatArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=32_000, description="the message")]
+    system: Annotated[str, msgspec.Meta(max_length=8000, description="system prompt override")] | None = None
+    session_id: Session = "default"
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=8192)] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] | None = None
+
+
+def get_assistant(app: Any) -> Any:
+    svc = app.services.get("assistant")
+    if svc is None:
+        from core.config import ConfigError
+
+        from .service import Assistant, AssistantSettings
+
+        try:
+            settings = app.config.plugin_settings("assistant", AssistantSettings)
+        except ConfigError as exc:
+            raise ToolError(str(exc)) from None
+        svc = app.services["assistant"] = Assistant(app, settings)
+        app.services["router"] = svc.router
+    return svc
+
+
+async def ask(args: AskArgs, ctx: ToolContext) -> dict:
+    """Ask Loom anything, with optional files: it routes the request to the right specialists
+    (vision, coder, image generator, voice, browser, PC control, memory), runs the plan and answers."""
+    turn = await get_assistant(ctx.app).ask(args.text, list(args.attachments), session_id=args.session_id, ctx=ctx)
+    plan = turn.plan
+    files = [p for p in (_file(ctx.app, r) for r in turn.step_results.values()) if p]
+    return {
+        "answer": turn.answer,
+        "intent": plan.intent if plan else None,
+        "steps": plan.tool_names() if plan else [],
+        "reason": plan.reason if plan else "",
+        "confidence": plan.confidence if plan else None,
+        "files": files,
+        "uncertain": turn.uncertain,
+        "answer_confidence": turn.confidence,
+        "session_id": turn.session_id,
+        "plan_id": plan.id if plan else None,
+    }
+
+
+def _file(app: Any, result: Any) -> str | None:
+    from .plan import result_file
+
+    return result_file(result, app.config.data_dir / "tmp" / "plans")
+
+
+async def route(args: RouteArgs, ctx: ToolContext) -> dict:
+    """Show the plan Loom would run for a request, without running it: intent, tool steps, reason, confidence."""
+    svc = get_assistant(ctx.app)
+    atts = svc.attachments(list(args.attachments))
+    plan, _ = await svc.route(args.text, atts, use_llm=args.use_llm, transcribe=False, ctx=ctx)
+    out = plan.summary()
+    out["cost_s"] = plan.cost_s()
+    out["decided_by"] = plan.decided_by
+    return out
+
+
+async def chat(args: ChatArgs, ctx: ToolContext) -> dict:
+    """Answer directly with the coordinator model (no tools): questions, advice, writing, translation."""
+    from core.results import Text as TextContent
+    from core.results import ToolResult
+
+    turn = ctx.extra.get("turn")
+    out = await get_assistant(ctx.app).chat(args.text, system=args.system, turn=turn, max_tokens=args.max_tokens,
+                                      temperature=args.temperature, ctx=ctx)
+    return ToolResult([TextContent(out["answer"])], structured=out)
+
+
+@hookimpl
+def loom_register_tools(register):
+    register(ask, open_world=True)
+    register(chat, read_only=True)
+    register(route, read_only=True, idempotent=True)

@@ -52,7 +52,9 @@ class Plan(msgspec.Struct, kw_only=True):
     id: str = msgspec.field(default_factory=new_id)
     #: after the first step (a transcription), route its text and append those steps
     then_route: bool = False
-    seconds: float = 0.0  # time the decision took
+    seconds: float = 0.0  # time routing took, all in (transcribing while routing included)
+    decide_s: float = 0.0  # time the rules + embedding decision took
+    alternatives: list[str] = []  # the runner-up intents, best first
 
     def tool_names(self) -> list[str]:
         return [s.tool for s in self.steps]
@@ -82,7 +84,7 @@ FIELD_SYNONYMS: dict[str, str] = {
                      "content", "input", "request", "topic", "description", "goal"), "text"),
     **dict.fromkeys(("file", "path", "image", "image_path", "audio", "audio_path", "video", "video_path",
                      "source", "input_path", "filename"), "file"),
-    **dict.fromkeys(("files", "images", "paths"), "files"),
+    **dict.fromkeys(("files", "images", "paths"), "files"), "code": "text",
     "url": "url", "app": "app", "name": "app", "application": "app", "keys": "keys", "hotkey": "keys",
     "combo": "keys", "x": "x", "y": "y", "model": "model", "session_id": "session_id", "language": "language",
     "button": "button", "clicks": "clicks", "session": "session_id",
@@ -224,12 +226,15 @@ Reroute = Callable[[str], Awaitable["Plan"]]
 async def execute(plan: Plan, app: Any, *, request: str = "", attachments: list[str] | None = None,
                   session_id: str = "default", ctx: ToolContext | None = None,
                   reroute: Reroute | None = None, extra: dict[str, Any] | None = None,
-                  on_result: Callable[[Step, Any], Awaitable[None]] | None = None) -> dict[str, Any]:
+                  on_result: Callable[[Step, Any], Awaitable[None]] | None = None,
+                  precomputed: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run ``plan``'s steps in dependency order; returns the namespace of outputs.
 
     The namespace has ``{id}.text`` / ``{id}.file`` per step and ``last.text`` /
     ``last.file`` for the final one. ``reroute(text)`` is used when ``plan.then_route``
     is set: the first step's text (a transcript) is routed and its steps appended.
+    ``precomputed`` maps step ids to results already obtained (the router transcribed
+    the audio while routing): those steps are not run twice.
     """
     started = time.perf_counter()
     corr = ctx.correlation_id if ctx else None
@@ -245,7 +250,8 @@ async def execute(plan: Plan, app: Any, *, request: str = "", attachments: list[
         while index < len(queue):
             step = queue[index]
             index += 1
-            await _run_step(plan, step, index, app, ns, scratch, ctx, corr, on_result)
+            await _run_step(plan, step, index, app, ns, scratch, ctx, corr, on_result,
+                            (precomputed or {}).get(step.id))
             if plan.then_route and index == 1 and reroute is not None:
                 more = await reroute(ns[f"{step.id}.text"])
                 appended = _rebase(more.steps, step.id, len(plan.steps))
@@ -286,28 +292,16 @@ def _rebase(steps: list[Step], source_id: str, offset: int) -> list[Step]:
 
 async def _run_step(plan: Plan, step: Step, index: int, app: Any, ns: dict[str, Any], scratch: Path,
                     ctx: ToolContext | None, corr: str | None,
-                    on_result: Callable[[Step, Any], Awaitable[None]] | None) -> None:
+                    on_result: Callable[[Step, Any], Awaitable[None]] | None, done: Any = None) -> None:
     label = f"step {index} ({step.tool})"
     await app.bus.publish(StepStarted(plan_id=plan.id, step=step.id, tool=step.tool, index=index,
                                       correlation_id=corr, source="assistant"))
     t0 = time.perf_counter()
     try:
-        try:
-            tool = app.tools.get(step.tool)
-        except ToolError as exc:
-            raise ToolError(f"{exc} Enable the plugin that provides it, or configure its model.") from None
-        values = {k: resolve(v, ns) for k, v in step.args.items()}
-        values.setdefault("session_id", ns.get("session_id"))
-        if step.model:
-            values.setdefault("model", step.model)
-        args = bind_args(tool.input_schema, values)
-        sub = ToolContext(surface=ctx.surface, correlation_id=ctx.correlation_id, caller=ctx.caller,
-                          on_progress=ctx.on_progress, elicit=ctx.elicit, cancelled=ctx.cancelled,
-                          extra={**ctx.extra, "plan_id": plan.id, "step": step.id}) if ctx else \
-            ToolContext(surface="plan", extra={"plan_id": plan.id, "step": step.id})
-        result = await app.call(step.tool, args, ctx=sub)
-        if getattr(result, "is_error", False):
-            raise ToolError(result_text(result) or "the tool reported an error")
+        if done is not None:
+            result = done
+        else:
+            result = await _call(app, plan, step, ns, ctx)
     except ToolError as exc:
         await _finished(app, plan, step, index, t0, corr, str(exc))
         raise PlanError(f"{label} failed: {exc}", step) from exc
@@ -322,6 +316,28 @@ async def _run_step(plan: Plan, step: Step, index: int, app: Any, ns: dict[str, 
     if on_result is not None:
         await on_result(step, result)
     await _finished(app, plan, step, index, t0, corr, None)
+
+
+async def _call(app: Any, plan: Plan, step: Step, ns: dict[str, Any], ctx: ToolContext | None) -> Any:
+    try:
+        tool = app.tools.get(step.tool)
+    except ToolError as exc:
+        raise ToolError(f"{exc} Enable the plugin that provides it, or configure its model.") from None
+    values = {k: resolve(v, ns) for k, v in step.args.items()}
+    values.setdefault("session_id", ns.get("session_id"))
+    if step.model:
+        values.setdefault("model", step.model)
+    args = bind_args(tool.input_schema, values)
+    extra = {**(ctx.extra if ctx else {}), "plan_id": plan.id, "step": step.id}
+    if ctx is not None:
+        sub = ToolContext(surface=ctx.surface, correlation_id=ctx.correlation_id, caller=ctx.caller,
+                          on_progress=ctx.on_progress, elicit=ctx.elicit, cancelled=ctx.cancelled, extra=extra)
+    else:
+        sub = ToolContext(surface="plan", extra=extra)
+    result = await app.call(step.tool, args, ctx=sub)
+    if getattr(result, "is_error", False):
+        raise ToolError(result_text(result) or "the tool reported an error")
+    return result
 
 
 async def _finished(app: Any, plan: Plan, step: Step, index: int, t0: float, corr: str | None,

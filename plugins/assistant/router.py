@@ -31,7 +31,7 @@ Embed = Callable[[list[str]], np.ndarray]
 EMBED_WEIGHT = 6.0  # rule points per unit of cosine similarity
 DECISIVE = 3.0  # rule score that needs no embedding when it also leads by DECISIVE_MARGIN
 DECISIVE_MARGIN = 1.5
-LLM_THRESHOLD = 0.45  # below this confidence the coordinator LLM is asked (when allowed)
+LLM_THRESHOLD = 0.35  # below this confidence the coordinator LLM is asked (when allowed)
 TEXT_INTENTS = ("chat", "code", "imagegen", "videogen", "speak", "research", "pc_control", "memory")
 
 INTENT_TOOL = {"chat": "assistant.chat", "imagegen": "imagegen.generate", "videogen": "video.generate",
@@ -57,7 +57,7 @@ class Router:
     # -- embeddings ---------------------------------------------------------------------
 
     def _prototypes(self, embed: Embed) -> tuple[np.ndarray, list[str]]:
-        if self._proto is None or self._proto[0] is not embed:
+        if self._proto is None or self._proto[0] != embed:  # bound methods: equal, not identical
             labels = [i for i, texts in PROTOTYPES.items() for _ in texts]
             texts = [rules.strip_accents(t).lower() for i in PROTOTYPES for t in PROTOTYPES[i]]
             self._proto = (embed, embed(texts), labels)
@@ -93,7 +93,7 @@ class Router:
             plan = self._document(t)
         else:
             plan = self._text(t, embed)
-        plan.seconds = time.perf_counter() - t0
+        plan.seconds = plan.decide_s = time.perf_counter() - t0
         return plan
 
     def _text(self, t: rules.Text, embed: Embed | None, prefix: str = "") -> Plan:
@@ -116,7 +116,9 @@ class Router:
         steps = self._follow_ups(t, intent, steps)
         reason = (f"{prefix}text request; {intent} by {decided_by} (score {ranked[0][1]:.1f} vs "
                   f"{ranked[1][0]} {ranked[1][1]:.1f}{why})")
-        return _plan(intent, steps, reason, confidence, "text", decided_by)
+        plan = _plan(intent, steps, reason, confidence, "text", decided_by)
+        plan.alternatives = [i for i, _ in ranked[1:3]]
+        return plan
 
     def _steps_for(self, intent: str, t: rules.Text, clause: str) -> list[Step]:
         if intent == "code":
@@ -208,7 +210,9 @@ class Router:
                          "transcribe it", 0.8, "audio", "rules")
         inner = self._text(spoken, embed, prefix="spoken request; ")
         rest = _rebase_request(inner.steps)
-        return _plan(inner.intent, steps + rest, inner.reason, inner.confidence, "audio", inner.decided_by)
+        plan = _plan(inner.intent, steps + rest, inner.reason, inner.confidence, "audio", inner.decided_by)
+        plan.alternatives = inner.alternatives
+        return plan
 
 
 # --- helpers -------------------------------------------------------------------------

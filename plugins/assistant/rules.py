@@ -224,7 +224,8 @@ RULES: list[tuple[str, float, re.Pattern[str]]] = [
     ("chat", 1.5, rx(r"\b(?:i'm|i am|i feel|i've been|me siento|estoy) (?:so |really |very |a bit |muy |un poco )?"
                      r"(?:nervous|sad|anxious|happy|stressed|tired|lonely|worried|scared|excited|bored|upset|"
                      r"nervioso|nerviosa|triste|ansioso|ansiosa|cansado|cansada|preocupado|preocupada|feliz)\b")),
-    ("chat", 1.0, rx(r"\b(?:describe an?|describe the concept|tell me about|what are|who was|who is|how many|"
+    ("chat", 1.0, rx(r"\b(?:describe an?|describe the concept|tell me about|tell me (?:a|an|some|something)|"
+                     r"what are|who was|who is|how many|"
                      r"how much|how long|how far|cuantos|cuantas|cuanto|quien fue|que es)\b")),
     # speech
     ("speak", 3.5, rx(rf"\b{SPEAK_VERB}\b(?:\W+\w+){{0,10}}?\W+{ALOUD}")),

@@ -1,0 +1,54 @@
+"""Show the plan Loom would run for a request, as JSON, without running it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import make_app
+
+HELP = "print the plan for a request as JSON: loom route TEXT [--attach PATH ...]"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("text", nargs="?", default="", help="the request (may be empty when a file is attached)")
+    p.add_argument("--attach", action="append", default=[], metavar="PATH",
+                   help="a file sent with the request (image, video, audio, document); repeatable")
+    p.add_argument("--llm", action="store_true", help="let the coordinator LLM decide when the rules are unsure")
+    p.add_argument("--verbose", "-v", action="store_true", help="also print steps' arguments, models and costs")
+
+
+def run(args: argparse.Namespace) -> int:
+    import anyio
+
+    from core.tools import ToolError
+
+    app = make_app(args, configure_logs=False)
+    if "assistant.route" not in app.tools:
+        print("loom: the assistant plugin is not enabled", file=sys.stderr)
+        return 1
+
+    async def main() -> int:
+        async with app:
+            from plugins.assistant import get_assistant
+
+            svc = get_assistant(app)
+            try:
+                atts = svc.attachments(args.attach)
+                plan, _ = await svc.route(args.text, atts, use_llm=args.llm, transcribe=False)
+            except ToolError as exc:
+                print(f"loom: {exc}", file=sys.stderr)
+                return 1
+        out = plan.summary()
+        if args.verbose:
+            import msgspec
+
+            out["decided_by"] = plan.decided_by
+            out["cost_s"] = plan.cost_s()
+            out["plan"] = msgspec.to_builtins(plan.steps)
+        json.dump(out, sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+        return 0
+
+    return anyio.run(main)
