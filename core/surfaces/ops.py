@@ -429,15 +429,15 @@ class DaemonOps:
         w.histogram("loom_http_request_duration_seconds", "HTTP request latency (to the end of the body).",
                     "route", m.http_latency)
         w.metric("loom_http_in_flight", "gauge", "HTTP requests being served.", [({}, self.in_flight)])
-        w.metric("loom_model_loads_total", "counter", "Model loads.", sorted(({"model": k}, v)
-                                                                              for k, v in m.loads.items()))
+        w.metric("loom_model_loads_total", "counter", "Model loads.",
+                 [({"model": k}, v) for k, v in sorted(m.loads.items())])
         w.histogram("loom_model_load_seconds", "Model load time.", "model", m.load_seconds)
         w.metric("loom_model_evictions_total", "counter", "Idle models unloaded to make room for another.",
-                 sorted(({"model": k}, v) for k, v in m.evictions.items()))
+                 [({"model": k}, v) for k, v in sorted(m.evictions.items())])
         w.metric("loom_model_unloads_total", "counter", "Models unloaded (keep-alive, request, shutdown).",
-                 sorted(({"model": k}, v) for k, v in m.unloads.items()))
+                 [({"model": k}, v) for k, v in sorted(m.unloads.items())])
         w.metric("loom_model_load_failures_total", "counter", "Model loads that failed.",
-                 sorted(({"model": k}, v) for k, v in m.load_failures.items()))
+                 [({"model": k}, v) for k, v in sorted(m.load_failures.items())])
         status = self.pool_status()
         devices = status.get("devices", [])
         w.metric("loom_memory_budget_bytes", "gauge", "Memory budget per device.",
