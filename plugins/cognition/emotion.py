@@ -34,7 +34,7 @@ _WORDS = {
         amazing fantastic excellent cheerful thrilled pleased enjoy* fun yay celebrate* smile* laugh* grateful
         thankful blessed proud
         feliz felices alegre alegria content* encant* maravillos* genial estupend* fantastic* disfrut* divert*
-        sonri* rei* celebr* orgullos* agradecid* gracias ilusion* fenomenal""",
+        sonri* rei* celebr* orgullos* agradecid* gracias fenomenal""",
     "trust": """trust* reliable rely honest safe secure confident faith believe* loyal depend* sure certain
         support* agree* respect*
         confi* fiabl* honest* segur* cre* leal apoy* respet* acuerdo""",
@@ -58,7 +58,7 @@ _WORDS = {
         estupid* ridicul* inaceptable""",
     "anticipation": """hope* hoping expect* anticipat* excited eager plan* soon tomorrow
         waiting await* curious ready prepar*
-        esper* ilusionad* emocionad* ansios* pronto manana planific* prepar* curios* listo lista""",
+        esper* ilusion* dese* ganas emocionad* ansios* pronto manana planific* prepar* curios* listo lista""",
 }
 for _emo, _blob in _WORDS.items():
     for _w in _blob.split():

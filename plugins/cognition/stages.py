@@ -84,7 +84,7 @@ def difficulty(text: str) -> tuple[float, list[str]]:
         if numbers >= 2:
             score += 0.1
     if _LOGIC.search(text):
-        score += 0.2
+        score += 0.3
         reasons.append("explanation or analysis")
     multi = len(_MULTI.findall(text)) + max(text.count("?") - 1, 0)
     if multi:
