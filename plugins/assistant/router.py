@@ -159,6 +159,8 @@ class Router:
                                    text=f"{clause}\n\n{{s{len(steps)}.text}}"))
             elif last.startswith("system."):
                 tool = rules.pc_tool(clause)
+                if tool == "system.open_app" and re.match(r"(?:type|write|escribe|teclea|tape|tippe)\b", clause):
+                    tool = "system.type"
                 if tool != "system.open_app" or re.match(rf"{rules.OPEN}\b", clause):
                     steps.append(_step(len(steps) + 1, tool, **_pc_args(tool, t, clause)))
             else:

@@ -295,6 +295,8 @@ def score(t: Text, clause: str | None = None) -> dict[str, float]:
         scores["code"] += 2.5
     if ERROR_TOKEN.search(t.original):
         scores["code"] += 2.0
+        if re.search(rf"\b{EXPLAIN}\b|\bmeans?\b|\?", s):  # asking what an error message means
+            scores["code"] += 1.5
     if re.search(r"[\\^$]\w|\{\d|=>|==|!=|\w\(\)|;\s*$|\bdef |\bfn |\bvar |\bconst |</?\w+>", t.original):
         scores["code"] += 1.0
     if scores["videogen"] >= 3.0:
@@ -332,6 +334,8 @@ def code_tool(t: Text) -> str:
 
 
 def memory_tool(s: str) -> str:
+    if re.search(r"\b(?:don't|do not|never|no) (?:forget|olvides)\b", s):
+        return "memory.remember"
     if re.search(FORGET, s):
         return "memory.forget"
     if re.search(RECALL, s) or re.search(QUESTION, s) or s.endswith("?"):
