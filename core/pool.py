@@ -309,12 +309,14 @@ class ModelPool:
         cfg = self.config_for(name)
         backend = self.backend(cfg.backend)
         device = self.device_of(cfg, backend)
-        est = await anyio.to_thread.run_sync(self.estimate, name)
         arb = self.arbiter(device)
-        lease = Lease(name=name, device=device, size=est.total, backend=cfg.backend, pinned=cfg.pin,
-                      priority=cfg.priority, keep_alive=self.keep_alive_of(cfg), estimate=est, reason=reason, users=1)
+        # Registered before the first await so concurrent requests coalesce onto this load.
+        lease = Lease(name=name, device=device, size=0, backend=cfg.backend, pinned=cfg.pin,
+                      priority=cfg.priority, keep_alive=self.keep_alive_of(cfg), reason=reason, users=1)
         self._leases[name] = lease
         try:
+            est = lease.estimate = await anyio.to_thread.run_sync(self.estimate, name)
+            lease.size = est.total
             async def evict(victim: Lease, for_lease: Lease) -> None:
                 await self._unload_lease(victim, f"evicted to make room for {for_lease.name}", for_model=for_lease.name)
 
@@ -383,6 +385,7 @@ class ModelPool:
         lease.last_used = now
         if lease.users > 0 or lease.state != "ready":
             return
+        self.arbiter(lease.device).notify()  # it became evictable: waiters may now fit
         if lease.pinned or lease.keep_alive < 0:
             lease.expires_at = None
         elif lease.keep_alive == 0:
