@@ -39,7 +39,7 @@ class LoomDaemon:
         self.stderr_path = base / "stderr.log"
 
     def start(self, timeout: float = 60) -> LoomDaemon:
-        self._stderr = open(self.stderr_path, "w")  # noqa: SIM115 - closed in stop()
+        self._stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "core.cli", "serve", "--port", "0"], env=self.env,
                                      cwd=str(ROOT), stdout=subprocess.PIPE, stderr=self._stderr, text=True)
         token_file = None

@@ -18,7 +18,8 @@ import pytest
 from tests.gguf_factory import write_tiny_gguf
 from tests.openai_helpers import LoomDaemon
 
-PNG_1PX = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+PNG_1PX = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQ"
+                           "AAAABJRU5ErkJggg==")
 UNIT_TOOL = {"type": "function", "function": {
     "name": "set_unit", "description": "Choose the temperature unit for the weather report.",
     "parameters": {"type": "object", "properties": {"unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},

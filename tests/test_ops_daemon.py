@@ -98,7 +98,8 @@ def _mcp(d: LoomDaemon, message: dict) -> dict:
     base = {**d.headers, "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
             "mcp-protocol-version": "2025-11-25"}
     init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "t", "version": "0"}}}
     r = httpx.post(d.base_url + "/mcp", json=init, headers=base, timeout=30)
     session = {**base, "mcp-session-id": r.headers["mcp-session-id"]}
     httpx.post(d.base_url + "/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"},
