@@ -179,7 +179,8 @@ class ModelPool:
             role = self.app.config.models[name].role
             return [role] if role else []
         d = self._defaults.get(name)
-        return list(d.roles) if d else []
+        taken = {c.role for c in self.app.config.models.values()}
+        return [r for r in d.roles if r not in taken] if d else []  # the roles this default still serves
 
     def model_for(self, role: str) -> str:
         """The model serving ``role``: a configured one first (highest priority), else a default."""
