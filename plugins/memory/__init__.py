@@ -105,12 +105,14 @@ class RememberArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 async def remember(args: RememberArgs, ctx: ToolContext) -> dict:
-    """Store a memory durably (acknowledged only once it is on disk). Returns its id."""
+    """Store a memory durably (acknowledged only once it is on disk). Returns its id. A lead-in
+    such as "remember that" is dropped: what is stored is the thing to remember."""
+    from .facts import strip_request
     from .service import MemoryError_
 
     svc = await _service(ctx)
     try:
-        mid = await svc.remember(args.text, args.kind, importance=args.importance, emotion=args.emotion,
+        mid = await svc.remember(strip_request(args.text), args.kind, importance=args.importance, emotion=args.emotion,
                                  session_id=args.session_id, metadata=args.metadata)
     except MemoryError_ as exc:
         raise _user_error(exc) from None
@@ -121,7 +123,9 @@ class RecallArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     query: Annotated[str, msgspec.Meta(description="What to look for, in plain words.", min_length=1)]
     k: Annotated[int, msgspec.Meta(ge=1, le=50, description="How many memories to return.")] = 5
     kinds: Annotated[list[Kind] | None, msgspec.Meta(description="Only these kinds.")] = None
-    session_id: Annotated[str | None, msgspec.Meta(description="Only this conversation.")] = None
+    # Not named session_id: a plan binds the current session to session_id, and a question
+    # asked today is about every conversation, not only today's.
+    in_session: Annotated[str | None, msgspec.Meta(description="Only this conversation (a session id).")] = None
     include_archived: Annotated[bool, msgspec.Meta(description="Also search forgotten (archived) memories.")] = False
 
 
@@ -131,7 +135,7 @@ async def recall(args: RecallArgs, ctx: ToolContext) -> ToolResult:
 
     svc = await _service(ctx)
     try:
-        found = await svc.recall(args.query, args.k, kinds=args.kinds, session_id=args.session_id,
+        found = await svc.recall(args.query, args.k, kinds=args.kinds, session_id=args.in_session,
                                  include_archived=args.include_archived)
     except MemoryError_ as exc:
         raise _user_error(exc) from None

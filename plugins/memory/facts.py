@@ -80,3 +80,13 @@ def importance(text: str, emotion_intensity: float = 0.0, facts: int = 0) -> flo
         score += 0.15
     score += 0.25 * max(0.0, min(emotion_intensity, 1.0))
     return round(min(score, 1.0), 3)
+
+
+_LEAD_IN = re.compile(r"^\s*(?:please\s+|por favor,?\s+)?(?:remember|don't forget|do not forget|note|recuerda|"
+                      r"no olvides|apunta|anota)(?:\s+(?:that|que))?[,:]?\s+", re.IGNORECASE)
+
+
+def strip_request(text: str) -> str:
+    """"Remember that my sister is Ana" -> "my sister is Ana" (what to store, not the request)."""
+    out = _LEAD_IN.sub("", text, count=1).strip()
+    return out[:1].upper() + out[1:] if out else text.strip()

@@ -87,10 +87,15 @@ class MemoryStage:
         text = turn.transcript.strip()
         if not text:
             return
+        tools = turn.plan.tool_names() if turn.plan is not None and hasattr(turn.plan, "tool_names") else []
+        if "memory.forget" in tools:  # storing "forget X" would keep X: only note the turn
+            await svc.note_turn(turn.session_id, "(asked to forget something)")
+            return
         emo = turn.metadata.get("emotion") or {}
         intensity = float(emo.get("intensity", 0.0) or 0.0)
         label = emo.get("dominant")
-        facts = extract_facts(text)
+        # An explicit memory.remember step already stored the fact the user gave.
+        facts = [] if "memory.remember" in tools else extract_facts(text)
         weight = importance(text, intensity, len(facts))
         limit = svc.settings.max_text
         items: list[dict[str, Any]] = [dict(text=text[:limit], kind="episodic", session_id=turn.session_id,
