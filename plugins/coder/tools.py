@@ -74,16 +74,12 @@ async def run_model(ctx: ToolContext, messages: list[dict[str, Any]], *, max_tok
 
     New text is reported as progress (tokens so far of max_tokens, with the text as the
     message): the first piece at once, then batched so a fast model does not flood the
-    surface with one notification per token.
+    surface (or wake the event loop) once per token.
     """
-    import time
-
     from plugins.llamacpp.chat import stream_chat
 
     pool = ctx.app.pool
     name = settings(ctx).model or pool.model_for("coder")
-    pending: list[str] = []
-    last = 0.0
     reported = 0.0
 
     async with pool.use(name) as llm:
@@ -91,25 +87,15 @@ async def run_model(ctx: ToolContext, messages: list[dict[str, Any]], *, max_tok
             raise ToolError(f"model {name!r} is not a llama.cpp chat model; configure a GGUF coder model "
                             "(backend = \"llama_cpp\") for the coder role")
         stream = stream_chat(llm, messages, max_tokens=max_tokens, temperature=temperature, seed=seed,
-                             cancel=ctx.cancelled)
+                             cancel=ctx.cancelled, batch_s=PROGRESS_INTERVAL)
 
-        async def flush() -> None:
-            nonlocal last, reported
-            text = "".join(pending)
-            pending.clear()
-            last = time.perf_counter()
+        async def on_delta(text: str) -> None:
+            nonlocal reported
             # MCP wants progress to grow with every notification; the model may have run ahead.
             reported = max(float(stream.generated), reported + 0.001)
             await ctx.progress(reported, max_tokens, text)
 
-        async def on_delta(text: str) -> None:
-            pending.append(text)
-            if time.perf_counter() - last >= PROGRESS_INTERVAL:
-                await flush()
-
         result = await stream.collect(on_delta)
-        if pending:
-            await flush()
     if result.finish_reason == "cancelled":
         raise ToolCancelled(f"{ctx.tool} was cancelled")
     return name, result

@@ -324,13 +324,14 @@ class ChatStream:
     """
 
     def __init__(self, llm: Any, messages: list[dict[str, Any]], params: dict[str, Any],
-                 cancel: threading.Event | None, tool_names: list[str] | None) -> None:
+                 cancel: threading.Event | None, tool_names: list[str] | None, batch_s: float = 0.0) -> None:
         self.llm = llm
         self.cancel = cancel if cancel is not None else threading.Event()
         self.result: ChatResult | None = None
         self._messages = messages
         self._params = params
         self._tool_names = tool_names
+        self._batch_s = batch_s
         self._send, self._receive = anyio.create_memory_object_stream[tuple[str, Any]](math.inf)
         self._done = threading.Event()
         self._gate: _TokenGate | None = None
@@ -444,6 +445,9 @@ class ChatStream:
                 return ChatResult("", "cancelled", usage=ChatUsage(total_s=time.perf_counter() - self._t0))
         gate = self._gate = _TokenGate(llm, cancel, self._params.get("max_tokens"))
         parts: list[str] = []
+        unsent = 0  # parts not yet handed to the loop (batching)
+        last_post = 0.0
+        batch_s = self._batch_s
         first = None
         finish = "stop"
         tool_deltas: dict[int, dict[str, Any]] = {}
@@ -459,10 +463,18 @@ class ChatStream:
                             delta = choice["delta"]
                             text = delta.get("content")
                             if text:
-                                if first is None:
-                                    first = time.perf_counter()
                                 parts.append(text)
-                                post(("delta", text))
+                                if first is None:
+                                    first = last_post = time.perf_counter()
+                                    post(("delta", text))
+                                elif not batch_s:
+                                    post(("delta", text))
+                                else:
+                                    unsent += 1
+                                    now = time.perf_counter()
+                                    if now - last_post >= batch_s:
+                                        post(("delta", "".join(parts[-unsent:])))
+                                        unsent, last_post = 0, now
                             if delta.get("tool_calls"):
                                 _merge_tool_deltas(tool_deltas, delta["tool_calls"])
                             if choice.get("finish_reason"):
@@ -471,6 +483,8 @@ class ChatStream:
                                 break
                     finally:
                         stream.close()
+                        if unsent:
+                            post(("delta", "".join(parts[-unsent:])))
                 if cancel.is_set():
                     finish = "cancelled"
             end = time.perf_counter()
@@ -621,6 +635,7 @@ def stream_chat(
     tool_choice: str | dict[str, Any] = "auto",
     response_format: dict[str, Any] | None = None,
     cancel: threading.Event | None = None,
+    batch_s: float = 0.0,
     **extra: Any,
 ) -> ChatStream:
     """Start a chat generation with the model's own chat template; see ``ChatStream``.
@@ -630,6 +645,10 @@ def stream_chat(
     "function": {"name": ...}}`` constrain the output with a grammar so even a small
     model produces a well-formed call; ``"none"`` hides the tools. Calls are parsed into
     ``result.tool_calls``.
+
+    ``batch_s`` > 0 hands text over at most that often after the first delta (the rest
+    waits in the worker): fewer wake-ups of the event loop for consumers that do not need
+    every token on its own, such as progress notifications.
     """
     msgs = normalize_messages(llm, messages)
     if max_tokens is not None and max_tokens < 1:
@@ -665,7 +684,7 @@ def stream_chat(
                 msgs[0] = {**msgs[0], "content": msgs[0]["content"] + "\n\n" + note["content"]}
             else:
                 msgs.insert(0, note)
-    return ChatStream(llm, msgs, params, cancel, names)
+    return ChatStream(llm, msgs, params, cancel, names, batch_s)
 
 
 async def chat(
