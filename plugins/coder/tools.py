@@ -65,7 +65,7 @@ class OpenArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     column: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
-PROGRESS_INTERVAL = 0.02  # seconds: at most ~50 progress notifications a second after the first
+PROGRESS_INTERVAL = 0.05  # seconds: at most 20 progress notifications a second after the first
 
 
 async def run_model(ctx: ToolContext, messages: list[dict[str, Any]], *, max_tokens: int, temperature: float,
