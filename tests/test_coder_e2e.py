@@ -107,3 +107,27 @@ async def test_a_configured_coder_model_replaces_the_default(make_app, ws, data_
         result = await app.call("coder.generate", {"task": "anything", "max_tokens": 8, "temperature": 0})
     assert result.structured["model"] == "tiny"
     assert result.structured["usage"]["completion_tokens"] <= 8
+
+
+async def test_code_from_a_real_model_over_mcp(make_app, ws, data_dir):
+    from mcp.client import Client
+
+    from core.surfaces.mcp import McpSurface
+
+    surface = McpSurface(build(make_app, ws, data_dir))
+    progress: list[str] = []
+
+    async def on_progress(done, total, message):
+        progress.append(message or "")
+
+    async with surface.app, surface.running(), Client(surface.server, mode="legacy") as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert tools["coder.edit"].annotations.destructive_hint is True
+        result = await client.call_tool("coder.generate", {"task": "python function that adds two numbers",
+                                                           "temperature": 0, "max_tokens": 120},
+                                        progress_callback=on_progress)
+        prompt = await client.get_prompt("coder.review", {"code": "eval(input())"})
+    assert not result.is_error
+    assert "def" in result.content[0].text and "def" in result.structured_content["code"]
+    assert progress and "".join(progress) == result.content[0].text
+    assert "eval(input())" in prompt.messages[0].content.text
