@@ -609,7 +609,7 @@ def _wrap_error(exc: BaseException) -> BaseException:
     if isinstance(exc, ToolError):
         return exc
     msg = str(exc)
-    if isinstance(exc, ValueError) and "context window" in msg:
+    if isinstance(exc, ValueError) and ("context window" in msg or "exceeds n_ctx" in msg):
         return LlamaChatError(f"the conversation is too long for this model's context: {msg}; shorten it "
                               "or raise context_size in the model's config")
     if isinstance(exc, RuntimeError) and "llama_decode" in msg:
