@@ -38,8 +38,9 @@ OFFLOAD_MODES = ("auto", "none", "model", "sequential")
 # Activations, the VAE decode and allocator slack on top of the weights: a rule of thumb
 # from SD/Flux at 1024 px; the pool corrects it with measured use after the first load.
 COMPUTE_FRACTION = 0.15
-# Sequential offload keeps about one layer on the GPU at a time.
-SEQUENTIAL_FLOOR = 256 * 1024 * 1024
+# Sequential offload keeps about one layer on the GPU at a time: a twentieth of the largest
+# component (Flux has 57 blocks, SDXL's UNet a few dozen), never less than this floor.
+SEQUENTIAL_FLOOR = 64 * 1024 * 1024
 
 
 class DiffusersConfigError(ToolError):
@@ -84,12 +85,13 @@ def family_of(pipe_class: str) -> str:
     return pipe_class
 
 
-def choose_offload(total: int, largest: int, budget: int | None) -> str:
-    """``none`` when the whole model fits ``budget``; ``model`` when its largest component
-    does (one component on the GPU at a time); ``sequential`` otherwise (layer by layer)."""
-    if budget is None or total <= budget:
+def choose_offload(total: int, largest: int, budget: int | None, headroom: float = COMPUTE_FRACTION) -> str:
+    """``none`` when the whole model (plus compute headroom) fits ``budget``; ``model`` when its
+    largest component does (one component on the GPU at a time); ``sequential`` otherwise
+    (layer by layer)."""
+    if budget is None or total * (1 + headroom) <= budget:
         return "none"
-    if largest <= budget:
+    if largest * (1 + headroom) <= budget:
         return "model"
     return "sequential"
 
@@ -219,7 +221,7 @@ class DiffusersBackend(ModelBackend):
         largest = max(sizes.values(), default=0)
         mode = self.plan_offload(spec, device, sizes)
         self._modes[spec.name] = mode
-        on_device = {"none": weights, "model": largest, "sequential": max(largest // 10, SEQUENTIAL_FLOOR)}[mode]
+        on_device = {"none": weights, "model": largest, "sequential": max(largest // 20, SEQUENTIAL_FLOOR)}[mode]
         compute = int(on_device * COMPUTE_FRACTION)
         return MemoryEstimate(total=on_device + compute, device=device,
                               breakdown={"weights": on_device, "compute": compute, **sizes}, source="estimate")

@@ -185,7 +185,7 @@ async def generate(args: GenerateArgs, ctx: ToolContext) -> ToolResult:
         kwargs = _kwargs(args, handle, plan)
         reporter = runner.StepReporter(ctx, plan["steps"], "imagegen.generate")
         started = time.perf_counter()
-        out = await runner.run_blocking(lambda: runner.call_pipeline(handle, handle.pipe, kwargs, reporter), ctx)
+        out = await reporter.run(lambda: runner.call_pipeline(handle, handle.pipe, kwargs, reporter))
         seconds = time.perf_counter() - started
         pipeline = type(handle.pipe).__name__
     params = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "model": name, "pipeline": pipeline,
@@ -238,7 +238,7 @@ async def edit(args: EditArgs, ctx: ToolContext) -> ToolResult:
         expected = max(1, min(plan["steps"], int(plan["steps"] * args.strength)))
         reporter = runner.StepReporter(ctx, expected, "imagegen.edit")
         started = time.perf_counter()
-        out = await runner.run_blocking(lambda: runner.call_pipeline(handle, pipe, kwargs, reporter), ctx)
+        out = await reporter.run(lambda: runner.call_pipeline(handle, pipe, kwargs, reporter))
         seconds = time.perf_counter() - started
         pipeline = type(pipe).__name__
     params = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "model": name, "pipeline": pipeline,

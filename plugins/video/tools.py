@@ -172,7 +172,7 @@ async def generate(args: GenerateArgs, ctx: ToolContext) -> ToolResult:
             kwargs["frame_rate"] = plan["fps"]
         reporter = runner.StepReporter(ctx, plan["steps"], "video.generate")
         started = time.perf_counter()
-        out = await runner.run_blocking(lambda: runner.call_pipeline(handle, handle.pipe, kwargs, reporter), ctx)
+        out = await reporter.run(lambda: runner.call_pipeline(handle, handle.pipe, kwargs, reporter))
         seconds = time.perf_counter() - started
         pipeline = type(handle.pipe).__name__
     params = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "model": name, "pipeline": pipeline,
