@@ -115,8 +115,11 @@ async def generate(args: GenerateArgs, ctx: ToolContext) -> ToolResult:
     budget = cfg.max_context_bytes
     for f in args.context_files:
         p = workspace.confine(f, roots)
-        text = workspace.read_text(p, min(cfg.max_file_bytes, budget))
+        text = workspace.read_text(p, cfg.max_file_bytes)
         budget -= len(text.encode())
+        if budget < 0:
+            raise ToolError(f"the context files together are over {cfg.max_context_bytes} bytes; pass fewer or "
+                            "smaller files (or raise [plugin.coder] max_context_bytes)")
         context.append((workspace.display(p, roots), text))
     messages = prompts.generate_messages(args.task, args.language, context)
     name, result = await run_model(ctx, messages, max_tokens=args.max_tokens, temperature=args.temperature,
