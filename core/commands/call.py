@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 
 from . import make_app, print_json
@@ -30,9 +31,18 @@ def run(args: argparse.Namespace) -> int:
         return 2
     app = make_app(args)
 
+    tty = sys.stderr.isatty()
+
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        # One status line, redrawn in place on a terminal; one line per report otherwise.
         frac = f"{progress:g}/{total:g}" if total else f"{progress:g}"
-        print(f"\r[{args.tool}] {frac} {message or ''}".ljust(60), end="", file=sys.stderr, flush=True)
+        text = " ".join((message or "").split())  # streamed fragments may hold newlines
+        line = f"[{args.tool}] {frac} {text}"
+        if tty:
+            width = shutil.get_terminal_size().columns - 1
+            print(f"\r{line[:width].ljust(width)}", end="", file=sys.stderr, flush=True)
+        else:
+            print(line[:200], file=sys.stderr, flush=True)
 
     async def main() -> int:
         async with app:
@@ -41,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
             except ToolError as exc:
                 print(f"\nloom: {exc}", file=sys.stderr)
                 return 1
-        print("", file=sys.stderr, end="")
+        if tty:
+            print(file=sys.stderr)  # end the status line
         if result.structured is not None:
             print_json(result.structured)
         for i, item in enumerate(result.content):
