@@ -20,12 +20,19 @@ Targets (issue 6): recall top 5 in under 20 ms p50 with 100k memories; 1,000 wri
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+# One BLAS thread unless told otherwise: these are small matrix products (one query, one
+# sentence batch), and on a busy machine OpenBLAS's extra threads spin-wait for cores that
+# other processes hold: one MiniLM sentence went from 6 ms to 770 ms on the shared 2-core
+# box. Must be set before numpy loads. Override with OPENBLAS_NUM_THREADS=N.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import anyio
 import numpy as np
@@ -124,7 +131,8 @@ async def main() -> None:
     # Writes in their own data dir, so the indexer's backlog does not run during the recall timing.
     async with make_app(data_dir / "writes") as app:
         svc = await app.services["memory"].get()
-        print(f"memory bench in {data_dir} (embedder: {svc.embedder.name})")
+        print(f"memory bench in {data_dir} (embedder: {svc.embedder.name}, "
+              f"OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']})")
         rate, base = await bench_writes(app, args.writes, args.concurrency)
         print(f"writes: {rate:,.0f} durable memory.remember/s with {args.concurrency} callers "
               f"(baseline one at a time: {base:,.0f}/s, ratio {rate / base:.1f}x); target 1,000/s")
