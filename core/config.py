@@ -235,17 +235,49 @@ def load_config(
 
 
 def write_model(path: Path, name: str, model: ModelConfig) -> None:
-    """Add or replace ``[models.<name>]`` in the TOML file at ``path`` (created if missing)."""
-    import tomli_w  # only `loom models add` writes config
+    """Add or replace ``[models.<name>]`` in the TOML file at ``path`` (created if missing).
 
-    raw: dict[str, Any] = {}
-    if path.is_file():
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    The file is edited as text so the user's comments and layout elsewhere survive; the
+    result is parsed back before it replaces the file, so a bad edit never lands.
+    """
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        raise ConfigError(f"model name {name!r}: use letters, digits, '_' and '-'")
     entry = {k: v for k, v in msgspec.to_builtins(model).items() if v not in (None, {}, [])}
     defaults = msgspec.to_builtins(ModelConfig(backend=model.backend))
     entry = {k: v for k, v in entry.items() if k == "backend" or defaults.get(k) != v}
-    raw.setdefault("models", {})[name] = entry
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    # Drop an existing [models.<name>] table (and its sub-tables) up to the next header.
+    header = re.compile(rf"^\[models\.{re.escape(name)}(\.[^\]]+)?\]\s*$")
+    kept: list[str] = []
+    skipping = False
+    for line in text.splitlines():
+        if line.lstrip().startswith("["):
+            skipping = bool(header.match(line.strip()))
+        if not skipping:
+            kept.append(line)
+    body = "\n".join(kept).rstrip()
+    table = "\n".join(f"{k} = {_toml_value(v)}" for k, v in entry.items())
+    new_text = f"{body}\n\n[models.{name}]\n{table}\n".lstrip()
+    try:
+        tomllib.loads(new_text)
+    except tomllib.TOMLDecodeError as exc:  # e.g. the file already defines models.<name> inline
+        raise ConfigError(f"{path}: cannot add [models.{name}] automatically ({exc}); edit the file by hand") from None
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(tomli_w.dumps(raw), encoding="utf-8")
+    tmp.write_text(new_text, encoding="utf-8")
     tmp.replace(path)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return msgspec.json.encode(value).decode()  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{msgspec.json.encode(str(k)).decode()} = {_toml_value(v)}"
+                               for k, v in value.items()) + "}"
+    raise ConfigError(f"cannot write {value!r} to TOML")

@@ -126,3 +126,18 @@ def test_cli_reports_config_errors_and_exits_2(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "configuration error" in out.stderr and "unknown field `prot`" in out.stderr and "loom.toml" in out.stderr
+
+
+def test_write_model_keeps_comments_and_replaces_an_existing_entry(tmp_path):
+    p = write(tmp_path, "# my settings\n[server]\nport = 9100  # moved\n\n[models.vlm]\nbackend = 'x'\n"
+                        "[models.vlm.options]\nn_gpu_layers = 10\n\n[pool]\nram_budget = '8GiB'\n")
+    write_model(p, "vlm", ModelConfig(backend="llama_cpp", file='C:\\models\\"q".gguf',
+                                      options={"n_gpu_layers": -1, "flash": True}))
+    text = p.read_text()
+    assert "# my settings" in text and "port = 9100  # moved" in text
+    cfg = load_config(p, environ={})
+    assert cfg.models["vlm"].backend == "llama_cpp" and cfg.models["vlm"].file == 'C:\\models\\"q".gguf'
+    assert cfg.models["vlm"].options == {"n_gpu_layers": -1, "flash": True}
+    assert cfg.pool.ram_budget == "8GiB"
+    with pytest.raises(ConfigError, match="model name"):
+        write_model(p, "bad name", ModelConfig(backend="llama_cpp"))
