@@ -50,7 +50,7 @@ file = "{tiny}"
 context_size = 512
 options = {{ n_threads = 1 }}
 """
-    plugins = "admin,models,llamacpp,embed"
+    plugins = "admin,models,llamacpp,embed,assistant"
     if HAVE_DIFFUSERS:
         from plugins.imagegen import tiny as tiny_pipelines
 
@@ -131,6 +131,17 @@ def test_tool_call_comes_back_in_openai_shape(daemon):
         messages=[*messages, choice.message.model_dump(exclude_none=True),
                   {"role": "tool", "tool_call_id": call.id, "content": "unit set"}])
     assert follow.choices[0].message.content or follow.choices[0].message.tool_calls
+
+
+def test_model_loom_routes_through_the_assistant(daemon):
+    client = daemon.openai()
+    out = client.chat.completions.create(model="loom", messages=[{"role": "user", "content": "Hello, who are you?"}])
+    assert out.model == "loom" and out.choices[0].message.content.strip()
+    chunks = list(client.chat.completions.create(model="loom", stream=True,
+                                                 messages=[{"role": "user", "content": "Say hello."}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip()
+    events = daemon.get("/api/status").json()["events"]
+    assert any(e["kind"] == "ToolFinished" and e["tool"] == "assistant.ask" for e in events)
 
 
 def test_images_in_messages_must_be_data_urls_and_need_a_vision_model(daemon):

