@@ -41,10 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from core.surfaces.http import build_http_app, ensure_token, is_loopback, token_path
 
     config = load_config(getattr(args, "config", None))
-    # One daemon per data dir: take the lock before any plugin opens its files.
-    datadir.hold_or_exit(config.data_dir)
-    app = Loom.create(config)
-    cfg = app.config.server
+    cfg = config.server
     host = args.host or cfg.host
     port = cfg.port if args.port is None else args.port
     auth = cfg.auth and not args.no_auth
@@ -52,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"loom: refusing --no-auth on {host}: without the token only a loopback address is allowed",
               file=sys.stderr)
         return 2
+    # One daemon per data dir: take the lock before any plugin opens its files.
+    datadir.hold_or_exit(config.data_dir)
+    app = Loom.create(config)
     try:
         asgi, ops = _build(app, auth=auth, host=host, token=ensure_token(app.config)[0] if auth else None,
                            build_http_app=build_http_app)
