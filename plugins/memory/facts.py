@@ -89,4 +89,6 @@ _LEAD_IN = re.compile(r"^\s*(?:please\s+|por favor,?\s+)?(?:remember|don't forge
 def strip_request(text: str) -> str:
     """"Remember that my sister is Ana" -> "my sister is Ana" (what to store, not the request)."""
     out = _LEAD_IN.sub("", text, count=1).strip()
-    return out[:1].upper() + out[1:] if out else text.strip()
+    if not out or out == text.strip():
+        return text.strip()
+    return out[:1].upper() + out[1:]

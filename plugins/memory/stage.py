@@ -101,7 +101,9 @@ class MemoryStage:
         items: list[dict[str, Any]] = [dict(text=text[:limit], kind="episodic", session_id=turn.session_id,
                                             role="user", importance=weight, emotion=min(intensity, 1.0),
                                             emotion_label=label)]
-        if turn.answer:
+        # What a memory tool answered is memory already (or a receipt): not worth storing again.
+        echo = bool(tools) and all(t.startswith("memory.") for t in tools)
+        if turn.answer and not echo:
             meta = {"uncertain": True, "confidence": turn.confidence} if turn.uncertain else None
             items.append(dict(text=turn.answer[:limit], kind="episodic", session_id=turn.session_id,
                               role="assistant", importance=0.25 if turn.uncertain else 0.35, metadata=meta))
