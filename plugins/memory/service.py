@@ -505,7 +505,7 @@ class MemoryService:
                 "retention": round(r, 4), "importance": row["importance"], "emotion": row["emotion"],
                 "created_at": row["created_at"], "when": _iso(row["created_at"]),
                 "ago": ago(row["created_at"], now), "accesses": row["access_count"],
-                "archived": row["archived_at"] is not None,
+                "archived": row["archived_at"] is not None, "metadata": row["metadata"],
             })
         out.sort(key=lambda x: (-x["score"], -x["created_at"]))
         return out[:k]

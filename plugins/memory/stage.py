@@ -75,6 +75,8 @@ class MemoryStage:
             for r in found:
                 if r["score"] < self.settings.min_score or r["text"] in shown or r["text"] == text:
                     continue
+                if (r.get("metadata") or {}).get("uncertain"):
+                    continue  # a past guess must not come back as a fact and make new samples agree
                 who = "fact about the user" if r["kind"] == "semantic" else (
                     "the user said" if r["role"] == "user" else "you said" if r["role"] == "assistant" else "noted")
                 where = "" if r["session_id"] in (None, turn.session_id) else ", in another conversation"
