@@ -271,7 +271,7 @@ async def test_concurrent_clients_are_queued_not_failed(daemon):
 
     lines: list[str] = []
     async with anyio.create_task_group() as tg:
-        tg.start_soon(one, 100, 96)
+        tg.start_soon(one, 100, 200)
         await anyio.sleep(0.5)
         for i in range(16):
             tg.start_soon(one, i)

@@ -508,8 +508,9 @@ class OpenAISurface:
         ticket = queue.enter(name)
         try:
             yield b": accepted\n\n"
-            while not await ticket.wait(1.0):  # report the queue rather than time out
+            while not ticket.granted:  # report the queue (now, then every second) rather than time out
                 yield f": queued, position {queue.position(ticket)}\n\n".encode()
+                await ticket.wait(1.0)
             async with self.app.pool.use(name, reason="chat over the OpenAI API") as llm:
                 yield chunk({"role": "assistant", "content": ""})
                 tools = bool(options.get("tools")) and options.get("tool_choice") != "none"
