@@ -24,7 +24,7 @@ NO_EOS = {"0": -100, "1": -100, "2": -100}
 def daemon(tmp_path_factory):
     base = tmp_path_factory.mktemp("loom-ops")
     toml = "[plugin.openai]\nmax_waiting = 1\n[server]\nshutdown_grace = 60.0\n"
-    d = LoomDaemon(base, "admin,models,llamacpp,embed", toml).start()
+    d = LoomDaemon(base, "admin,models,llamacpp,embed,memory", toml).start()
     yield d
     if d.proc.poll() is None:
         d.stop()
@@ -169,6 +169,24 @@ def test_sigterm_under_load_finishes_in_flight_work_and_exits_0(daemon):
                 pass
         events_ended.set()
 
+    acknowledged: list[str] = []
+    stop_writing = threading.Event()
+
+    def remember() -> None:  # a stream of memory writes over MCP; each answer is an acknowledgement
+        for i in range(1000):
+            if stop_writing.is_set():
+                return
+            text = f"fact number {i} about the user"
+            try:
+                reply = _mcp(daemon, {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                                      "params": {"name": "memory.remember", "arguments": {"text": text}}})
+            except (httpx.HTTPError, KeyError, ValueError, IndexError):
+                return  # refused or cut before an answer: not acknowledged
+            if "result" in reply and not reply["result"].get("isError"):
+                acknowledged.append(text)
+
+    writer = threading.Thread(target=remember, daemon=True)
+    writer.start()
     ev = threading.Thread(target=events, daemon=True)
     ev.start()
     threads = [threading.Thread(target=stream, args=(i,)) for i in range(2)]
@@ -179,6 +197,8 @@ def test_sigterm_under_load_finishes_in_flight_work_and_exits_0(daemon):
     for t in threads:
         t.join(120)
     rc = daemon.proc.wait(90)
+    stop_writing.set()
+    writer.join(30)
     log = daemon.stderr()
     assert rc == 0, log
     assert events_ended.wait(10)  # the event stream was ended, not left hanging
@@ -190,3 +210,11 @@ def test_sigterm_under_load_finishes_in_flight_work_and_exits_0(daemon):
     assert "draining" in log and '"reason": "shutdown"' in log and "loom: stopped" in log
     with pytest.raises(httpx.TransportError):
         httpx.get(daemon.base_url + "/healthz", timeout=5)
+    # every memory the daemon acknowledged is in the database it closed
+    import sqlite3
+
+    db = sqlite3.connect(daemon.base / "data" / "loom" / "memory.db")
+    stored = {row[0] for row in db.execute("SELECT text FROM memories")}
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+    assert acknowledged and set(acknowledged) <= stored, set(acknowledged) - stored
