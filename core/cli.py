@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from . import __version__
@@ -37,6 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # numpy's small matrix work (MiniLM embeddings, memory recall) is fastest on one BLAS
+    # thread; extra OpenBLAS threads spin waiting for cores that model threads hold (seen:
+    # 6 ms -> 770 ms per sentence on a busy 2-core box). torch and llama.cpp keep their own
+    # thread pools. Set before numpy is imported; an explicit setting wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
