@@ -17,8 +17,8 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.bus import EventBus  # noqa: E402
-from core.events import Event  # noqa: E402
+from core.bus import EventBus
+from core.events import Event
 
 
 class Tick(Event, frozen=True, kw_only=True):
