@@ -189,6 +189,7 @@ def test_sigterm_under_load_finishes_in_flight_work_and_exits_0(daemon):
     writer.start()
     ev = threading.Thread(target=events, daemon=True)
     ev.start()
+    _wait_for(lambda: len(acknowledged) >= 3)  # writes are flowing
     threads = [threading.Thread(target=stream, args=(i,)) for i in range(2)]
     for t in threads:
         t.start()
