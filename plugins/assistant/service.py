@@ -9,12 +9,12 @@ each decision is published as a ``Delegated`` event with its reason.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from core.logging import get_logger
+from core.paths import confine
 from core.tools import ToolContext, ToolError
 
 from . import costs
@@ -68,11 +68,7 @@ class Assistant:
         roots = self.app.config.allowed_roots()
         out = []
         for p in paths:
-            path = Path(p).expanduser().resolve()
-            if not any(path == r or r in path.parents for r in roots):
-                raise ToolError(f"attachment {p!r} is outside the allowed roots "
-                                f"({', '.join(str(r) for r in roots)}); move it there or add its folder to "
-                                f"[paths] allowed_roots")
+            path = confine(p, roots, what="attachment")
             try:
                 out.append(detect(path))
             except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:

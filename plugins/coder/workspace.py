@@ -7,6 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from core import paths
 from core.tools import ToolError
 
 LANGUAGES = {
@@ -27,20 +28,7 @@ def confine(path: str, roots: list[Path]) -> Path:
 
     A relative path is taken from the first root (the working directory by default).
     """
-    if not path or "\x00" in path:
-        raise ToolError("give a file path")
-    if not roots:
-        raise ToolError("no workspace roots are configured: set [paths] allowed_roots in loom.toml")
-    p = Path(path).expanduser()
-    if not p.is_absolute():
-        p = roots[0] / p
-    p = p.resolve()
-    for root in roots:
-        if p == root or p.is_relative_to(root):
-            return p
-    listed = ", ".join(str(r) for r in roots)
-    raise ToolError(f"{path} is outside the workspace roots ({listed}); the coder only reads and edits files "
-                    "there. Add the folder to [paths] allowed_roots in loom.toml to allow it.")
+    return paths.confine(path, roots, where="the workspace roots")
 
 
 def display(p: Path, roots: list[Path]) -> str:

@@ -29,6 +29,7 @@ from urllib.parse import urljoin, urlsplit
 
 import msgspec
 
+from core.paths import confined_file
 from core.tools import ToolError
 
 if TYPE_CHECKING:
@@ -169,25 +170,7 @@ def _data_url(url: str, limits: ImageLimits) -> bytes:
 
 def confined_path(text: str, *, roots: list[Path], max_bytes: int) -> Path:
     """The real path of ``text`` if it is a regular file inside the roots and within the byte cap."""
-    path = Path(text).expanduser()
-    if not path.is_absolute():
-        path = roots[0] / path if roots else path
-    try:
-        real = path.resolve(strict=True)
-    except (FileNotFoundError, NotADirectoryError):
-        raise ToolError(f"file {text!r} does not exist") from None
-    except (OSError, RuntimeError) as exc:
-        raise ToolError(f"cannot open file {text!r}: {exc}") from None
-    if not any(real == r or real.is_relative_to(r) for r in roots):
-        shown = ", ".join(str(r) for r in roots) or "(none)"
-        raise ToolError(f"{text!r} is outside the allowed roots ({shown}); move it there or add its folder "
-                        "to [paths] allowed_roots in loom.toml")
-    if not real.is_file():
-        raise ToolError(f"{text!r} is not a regular file")
-    size = real.stat().st_size
-    if size > max_bytes:
-        raise ToolError(f"{text!r} is {size:,} bytes, over the {max_bytes:,}-byte limit ([plugin.vision] settings)")
-    return real
+    return confined_file(text, roots, max_bytes=max_bytes, limit_setting="[plugin.vision] settings")
 
 
 def read_path(text: str, *, roots: list[Path], limits: ImageLimits) -> bytes:

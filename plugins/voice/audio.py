@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.paths import confined_file
 from core.tools import ToolError
 
 WHISPER_RATE = 16_000
@@ -78,25 +79,8 @@ def _b64(text: str, max_bytes: int) -> bytes:
 
 
 def _read_path(text: str, roots: list[Path], max_bytes: int) -> bytes:
-    path = Path(text).expanduser()
-    if not path.is_absolute() and roots:
-        path = roots[0] / path
-    try:
-        real = path.resolve(strict=True)
-    except (FileNotFoundError, NotADirectoryError):
-        raise AudioError(f"audio file {text!r} does not exist") from None
-    except (OSError, RuntimeError) as exc:
-        raise AudioError(f"cannot open audio file {text!r}: {exc}") from None
-    if not any(real == r or real.is_relative_to(r) for r in roots):
-        shown = ", ".join(str(r) for r in roots) or "(none)"
-        raise AudioError(f"{text!r} is outside the allowed roots ({shown}); move it there or add its folder to "
-                         "[paths] allowed_roots in loom.toml")
-    if not real.is_file():
-        raise AudioError(f"{text!r} is not a regular file")
-    size = real.stat().st_size
-    if size > max_bytes:
-        raise AudioError(f"{text!r} is {size:,} bytes, over the {max_bytes:,}-byte limit "
-                         "(max_audio_bytes under [plugin.voice])")
+    real = confined_file(text, roots, max_bytes=max_bytes, what="audio file",
+                         limit_setting="max_audio_bytes under [plugin.voice]", error=AudioError)
     with real.open("rb") as f:
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
