@@ -2,10 +2,10 @@
 
   loom models                      configured models (and packaged defaults): roles, backend,
                                    device, estimated memory, state, keep-alive, pin
-  loom models load NAME            load it in this process: checks that it loads and shows the
-                                   load time and the memory it really took
-  loom models unload NAME          unload it (in this process; a running daemon: the
-                                   models.unload tool)
+  loom models load NAME            load it: in the running daemon when there is one (it then
+                                   stays for its keep-alive), else in this process, as a check
+                                   that it loads, with the load time and the memory it took
+  loom models unload NAME          unload it from the running daemon (or this process)
   loom models add NAME --backend B --file F [--mmproj M] [--role R] [--context-size N]
                    [--keep-alive S] [--pin]
                                    add or replace [models.NAME] in the config file in use
@@ -27,6 +27,9 @@ HELP = "list, load, unload or add models (loom models [load|unload|add] NAME)"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("action", nargs="?", default="list", choices=("list", "load", "unload", "add"))
+    p.add_argument("--local", action="store_true",
+                   help="act in this process even when a daemon is running (list/load/unload go to the "
+                        "running daemon by default)")
     p.add_argument("name", nargs="?", help="model name ([models.NAME] in loom.toml)")
     p.add_argument("--json", action="store_true", help="print JSON")
     g = p.add_argument_group("add")
@@ -109,6 +112,26 @@ def run(args: argparse.Namespace) -> int:
     if args.action in ("load", "unload") and not args.name:
         print(f"loom: usage: loom models {args.action} NAME", file=sys.stderr)
         return 2
+    from core.client import DaemonError, call_tool, running_daemon
+    from core.config import load_config
+
+    config = load_config(getattr(args, "config", None))
+    daemon = None if args.local else running_daemon(config.data_dir)
+    if daemon is not None:
+        # A daemon owns the models: act on it, not on a short-lived copy in this process.
+        tool, arguments = {"list": ("models.status", {}), "load": ("models.load", {"name": args.name}),
+                           "unload": ("models.unload", {"name": args.name})}[args.action]
+        try:
+            result = anyio.run(call_tool, config, daemon, tool, arguments)
+        except DaemonError as exc:
+            print(f"loom: {exc}", file=sys.stderr)
+            return 1
+        if args.json or args.action != "list":
+            print_json(result)
+        else:
+            print(f"(the running daemon, pid {daemon['pid']})")
+            _table(result)
+        return 0
     app = make_app(args)
 
     async def main() -> int:

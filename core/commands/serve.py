@@ -37,6 +37,7 @@ def _bind(host: str, port: int) -> socket.socket:
 def run(args: argparse.Namespace) -> int:
     from core import datadir
     from core.app import Loom
+    from core.client import clear_endpoint, write_endpoint
     from core.config import load_config
     from core.surfaces.http import build_http_app, ensure_token, is_loopback, token_path
 
@@ -66,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
+    # Where `loom models load` and friends find this daemon (removed again on exit).
+    connect = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host == "::" else shown)
+    write_endpoint(app.config.data_dir, f"http://{connect}:{bound}{cfg.mcp_path}")
     print(f"loom: MCP at http://{shown}:{bound}{cfg.mcp_path}", flush=True)
     print(f"loom: OpenAI API at http://{shown}:{bound}/v1", flush=True)
     print(f"loom: dashboard at http://{shown}:{bound}/ (sign in with the token, or open /?token=TOKEN once)",
@@ -92,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         server.run(sockets=[sock])
     except (SystemExit, KeyboardInterrupt):
         pass
+    finally:
+        clear_endpoint(app.config.data_dir)
     if not server.started:
         print("loom: the daemon failed to start (see the errors above)", file=sys.stderr, flush=True)
         return 1
