@@ -55,21 +55,31 @@ class ModelStats:
         self.last_request = now
         self.uses += 1
 
-    def time_to_next(self, now: float) -> float:
+    def rate_interval(self, now: float, k: int = 8) -> float:
+        """Mean seconds between requests over the last ``k`` requests, counting the open gap.
+
+        The LRU-K backward distance: the span from the k-th last request to now divided by
+        the gaps in it, an unbiased rate estimate for a Poisson stream that grows as the
+        model stays idle. A model requested once is judged by twice its age.
+        """
+        gaps = list(self.gaps)[-(k - 1):]
+        span = max(now - (self.last_request if self.last_request is not None else now), 0.0) + sum(gaps)
+        return (span / len(gaps) if gaps else 2 * span) + 1e-3
+
+    def time_to_next(self, now: float, prior_weight: float = 2.0) -> float:
         """Predicted seconds until the next request, from this model's own recent gaps.
 
-        The median of ``gap - age`` over the past gaps longer than the current idle time
-        ``age``: for regular requests (a cycle) that is when the next one is due, for
-        random ones it is memoryless, and a burst's short gaps are not drowned by the
-        pauses between bursts (a mean would be). A model idle for longer than any past
-        gap looks dormant, and one requested only once says little: both are judged by
-        twice their age (they go before models with a live history, as in 2Q/ARC).
+        The mean of ``gap - age`` over the past gaps longer than the current idle time
+        ``age`` (for a cycle that is when the next one is due; a burst's short gaps drop
+        out once it is over), shrunk toward ``rate_interval`` as if that were
+        ``prior_weight`` more such gaps. With many past gaps the residual dominates; with
+        one or two (a model idle longer than nearly all of them) one lucky long gap no
+        longer makes an idle model look due any moment, which made the policy evict a
+        busy coordinator for a coder whose burst had ended.
         """
         age = max(now - (self.last_request if self.last_request is not None else now), 0.0)
-        residual = sorted(g - age for g in self.gaps if g > age)
-        if not residual:
-            return 2 * age + 1e-3
-        return residual[len(residual) // 2] + 1e-3
+        residual = [g - age for g in self.gaps if g > age]
+        return (sum(residual) + prior_weight * self.rate_interval(now)) / (len(residual) + prior_weight) + 1e-3
 
 
 @dataclass
@@ -157,7 +167,8 @@ class CostAwarePolicy(EvictionPolicy):
 
     Evicting a model costs its reload time, paid when it is next needed, so its value is
     ``reload_cost * 2**priority / t_next``: the reload seconds per second of idle time
-    it is predicted to have (``ModelStats.time_to_next``; the reload cost is the last
+    it is predicted to have (``ModelStats.time_to_next``: residual gaps for cycles and
+    bursts, shrunk toward an LRU-K rate estimate for random use; the reload cost is the last
     measured load time, or the size at 1.5 GB/s before the first load). Among the sets
     of idle models that free enough memory, the one with the least total value goes
     (all subsets of up to 12 candidates; beyond that, greedily by value per byte). On a
