@@ -73,12 +73,14 @@ def write_tiny_gguf(
     n_head_kv: int = 2,
     n_ff: int | None = None,
     seed: int = 0,
+    chat_template: str = CHAT_TEMPLATE,
 ) -> Path:
     """Write a random ``arch`` ("llama" or "qwen2") GGUF to ``path`` and return the path.
 
     Weights are F32, so the file is about ``4 * (2 * vocab * n_embd + n_layers *
     (2 * n_embd**2 + 2 * n_embd * n_kv + 3 * n_embd * n_ff))`` bytes: grow ``n_embd``
-    or ``n_ff`` for a model whose memory is measurable.
+    or ``n_ff`` for a model whose memory is measurable. ``chat_template`` replaces the
+    string-only ChatML one (a VLM's template must accept a list of content parts).
     """
     import gguf
 
@@ -117,7 +119,7 @@ def write_tiny_gguf(
     w.add_eos_token_id(SPECIAL_TOKENS.index("<|im_end|>"))
     w.add_pad_token_id(SPECIAL_TOKENS.index("<|endoftext|>"))
     w.add_add_bos_token(False)
-    w.add_chat_template(CHAT_TEMPLATE)
+    w.add_chat_template(chat_template)
 
     def t(name: str, *shape: int, scale: float = 0.02) -> None:
         w.add_tensor(name, (rng.standard_normal(shape) * scale).astype(np.float32))

@@ -5,7 +5,8 @@
 - ``load`` returns a ``llama_cpp.Llama`` with ``n_ctx = context_size``; with ``mmproj``
   set, the library's multimodal chat handler is attached (``MTMDChatHandler`` by
   default, which uses the model's own chat template; ``options.chat_handler`` picks
-  another, e.g. ``"qwen2.5-vl"``);
+  another, e.g. ``"qwen2.5-vl"``); the projector is opened at load, so a wrong mmproj fails
+  the load with the reason instead of every later call;
 - ``unload`` really frees: ``close()`` releases the llama.cpp context, model and mapped
   file at once instead of whenever the garbage collector gets to them.
 
@@ -54,6 +55,38 @@ def resolve_file(value: str, *, suffix: str = ".gguf", exclude: tuple[str, ...] 
     return path
 
 
+def _quiet_mtmd_log() -> None:
+    """Route libmtmd's log through llama-cpp-python's own callback, which honours ``verbose``.
+
+    libmtmd's default logger prints everything to stderr, debug lines included, and the
+    library only silences it while opening the projector: every vision call would write the
+    user's prompt text ("add_text: ...") into the daemon's log.
+    """
+    import llama_cpp._logger as llama_logger
+    import llama_cpp.mtmd_cpp as mtmd_cpp
+
+    mtmd_cpp.mtmd_helper_log_set(llama_logger.llama_log_callback, None)  # sets libmtmd's log too
+
+
+def _mmproj_hint(model: Path, mmproj: Path) -> str:
+    """Why libmtmd refused a projector, when the GGUF headers tell (its log goes to stderr)."""
+    from core.gguf_meta import read_metadata
+
+    try:
+        text, _, _ = read_metadata(model)
+        proj, _, _ = read_metadata(mmproj)
+    except (OSError, ValueError):
+        return " Check that it is a vision projector (mmproj) GGUF."
+    if proj.get("general.architecture") != "clip":
+        return " It is not a vision projector: an mmproj GGUF has general.architecture = \"clip\"."
+    width = text.get(f"{text.get('general.architecture')}.embedding_length")
+    out = proj.get("clip.vision.projection_dim")
+    if isinstance(width, int) and isinstance(out, int) and width != out:
+        return (f" The projector makes {out}-wide embeddings but the model's are {width} wide: this mmproj "
+                "belongs to another model; use the mmproj file published with this GGUF.")
+    return " Check that the mmproj file was published with this GGUF (same model family and size)."
+
+
 class LlamaCppBackend(ModelBackend):
     name = "llama_cpp"
     devices = ("cpu", "cuda")
@@ -87,15 +120,28 @@ class LlamaCppBackend(ModelBackend):
             if ":" in device:
                 kwargs["main_gpu"] = int(device.split(":", 1)[1])
         if mmproj is not None:
+            _quiet_mtmd_log()
             cls_name = CHAT_HANDLERS.get(handler_name)
             if cls_name is None or not hasattr(chat_format, cls_name):
                 raise ToolError(f"unknown chat_handler {handler_name!r}; choose one of {sorted(CHAT_HANDLERS)}")
             kwargs["chat_handler"] = getattr(chat_format, cls_name)(clip_model_path=str(mmproj), verbose=False)
         kwargs.update(options)
         try:
-            return llama_cpp.Llama(str(model), **kwargs)
+            llm = llama_cpp.Llama(str(model), **kwargs)
         except ValueError as exc:
             raise ToolError(f"llama.cpp could not load {model}: {exc}") from None
+        init = getattr(kwargs.get("chat_handler"), "_init_mtmd_context", None)
+        if mmproj is not None and init is not None:
+            # The library opens the projector lazily, on the first chat: a wrong mmproj would
+            # then fail every call with a vague "could not answer". Open it now, so the pool
+            # reports the load as failed (with the reason) and measures the projector's memory.
+            try:
+                init(llm)
+            except ValueError as exc:
+                llm.close()
+                raise ToolError(f"llama.cpp could not load the vision projector {mmproj} for {model}: {exc}."
+                                f"{_mmproj_hint(model, mmproj)}") from None
+        return llm
 
     def unload(self, handle: Any) -> None:
         close = getattr(handle, "close", None)
