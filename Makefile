@@ -10,10 +10,11 @@ setup:
 serve: setup
 	$(VENV)/bin/loom serve --port $(PORT)
 
+# The MCP conformance suite runs before pytest so the last line is pytest's summary.
 test: setup
-	$(VENV)/bin/ruff check core plugins tests bench
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/ruff check core plugins tests bench scripts
 	bash scripts/conformance.sh
+	$(VENV)/bin/python -m pytest -q
 
 bench: setup
 	for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
