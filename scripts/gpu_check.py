@@ -96,7 +96,8 @@ async def main() -> int:
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name(0)}")
     from core import memprobe
 
-    print(f"memprobe.cuda_available()={memprobe.cuda_available()} cuda_free={memprobe.cuda_free('cuda:0') / MIB:.0f} MiB")
+    free = memprobe.cuda_free("cuda:0") or 0
+    print(f"memprobe.cuda_available()={memprobe.cuda_available()} cuda_free={free / MIB:.0f} MiB")
     with tempfile.TemporaryDirectory() as tmp:
         folder = build_pipeline(Path(tmp) / "sd")
         data = Path(tmp) / "data"
