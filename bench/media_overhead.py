@@ -2,7 +2,8 @@
 
 - seconds per denoising step through ``imagegen.generate`` vs the same diffusers
   pipeline called directly (a small random SD built from configs, whole-call wall time
-  divided by steps: text encoding, steps, VAE decode). The tool also encodes and writes
+  divided by steps: text encoding, steps, VAE decode; and the denoising step alone, timed
+  between step-end callbacks on both sides). The tool also encodes and writes
   a PNG with metadata, so a second baseline row adds ``image.save(...png)`` to the
   direct call. With random weights the image is noise, which zlib cannot compress: the
   PNG is the costliest it can be (a real picture encodes several times faster);
@@ -64,33 +65,51 @@ async def bench_imagegen(root: Path, size: int, steps: int, repeats: int) -> tup
                       configure_logs=False)
     args = {"prompt": "a lighthouse at dusk", "width": size, "height": size, "steps": steps, "guidance": 7.5}
 
+    direct_ticks: list[float] = []
+
+    def tick(pipe, step, timestep, kwargs):  # the step-end hook a plain script would use
+        direct_ticks.append(time.perf_counter())
+        return kwargs
+
     def direct(seed: int, save: bool = False) -> float:
+        direct_ticks.clear()
         t = time.perf_counter()
         image = direct_pipe(prompt=args["prompt"], width=size, height=size, num_inference_steps=steps,
-                            guidance_scale=7.5, generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+                            guidance_scale=7.5, generator=torch.Generator("cpu").manual_seed(seed),
+                            callback_on_step_end=tick).images[0]
         if cuda:
             torch.cuda.synchronize()
         if save:  # what a script does with the result: PIL's default PNG settings
             image.save(root / f"direct-{seed}.png")
         return (time.perf_counter() - t) / steps
 
+    tool_ticks: list[float] = []
+
     async def tool(seed: int) -> float:
+        tool_ticks.clear()
+
         async def progress(p, total, msg):  # a client listening to every step, like MCP would
-            pass
+            tool_ticks.append(time.perf_counter())
 
         t = time.perf_counter()
         await app.call("imagegen.generate", {**args, "seed": seed}, on_progress=progress)
         return (time.perf_counter() - t) / steps
 
-    d, ds, w = [], [], []
+    def step_time(ticks: list[float]) -> float:
+        """Mean time between step ends: the denoising loop alone (no encode, decode or PNG)."""
+        return (ticks[-1] - ticks[0]) / (len(ticks) - 1)
+
+    d, ds, w, dstep, wstep = [], [], [], [], []
     async with app:
         direct(0)
         await tool(0)  # warm-up: loads the pool's copy
         for i in range(repeats):
             d.append(await anyio.to_thread.run_sync(direct, i))
+            dstep.append(step_time(direct_ticks))
             ds.append(await anyio.to_thread.run_sync(direct, i, True))
             w.append(await tool(i))
-    return _median(d), _median(ds), _median(w)
+            wstep.append(step_time(tool_ticks))
+    return _median(d), _median(ds), _median(w), _median(dstep), _median(wstep)
 
 
 async def bench_speak(root: Path, repeats: int) -> tuple[float, float]:
@@ -170,9 +189,11 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         if "imagegen" in cases:
-            plain, saved, loom = await bench_imagegen(root, opts.size, opts.steps, opts.repeats)
+            plain, saved, loom, step_direct, step_loom = await bench_imagegen(root, opts.size, opts.steps,
+                                                                               opts.repeats)
             rows.append(("imagegen s/step", plain, loom))
             rows.append(("  vs pipe+PNG", saved, loom))
+            rows.append(("  denoise step", step_direct, step_loom))
         if "speak" in cases:
             rows.append(("piper RTF", *await bench_speak(root, opts.repeats)))
         if "transcribe" in cases:
