@@ -8,7 +8,6 @@ millisecond or two and no multi-second torch import. The forward pass is small e
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -145,16 +144,3 @@ class MiniLM:
             inner = _gelu(x @ L["i_w"] + L["i_b"])
             x = _layer_norm(inner @ L["out_w"] + L["out_b"] + x, *L["ln2"], self.eps)
         return x
-
-
-_shared: MiniLM | None = None
-_shared_lock = threading.Lock()
-
-
-def shared() -> MiniLM:
-    """One process-wide MiniLM for callers that run without a model pool (bench, CLI tools)."""
-    global _shared
-    with _shared_lock:
-        if _shared is None:
-            _shared = MiniLM()
-        return _shared

@@ -9,7 +9,7 @@ Tools: ``memory.remember``, ``memory.recall``, ``memory.forget``, ``memory.resto
 
     enabled = true        # false: no tools, no stage
     stage = true          # false: tools only
-    embedder = "auto"     # pool "embed" model, else the packaged MiniLM; "none": text search only
+    embedder = "auto"     # the pool's "embed" model, else lexical hashing; "none": text search only
     recall_k = 5
 
 One process owns a data dir (``core.datadir``): the service takes the lock when it

