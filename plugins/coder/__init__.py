@@ -15,6 +15,14 @@ from core.hookspecs import hookimpl
 
 from . import prompts, tools
 
+# What `loom doctor` checks for this plugin, and how to fix what is missing.
+DOCTOR = [
+    {"check": "module", "name": "llama_cpp", "why": "the coding model runs on llama.cpp",
+     "fix": "pip install 'loomd[coder]'"},
+    {"check": "binary", "name": "code", "why": "coder.open_in_editor (optional)",
+     "fix": "install VS Code, then run 'Shell Command: Install code command in PATH'"},
+]
+
 
 @hookimpl
 def loom_register_tools(register: Any) -> None:

