@@ -263,3 +263,15 @@ async def loom_shutdown(app: Any) -> None:
     handle = app.services.get("memory")
     if handle is not None:
         await handle.close()
+
+
+def what_do_you_know(topic: str = "") -> str:
+    """Ask what Loom remembers, about a topic or in general."""
+    about = f" about {topic}" if topic else ""
+    return (f"What do you remember{about}? Use memory.recall and say how long ago each thing was discussed; "
+            "say plainly when you remember nothing.")
+
+
+@hookimpl
+def loom_register_prompts(register):
+    register(what_do_you_know, name="memory.recall")

@@ -44,3 +44,14 @@ def loom_startup(app):
 @hookimpl
 def loom_register_tools(register):
     register(tools.generate, title="Generate a video", open_world=False)
+
+
+def clip(subject: str, seconds: str = "2") -> str:
+    """Ask for a short video clip of a subject."""
+    return (f"Make a short video (about {seconds} seconds) of {subject} with video.generate, describing motion, "
+            "camera and lighting in the prompt, and show me the poster frame.")
+
+
+@hookimpl
+def loom_register_prompts(register):
+    register(clip)

@@ -418,3 +418,15 @@ def loom_register_tools(register: Any) -> None:
     register(video, **opts)
     register(embed_text, read_only=True, idempotent=True)
     register(embed_image, **opts)
+
+
+def look(image: str, question: str = "") -> str:
+    """Ask about a picture: describe it, or answer a question about it."""
+    ask = f"Answer this about it: {question}" if question else "Describe what is in it."
+    return (f"Look at the image at {image}. {ask} Use vision.answer for a question, vision.describe otherwise, "
+            "and vision.ocr when the text in it matters.")
+
+
+@hookimpl
+def loom_register_prompts(register):
+    register(look)

@@ -55,3 +55,21 @@ def loom_register_tools(register):
     register(tools.speak, title="Speak text (TTS)", idempotent=True)
     register(tools.transcribe, title="Transcribe audio (STT)", read_only=True, idempotent=True)
     register(tools.voices, title="List voices", read_only=True, idempotent=True)
+
+
+def read_aloud(text: str, voice: str = "") -> str:
+    """Have a text spoken aloud and return the recording."""
+    who = f" with the voice {voice}" if voice else ""
+    return f"Read this aloud{who} with voice.speak and give me the audio: {text}"
+
+
+def transcribe(audio: str, language: str = "en") -> str:
+    """Transcribe a recording, with word timestamps."""
+    return (f"Transcribe the recording at {audio} (language: {language}) with voice.transcribe, "
+            "with word timestamps, then summarise it in two sentences.")
+
+
+@hookimpl
+def loom_register_prompts(register):
+    register(read_aloud)
+    register(transcribe)
