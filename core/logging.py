@@ -13,7 +13,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import structlog
+
+def _import_structlog() -> Any:
+    """Import structlog without letting it import rich.
+
+    ``structlog``'s package import pulls in ``structlog.dev``, which imports rich (when
+    installed) for pretty tracebacks: about 40 ms of every start of ``loom serve``,
+    ``loom mcp`` and ``loom tools``. Loom never renders tracebacks with rich: the
+    ``format_exc_info`` processor turns them into plain text before any renderer runs.
+    So rich is hidden while structlog loads, and importable again right after.
+    """
+    if "structlog" in sys.modules or "rich" in sys.modules:
+        import structlog
+
+        return structlog
+    sys.modules["rich"] = None  # type: ignore[assignment]  # makes ``import rich`` raise ImportError
+    try:
+        import structlog
+    finally:
+        if sys.modules.get("rich", False) is None:
+            del sys.modules["rich"]
+    return structlog
+
+
+structlog = _import_structlog()
 
 _configured = False
 
@@ -24,7 +47,9 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     renderer: Any = (
-        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
         processors=[
