@@ -23,6 +23,7 @@ import anyio.to_thread
 import msgspec
 
 from .events import Progress, ToolCalled, ToolFinished, ToolsChanged, new_id
+from .logging import bind_request
 from .results import ToolResult, to_result
 
 if typing.TYPE_CHECKING:
@@ -343,6 +344,12 @@ class ToolRegistry:
         ctx.tool = tool.name
         if ctx.bus is None:
             ctx.bus = self.bus
+        # Every log line while the tool runs (worker threads included: anyio copies the
+        # context) carries the request's correlation id and the tool's name.
+        with bind_request(ctx.correlation_id, tool=tool.name):
+            return await self._call(tool, args, ctx)
+
+    async def _call(self, tool: Tool, args: msgspec.Struct, ctx: ToolContext) -> ToolResult:
         call = ToolCall(tool, args, ctx)
         if self.authorize is not None:
             decision = await self.authorize(call)

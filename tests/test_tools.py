@@ -256,3 +256,33 @@ def test_change_listeners_see_adds_and_removes():
     reg.add(open_page, plugin="browser", name="open")
     reg.remove_plugin("browser")
     assert changes == [(["browser.open"], []), ([], ["browser.open"])]
+
+
+@pytest.mark.anyio
+async def test_log_lines_carry_the_correlation_id_in_async_and_sync_tools(capsys):
+    from core.logging import configure, get_logger
+
+    configure("info", "json")
+    log = get_logger("test")
+    reg = ToolRegistry()
+
+    async def speaks(args: NoArgs) -> str:
+        log.info("async says hi")
+        return "ok"
+
+    def speaks_in_a_thread(args: NoArgs) -> str:
+        log.info("thread says hi")
+        return "ok"
+
+    reg.add(speaks, plugin="t")
+    reg.add(speaks_in_a_thread, plugin="t")
+    await reg.call("t.speaks", {}, ToolContext(correlation_id="req-42"))
+    await reg.call("t.speaks_in_a_thread", {}, ToolContext(correlation_id="req-43"))
+    log.info("outside")
+    import json
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    by_event = {line["event"]: line for line in lines}
+    assert by_event["async says hi"]["correlation_id"] == "req-42" and by_event["async says hi"]["tool"] == "t.speaks"
+    assert by_event["thread says hi"]["correlation_id"] == "req-43"
+    assert "correlation_id" not in by_event["outside"], "the binding ends with the call"
