@@ -16,7 +16,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -45,6 +45,9 @@ class ServerConfig(_Section):
     session_idle_timeout: float = 1800.0
     max_sessions: int = 64
     shutdown_grace: float = 30.0
+    # How MCP clients see tool names: "dotted" (vision.describe) or "underscore"
+    # (vision_describe) for clients whose model APIs allow only [A-Za-z0-9_-] in names.
+    mcp_tool_names: Literal["dotted", "underscore"] = "dotted"
 
 
 class PluginsConfig(_Section):

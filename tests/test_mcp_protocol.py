@@ -185,3 +185,18 @@ def test_stdio_line_parser_answers_bad_input_with_jsonrpc_errors():
     assert parse_line(deep)[1]["code"] == types.INVALID_REQUEST
     ok, err = parse_line(b'{"jsonrpc":"2.0","id":1,"method":"ping"}')
     assert err is None and ok.method == "ping"
+
+
+async def test_underscore_tool_names_for_clients_that_reject_dots(make_app):
+    from core.config import LoomConfig, ServerConfig
+
+    app = make_app("admin", extra={"probe": probe}, config=LoomConfig(server=ServerConfig(mcp_tool_names="underscore")))
+    surface = McpSurface(app)
+    async with app, surface.running(), Client(surface.server, mode="legacy") as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert "admin_plugins" in names and "admin.plugins" not in names
+        assert all("." not in n for n in names)
+        result = await client.call_tool("admin_plugins", {})
+        assert not result.is_error and "admin" in result.content[0].text
+        await client.call_tool("admin_disable_plugin", {"name": "probe"})
+        assert not any(n.startswith("probe_") for n in {t.name for t in (await client.list_tools()).tools})

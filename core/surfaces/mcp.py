@@ -221,6 +221,7 @@ class McpSurface:
         self._listen = ListenHandler(self._events)
         self._connections: set[Any] = set()  # handshake-era connections (standalone streams)
         self._tools_cache: list[dict[str, Any]] | None = None
+        self._alias_cache: dict[str, str] | None = None
         self._snapshot = self._snap()
         self._token: Any = None
         self._loop_thread: int | None = None
@@ -283,6 +284,7 @@ class McpSurface:
     def _on_tools_change(self, added: list[str], removed: list[str]) -> None:
         # May run in a worker thread (a sync admin tool disabling a plugin).
         self._tools_cache = None
+        self._alias_cache = None
         self.changed("tools")
 
     def changed(self, kind: str) -> None:
@@ -340,7 +342,22 @@ class McpSurface:
     # -- tools -----------------------------------------------------------------------------
 
     def _aliases(self) -> dict[str, str]:
-        return self.app.services.get(ALIASES_SERVICE) or {}
+        """MCP name -> registry name: plugin-published aliases, plus underscore names when
+        ``[server] mcp_tool_names = "underscore"`` (a name that would collide stays dotted)."""
+        explicit = self.app.services.get(ALIASES_SERVICE) or {}
+        if self.app.config.server.mcp_tool_names != "underscore":
+            return explicit
+        if self._alias_cache is not None:
+            return self._alias_cache
+        taken = set(self.app.tools.names())
+        out = dict(explicit)
+        renamed = set(explicit.values())
+        for name in taken:
+            alias = name.replace(".", "_")
+            if name not in renamed and alias not in taken and alias not in out:
+                out[alias] = name
+        self._alias_cache = out
+        return out
 
     def _resolve(self, name: str) -> str:
         return self._aliases().get(name, name)
