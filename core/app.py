@@ -213,6 +213,27 @@ class Loom:
         ctx.bus = self.bus
         return await self.tools.call(name, arguments, ctx)
 
+    def spawn(self, func: Callable[..., Any], *args: Any, name: str | None = None) -> None:
+        """Run ``func(*args)`` as a background service task until the app stops.
+
+        For work a plugin starts at ``loom_startup`` without holding up the start (opening a
+        database, warming a model). The task must handle its own errors: one that escapes
+        is logged and reported as ``PluginFailed``, and the app runs on.
+        """
+        tg = self.bus._tg
+        if tg is None:
+            raise RuntimeError("the app is not running: spawn from loom_startup or later")
+
+        async def guarded() -> None:
+            try:
+                await func(*args)
+            except Exception as exc:
+                log.error("background task failed", task=name or getattr(func, "__qualname__", "?"),
+                          error=repr(exc))
+                await self.bus.publish(PluginFailed(plugin=name or "?", stage="background", error=repr(exc)))
+
+        tg.start_soon(guarded, name=name)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def __aenter__(self) -> Loom:

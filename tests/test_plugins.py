@@ -162,3 +162,33 @@ async def test_resources_and_prompts_are_registered(site: Path, make_app):
         assert "capital" in prompt.func(text="hi")
     finally:
         sys.path.remove(str(site))
+
+
+@pytest.mark.anyio
+async def test_background_tasks_from_startup_run_and_their_failures_are_reported(make_app):
+    import anyio
+
+    done = anyio.Event()
+
+    class Warm:
+        @hookimpl
+        def loom_startup(self, app):
+            async def warm():
+                done.set()
+
+            async def broken():
+                raise OSError("disk full")
+
+            app.spawn(warm, name="warm")
+            app.spawn(broken, name="warm.broken")
+
+    app = make_app("admin", extra={"warm": Warm()})
+    failures: list[PluginFailed] = []
+    app.bus.subscribe(PluginFailed, failures.append)
+    async with app:
+        with anyio.fail_after(5):
+            await done.wait()
+        assert (await app.call("admin.plugins")).structured, "the app runs on after a background failure"
+        await anyio.sleep(0.05)
+    assert [(f.plugin, f.stage) for f in failures] == [("warm.broken", "background")]
+    assert "disk full" in failures[0].error

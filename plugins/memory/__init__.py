@@ -53,17 +53,22 @@ class MemoryHandle:
             self._lock = anyio.Lock()
         async with self._lock:
             if self.service is None:
-                from .service import MemoryService
+                import importlib
 
-                svc = MemoryService(self.app.config.data_dir, self.settings, app=self.app)
+                # numpy and SQLite load in a worker thread: the event loop keeps serving.
+                service = await anyio.to_thread.run_sync(importlib.import_module, "plugins.memory.service")
+                svc = service.MemoryService(self.app.config.data_dir, self.settings, app=self.app)
                 await svc.start()
                 self.service = svc
         return self.service
 
     async def close(self) -> None:
-        if self.service is not None:
-            svc, self.service = self.service, None
-            await svc.close()
+        if self._lock is None:
+            return
+        async with self._lock:  # an open still under way finishes first, then closes
+            if self.service is not None:
+                svc, self.service = self.service, None
+                await svc.close()
 
 
 def _handle(app: Any) -> MemoryHandle:
@@ -255,7 +260,7 @@ async def loom_startup(app: Any) -> None:
 
     handle = app.services.get("memory")
     if handle is not None and handle.settings.enabled and datadir.held(app.config.data_dir):
-        await handle.get()
+        app.spawn(handle.get, name="memory")  # in the background: the daemon answers meanwhile
 
 
 @hookimpl
