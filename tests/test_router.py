@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def router():
     from plugins.assistant.router import Router
-    from plugins.embed.minilm import shared
+    from plugins.embed.minilm import MiniLM
 
-    return Router(shared().embed)
+    return Router(MiniLM().embed)
 
 
 @pytest.fixture(scope="module")
