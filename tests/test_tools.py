@@ -137,7 +137,7 @@ async def test_sync_tools_run_in_a_thread_and_do_not_block_the_loop():
         result = await reg.call("t.slow")
         tg.cancel_scope.cancel()
     assert result.structured == {"same_thread": False}
-    assert ticks >= 10, "the event loop kept running while the sync tool worked"
+    assert ticks >= 5, "the event loop kept running while the sync tool worked (blocked: 0 or 1)"
 
 
 @pytest.mark.anyio
