@@ -121,6 +121,9 @@ def run(args: argparse.Namespace) -> int:
         # A daemon owns the models: act on it, not on a short-lived copy in this process.
         tool, arguments = {"list": ("models.status", {}), "load": ("models.load", {"name": args.name}),
                            "unload": ("models.unload", {"name": args.name})}[args.action]
+        if args.action != "list":
+            print(f"loom: {args.action}ing {args.name} in the daemon (pid {daemon['pid']})...", file=sys.stderr,
+                  flush=True)
         try:
             result = anyio.run(call_tool, config, daemon, tool, arguments)
         except DaemonError as exc:
@@ -141,6 +144,9 @@ def run(args: argparse.Namespace) -> int:
                 if args.action == "list":
                     result: Any = pool.status()
                 elif args.action == "load":
+                    est = pool.estimate(args.name)
+                    print(f"loom: loading {args.name} on {est.device} (estimated {_fmt(est.total)})...",
+                          file=sys.stderr, flush=True)
                     result = await pool.load(args.name)
                 else:
                     result = await pool.unload(args.name)
