@@ -32,16 +32,10 @@ _MERGES = ("h e", "t h", "Ġ t", "i n", "e r", "a n", "o n", "Ġ a", "r e", "Ġ 
 
 def _bytes_to_unicode() -> list[str]:
     """GPT-2's reversible byte -> printable character table, in byte order."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    table = dict(zip(bs, cs, strict=True))
-    return [chr(table[b]) for b in range(256)]
+    from plugins.imagegen.tiny import _bytes_to_unicode as table
+
+    by_byte = table()
+    return [by_byte[b] for b in range(256)]
 
 
 def tiny_vocab() -> tuple[list[str], list[int], list[str]]:
