@@ -234,3 +234,17 @@ def test_cpu_runs_plainly_without_offload(tiny_dirs):
         assert not getattr(handle.pipe.unet, "_hf_hook", None)
     finally:
         backend.unload(handle)
+
+
+def test_estimate_counts_weights_at_the_load_dtype(tiny_dirs):
+    from core.backends import ModelSpec
+    from plugins.imagegen.backend import DiffusersBackend, component_sizes
+
+    stored = ModelSpec("sd", ModelConfig(backend="diffusers", file=str(tiny_dirs["sd"])))
+    half = ModelSpec("sd", ModelConfig(backend="diffusers", file=str(tiny_dirs["sd"]), options={"dtype": "float16"}))
+    on_disk = sum(component_sizes(stored).values())  # the tiny pipeline is saved in fp32
+    backend = DiffusersBackend(budget=lambda device: None)
+    fp32 = backend.estimate(stored, "cpu").breakdown["weights"]
+    assert 0.85 * on_disk < fp32 <= on_disk  # tensors only: the files also hold their JSON headers
+    fp16 = backend.estimate(half, "cpu").breakdown["weights"]
+    assert fp16 == pytest.approx(fp32 / 2, rel=0.01), "fp32 files loaded in fp16 take half"

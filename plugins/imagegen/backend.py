@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from core.backends import MemoryEstimate, ModelBackend, ModelSpec
+from core.safetensors_meta import DTYPE_NAME_BYTES, safetensors_bytes
 from core.tools import ToolError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
@@ -100,6 +101,14 @@ def _weight_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
 
 
+def _component_bytes(folder: Path, elem_bytes: int | None) -> int:
+    if elem_bytes and any(folder.glob("*.safetensors")):
+        other = sum(p.stat().st_size for p in folder.rglob("*")
+                    if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES) and p.suffix != ".safetensors")
+        return (safetensors_bytes(folder, elem_bytes) or 0) + other
+    return _weight_bytes(folder)
+
+
 def _model_dir(spec: ModelSpec) -> Path:
     raw = spec.file
     if not raw:
@@ -124,10 +133,14 @@ def _gguf(spec: ModelSpec) -> Path | None:
     return path
 
 
-def component_sizes(spec: ModelSpec) -> dict[str, int]:
-    """Bytes of weights per pipeline component (the GGUF file replaces the transformer's)."""
+def component_sizes(spec: ModelSpec, elem_bytes: int | None = None) -> dict[str, int]:
+    """Bytes of weights per pipeline component (the GGUF file replaces the transformer's).
+
+    With ``elem_bytes`` a safetensors component counts its floating-point tensors at that
+    size: fp32 files loaded in fp16 take half of what is on disk.
+    """
     root = _model_dir(spec)
-    sizes = {p.name: _weight_bytes(p) for p in root.iterdir() if p.is_dir()}
+    sizes = {p.name: _component_bytes(p, elem_bytes) for p in root.iterdir() if p.is_dir()}
     gguf = _gguf(spec)
     if gguf is not None:
         sizes["transformer"] = gguf.stat().st_size
@@ -142,15 +155,30 @@ def _resolve_device(device: str) -> str:
     return device
 
 
-def _dtype(spec: ModelSpec, device: str, family: str) -> Any:
-    import torch
-
+def _dtype_name(spec: ModelSpec, device: str, family: str) -> str:
     name = spec.config.options.get("dtype")
     if name is None:
         if device.startswith("cuda"):
             name = "bfloat16" if family in ("flux", "wan", "ltx") else "float16"
         else:
             name = "float32"  # half precision on CPU is slow or unsupported for many ops
+    return str(name)
+
+
+def _family(spec: ModelSpec) -> str:
+    index = json.loads((_model_dir(spec) / "model_index.json").read_text(encoding="utf-8"))
+    return family_of(str(index.get("_class_name", "DiffusionPipeline")))
+
+
+def _sizes_at_load_dtype(spec: ModelSpec, device: str) -> dict[str, int]:
+    """Component sizes counted at the dtype the pipeline will load in, not as stored."""
+    return component_sizes(spec, DTYPE_NAME_BYTES.get(_dtype_name(spec, device, _family(spec))))
+
+
+def _dtype(spec: ModelSpec, device: str, family: str) -> Any:
+    import torch
+
+    name = _dtype_name(spec, device, family)
     dtype = getattr(torch, str(name), None)
     if not isinstance(dtype, torch.dtype):
         raise DiffusersConfigError(f"model {spec.name!r}: options.dtype {name!r} is not a torch dtype "
@@ -216,7 +244,7 @@ class DiffusersBackend(ModelBackend):
     def estimate(self, spec: ModelSpec, device: str) -> MemoryEstimate:
         """Weights from file sizes plus compute; on CUDA, what stays on the GPU under the offload
         mode the budget calls for (the rest waits in system RAM)."""
-        sizes = component_sizes(spec)
+        sizes = _sizes_at_load_dtype(spec, device)
         weights = sum(sizes.values())
         largest = max(sizes.values(), default=0)
         mode = self.plan_offload(spec, device, sizes)
@@ -239,7 +267,7 @@ class DiffusersBackend(ModelBackend):
         gguf = _gguf(spec)
         if gguf is not None:
             kwargs["transformer"] = self._gguf_transformer(spec, root, gguf, index, dtype)
-        mode = self._modes.get(spec.name) or self.plan_offload(spec, device, component_sizes(spec))
+        mode = self._modes.get(spec.name) or self.plan_offload(spec, device, _sizes_at_load_dtype(spec, device))
         try:
             pipe = DiffusionPipeline.from_pretrained(str(root), **kwargs)
         except (OSError, ValueError, KeyError) as exc:
