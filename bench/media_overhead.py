@@ -28,6 +28,7 @@ import tempfile
 import time
 import wave
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -43,6 +44,18 @@ TEXT = ("Loom hosts specialist models behind one daemon. It loads them on demand
 
 def _median(xs: list[float]) -> float:
     return statistics.median(xs)
+
+
+async def alternate(app: Loom, direct: Any, tool: Any, repeats: int) -> tuple[float, float]:
+    """Warm both sides up, then alternate direct and through-Loom runs; medians of each."""
+    d, w = [], []
+    async with app:
+        direct()
+        await tool()
+        for _ in range(repeats):
+            d.append(await anyio.to_thread.run_sync(direct))
+            w.append(await tool())
+    return _median(d), _median(w)
 
 
 async def bench_imagegen(root: Path, size: int, steps: int, repeats: int) -> tuple[float, float]:
@@ -131,14 +144,7 @@ async def bench_speak(root: Path, repeats: int) -> tuple[float, float]:
         res = await app.call("voice.speak", {"text": TEXT})
         return (time.perf_counter() - t) / res.structured["duration"]
 
-    d, w = [], []
-    async with app:
-        direct()
-        await tool()
-        for _ in range(repeats):
-            d.append(await anyio.to_thread.run_sync(direct))
-            w.append(await tool())
-    return _median(d), _median(w)
+    return await alternate(app, direct, tool, repeats)
 
 
 async def bench_transcribe(root: Path, repeats: int) -> tuple[float, float]:
@@ -167,14 +173,7 @@ async def bench_transcribe(root: Path, repeats: int) -> tuple[float, float]:
         await app.call("voice.transcribe", {"audio": str(wav)})
         return (time.perf_counter() - t) / duration
 
-    d, w = [], []
-    async with app:
-        direct()
-        await tool()
-        for _ in range(repeats):
-            d.append(await anyio.to_thread.run_sync(direct))
-            w.append(await tool())
-    return _median(d), _median(w)
+    return await alternate(app, direct, tool, repeats)
 
 
 async def main() -> None:

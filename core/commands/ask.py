@@ -5,15 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import make_app
+from . import add_request_arguments, make_app
 
 HELP = 'ask anything: loom ask "..." [--attach PATH ...]'
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("text", nargs="?", default="", help="the request")
-    p.add_argument("--attach", action="append", default=[], metavar="PATH",
-                   help="a file sent with the request (image, video, audio, document); repeatable")
+    add_request_arguments(p, text_help="the request")
     p.add_argument("--session", default="cli", help="conversation id (memory and continuity)")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")

@@ -6,15 +6,13 @@ import argparse
 import json
 import sys
 
-from . import make_app
+from . import add_request_arguments, make_app
 
 HELP = "print the plan for a request as JSON: loom route TEXT [--attach PATH ...]"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("text", nargs="?", default="", help="the request (may be empty when a file is attached)")
-    p.add_argument("--attach", action="append", default=[], metavar="PATH",
-                   help="a file sent with the request (image, video, audio, document); repeatable")
+    add_request_arguments(p, text_help="the request (may be empty when a file is attached)")
     p.add_argument("--llm", action="store_true", help="let the coordinator LLM decide when the rules are unsure")
     p.add_argument("--verbose", "-v", action="store_true", help="also print steps' arguments, models and costs")
 

@@ -497,20 +497,10 @@ class McpSurface:
         if found is None:
             raise MCPError(code=types.INVALID_PARAMS, message=f"Resource not found: {uri}", data={"uri": uri})
         res, variables = found
-        reset = current_call.set(McpCall(rctx, params))
-        try:
-            value = res.func(self.app, **variables) if variables else res.func(self.app)
-            if inspect.isawaitable(value):
-                value = await value
-        except McpResponse as answer:
-            return _answer(rctx, answer)
-        except MCPError:
-            raise
-        except Exception as exc:
-            log.exception("resource failed", uri=uri)
-            raise MCPError(code=types.INTERNAL_ERROR, message=f"Reading {uri} failed: {exc}") from None
-        finally:
-            current_call.reset(reset)
+        value, early = await self._run_handler(rctx, params, lambda: res.func(self.app, **variables),
+                                               f"Reading {uri}")
+        if early is not None:
+            return early
         entry: dict[str, Any] = {"uri": uri, "mimeType": res.mime_type}
         if isinstance(value, bytes | bytearray):
             entry["blob"] = base64.b64encode(value).decode()
@@ -519,6 +509,29 @@ class McpSurface:
         else:
             entry["text"] = msgspec.json.encode(value, enc_hook=str).decode()
         return _done(rctx, {"contents": [entry]})
+
+    async def _run_handler(self, rctx: ServerRequestContext[Any, Any], params: Any, invoke: Callable[[], Any],
+                           what: str) -> tuple[Any, Any]:
+        """Run a resource or prompt function with the call context set.
+
+        Returns ``(value, None)``, or ``(None, result)`` when the function answered with a
+        raw MCP result (``McpResponse``). Any other error becomes an internal error.
+        """
+        reset = current_call.set(McpCall(rctx, params))
+        try:
+            value = invoke()
+            if inspect.isawaitable(value):
+                value = await value
+            return value, None
+        except McpResponse as answer:
+            return None, _answer(rctx, answer)
+        except MCPError:
+            raise
+        except Exception as exc:
+            log.exception("handler failed", what=what)
+            raise MCPError(code=types.INTERNAL_ERROR, message=f"{what} failed: {exc}") from None
+        finally:
+            current_call.reset(reset)
 
     async def _subscribe(self, rctx: ServerRequestContext[Any, Any], params: Any) -> dict[str, Any]:
         # Accepted so 2025-11-25 clients can subscribe; Loom's resources are snapshots
@@ -547,20 +560,11 @@ class McpSurface:
         if missing:
             raise MCPError(code=types.INVALID_PARAMS,
                            message=f"Prompt {params.name!r} needs argument(s): {', '.join(missing)}")
-        reset = current_call.set(McpCall(rctx, params))
-        try:
-            value = prompt.func(**{k: v for k, v in given.items() if k in known})
-            if inspect.isawaitable(value):
-                value = await value
-        except McpResponse as answer:
-            return _answer(rctx, answer)
-        except MCPError:
-            raise
-        except Exception as exc:
-            log.exception("prompt failed", prompt=params.name)
-            raise MCPError(code=types.INTERNAL_ERROR, message=f"Prompt {params.name!r} failed: {exc}") from None
-        finally:
-            current_call.reset(reset)
+        value, early = await self._run_handler(
+            rctx, params, lambda: prompt.func(**{k: v for k, v in given.items() if k in known}),
+            f"Prompt {params.name!r}")
+        if early is not None:
+            return early
         return _done(rctx, {"description": prompt.description, "messages": _prompt_messages(value)})
 
     async def _complete(self, rctx: ServerRequestContext[Any, Any], params: Any) -> dict[str, Any]:

@@ -65,19 +65,13 @@ class GenerateArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     model: _Model = None
 
 
-class EditArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class EditArgs(GenerateArgs, kw_only=True):
+    """Everything generate takes, plus the starting image and how much to change it."""
+
     image: Annotated[Any, msgspec.Meta(description="The starting image: a path inside the allowed roots, a "
                                                    "data: URL, base64, or MCP image content.")]
-    prompt: _Prompt
     strength: Annotated[float, msgspec.Meta(ge=0.0, le=1.0, description="How much to change: 0 keeps the "
                                                                         "image, 1 ignores it.")] = 0.6
-    negative_prompt: _Neg = None
-    width: _Size = None
-    height: _Size = None
-    steps: _Steps = None
-    guidance: _Guidance = None
-    seed: _Seed = None
-    model: _Model = None
 
 
 # Usual settings per family; a model's `options` (steps, guidance, width, height) override them.
