@@ -6,7 +6,10 @@ of real time. Requests are served one after another in arrival order; a request'
 is the time from its arrival until its model is ready (queueing behind earlier requests
 plus any load). Per trace and policy the table shows loads, evictions, seconds spent
 loading, p95 wait and peak reserved memory, and the ratio of seconds loading against
-Belady's offline optimum (which evicts the model whose next request is furthest away).
+Belady's offline policy (which evicts the model whose next request is furthest away).
+Belady's rule is optimal only when every model has the same size and load cost; the
+``optimum`` row is the exact offline minimum (a shortest path over resident sets), to
+show how far Belady itself is from it on traces with mixed sizes.
 
 Traces:
   speech+vision  a pinned speech model, a chat model after each utterance, and
@@ -16,7 +19,8 @@ Traces:
   cycle          an adversarial cycle over one model more than the budget holds
 
 Run: ``python bench/pool_sim.py`` (``--seed N`` for another draw of the random traces,
-``--seeds 1-10`` for a summary row per seed).
+``--seeds 1-10`` for a summary row per seed and the mean per trace). How close any online
+policy can get on the Zipf trace: ``bench/pool_bound.py``.
 Targets (from the issue): Loom <= 1.15x Belady's seconds loading on every trace, never
 worse than LRU or Ollama-like; peak memory never over budget.
 """
@@ -25,7 +29,9 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import math
 import random
+import statistics
 import sys
 from collections import deque
 from dataclasses import dataclass
@@ -121,6 +127,35 @@ class BeladyPolicy(EvictionPolicy):
         return -(uses[i] if i < len(uses) else float("inf"))
 
 
+def offline_optimum(trace: Trace) -> float:
+    """The least seconds loading any policy can achieve knowing the whole trace.
+
+    Requests are served one at a time, so a policy is a choice, at each miss, of which
+    resident set to keep (evicting is free, loading costs ``load_cost``): a shortest
+    path over (request, resident set), exact for a handful of models. Keep-alive is
+    ignored, as for Belady.
+    """
+    n = len(trace.models)
+    sizes = [m.size_gib for m in trace.models]
+    index = {m.name: k for k, m in enumerate(trace.models)}
+    pinned = sum(1 << k for k, m in enumerate(trace.models) if m.pin)
+    fits = [s for s in range(1 << n) if s & pinned == pinned
+            and sum(sizes[k] for k in range(n) if s >> k & 1) <= trace.budget_gib + 1e-9]
+    best = {pinned: 0.0}  # resident set -> least seconds loading to reach it
+    for _t, name, _s in trace.requests:
+        r, cost = 1 << index[name], load_cost(sizes[index[name]])
+        step: dict[int, float] = {}
+        for held, spent in best.items():
+            if held & r:
+                step[held] = min(step.get(held, math.inf), spent)
+                continue
+            for keep in fits:  # load r, keeping any subset of what was resident
+                if keep & r and (keep & ~r) & ~held == 0:
+                    step[keep] = min(step.get(keep, math.inf), spent + cost)
+        best = step
+    return min(best.values())
+
+
 # --- traces ------------------------------------------------------------------------------
 
 
@@ -201,7 +236,7 @@ async def run(trace: Trace, policy: EvictionPolicy) -> dict:
         CLOCK.now = 0.0  # pinned models were loaded at start: not part of the trace
         loads_at_start = sum(isinstance(e, ModelLoaded) for e in app.bus.recent)
         for i, (arrival, name, service) in enumerate(trace.requests):
-            if isinstance(policy, BeladyPolicy):
+            if hasattr(policy, "position"):  # offline or trace-aware policies
                 policy.position = i
             CLOCK.now = max(CLOCK.now, arrival)
             async with pool.use(name):
@@ -233,24 +268,32 @@ def verdict(r: dict[str, dict]) -> list[str]:
     return missed
 
 
-async def replay(seed: int) -> dict[str, dict[str, dict]]:
+def draw(seed: int) -> list[Trace]:
     rng = random.Random(seed)
-    traces = [speech_vision(rng), coord_bursts(rng), zipf6(rng), cycle(rng)]
+    return [speech_vision(rng), coord_bursts(rng), zipf6(rng), cycle(rng)]
+
+
+async def replay(seed: int) -> dict[str, dict[str, dict]]:
     out = {}
-    for trace in traces:
+    for trace in draw(seed):
         out[trace.name] = {p.name: await run(trace, p) for p in
                            (BeladyPolicy(trace), CostAwarePolicy(), LRUPolicy(), ShortestKeepAlivePolicy())}
     return out
 
 
-async def main(seed: int, seeds: list[int] | None) -> int:
+def core_pool_quiet() -> None:
     import core.pool
 
-    configure_logging("error", "console")
     core.pool.gc.collect = lambda *a: 0  # the pool collects after each unload; nothing to collect here
+
+
+async def main(seed: int, seeds: list[int] | None) -> int:
+    configure_logging("error", "console")
+    core_pool_quiet()
     if seeds:
         return await summary(seeds)
     ok = True
+    optimum = {t.name: offline_optimum(t) for t in draw(seed)}
     print(f"{'trace':14} {'policy':7} {'loads':>6} {'evict':>6} {'s loading':>10} {'p95 wait':>9} "
           f"{'peak GiB':>9} {'vs Belady':>9}")
     for tname, results in (await replay(seed)).items():
@@ -258,6 +301,8 @@ async def main(seed: int, seeds: list[int] | None) -> int:
         for name, r in results.items():
             print(f"{tname:14} {name:7} {r['loads']:6d} {r['evictions']:6d} {r['load_s']:10.1f} "
                   f"{r['p95']:9.2f} {r['peak']:9.2f} {r['load_s'] / best:9.2f}")
+        print(f"{tname:14} {'optimum':7} {'':6} {'':6} {optimum[tname]:10.1f} {'':9} {'':9} "
+              f"{optimum[tname] / best:9.2f}")
         loom = results["loom"]["load_s"]
         missed = verdict(results)
         ok &= not missed
@@ -275,6 +320,7 @@ async def summary(seeds: list[int]) -> int:
     print("Loom/Belady | Loom/best-of(LRU, Ollama-like) per trace; * = a target missed")
     print(f"{'seed':>4} " + " ".join(f"{n:>19}" for n in names))
     misses = 0
+    ratios: dict[str, list[float]] = {n: [] for n in names}
     for s, res in rows.items():
         cells = []
         for n in names:
@@ -282,9 +328,11 @@ async def summary(seeds: list[int]) -> int:
             loom = r["loom"]["load_s"]
             bad = verdict(r)
             misses += bool(bad)
+            ratios[n].append(loom / r["belady"]["load_s"])
             cells.append(f"{loom / r['belady']['load_s']:.2f} | "
                          f"{loom / min(r['lru']['load_s'], r['ollama']['load_s']):.2f}{'*' if bad else ' '}".rjust(19))
         print(f"{s:>4} " + " ".join(cells))
+    print("mean " + " ".join(f"{statistics.mean(ratios[n]):.2f}".rjust(19) for n in names))
     print(f"{misses} of {len(seeds) * len(names)} trace runs miss a target")
     return 0 if not misses else 1
 
