@@ -17,4 +17,5 @@ test: setup
 	$(VENV)/bin/python -m pytest -q
 
 bench: setup
-	for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
+	@failed=; for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || failed="$$failed $$b"; done; \
+	if [ -n "$$failed" ]; then echo "missed a target or failed:$$failed"; exit 1; fi
