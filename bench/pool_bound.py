@@ -35,8 +35,7 @@ from core.arbiter import CostAwarePolicy, EvictionPolicy, Lease, ModelStats
 def solve(trace: sim.Trace, share: dict[str, float], iterations: int = 400) -> dict[int, float]:
     """Relative value iteration: the long-run extra seconds loading from each resident set."""
     n = len(trace.models)
-    sizes = [m.size_gib for m in trace.models]
-    fits = [s for s in range(1 << n) if sum(sizes[k] for k in range(n) if s >> k & 1) <= trace.budget_gib + 1e-9]
+    fits = sim.resident_sets(trace)
     moves = {(s, k): [t for t in fits if t >> k & 1 and (t & ~(1 << k)) & ~s == 0]
              for s in fits for k in range(n) if not s >> k & 1}
     p = [share.get(m.name, 0.0) for m in trace.models]

@@ -127,6 +127,14 @@ class BeladyPolicy(EvictionPolicy):
         return -(uses[i] if i < len(uses) else float("inf"))
 
 
+def resident_sets(trace: Trace) -> list[int]:
+    """Every set of the trace's models (bit k: model k) that fits the budget with the pinned ones."""
+    n = len(trace.models)
+    pinned = sum(1 << k for k, m in enumerate(trace.models) if m.pin)
+    return [s for s in range(1 << n) if s & pinned == pinned
+            and sum(m.size_gib for k, m in enumerate(trace.models) if s >> k & 1) <= trace.budget_gib + 1e-9]
+
+
 def offline_optimum(trace: Trace) -> float:
     """The least seconds loading any policy can achieve knowing the whole trace.
 
@@ -135,12 +143,10 @@ def offline_optimum(trace: Trace) -> float:
     path over (request, resident set), exact for a handful of models. Keep-alive is
     ignored, as for Belady.
     """
-    n = len(trace.models)
     sizes = [m.size_gib for m in trace.models]
     index = {m.name: k for k, m in enumerate(trace.models)}
     pinned = sum(1 << k for k, m in enumerate(trace.models) if m.pin)
-    fits = [s for s in range(1 << n) if s & pinned == pinned
-            and sum(sizes[k] for k in range(n) if s >> k & 1) <= trace.budget_gib + 1e-9]
+    fits = resident_sets(trace)
     best = {pinned: 0.0}  # resident set -> least seconds loading to reach it
     for _t, name, _s in trace.requests:
         r, cost = 1 << index[name], load_cost(sizes[index[name]])
