@@ -345,7 +345,10 @@ async def summary(seeds: list[int]) -> int:
 
 def seed_range(text: str) -> list[int]:
     lo, _, hi = text.partition("-")
-    return list(range(int(lo), int(hi or lo) + 1))
+    seeds = list(range(int(lo), int(hi or lo) + 1))
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"{text!r} holds no seed: write LOW-HIGH with LOW <= HIGH")
+    return seeds
 
 
 if __name__ == "__main__":
