@@ -8,6 +8,7 @@ segfault mid-request never take this (the daemon's) process down.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import threading
 
@@ -17,6 +18,7 @@ from core.capabilities import Chat, Embed
 from core.config import LoomConfig, ModelConfig, PoolConfig
 from core.memprobe import process_rss
 from core.pool import ModelCrashed, ModelFailed, ModelUnloaded
+from core.surfaces.ops import DaemonOps
 from core.tools import ToolError
 from core.workers import WorkerCrashed
 from core.workers import protocol as proto
@@ -125,7 +127,7 @@ async def test_unloading_a_process_model_returns_the_daemons_memory(make_app):
 def crashy_app(make_app):
     def build(**pool):
         models = {"boom": smol(backend="crashy", keep_alive=-1)}
-        return make_app("llamacpp", extra={"crashy": crashy_plugin},
+        return make_app("llamacpp", "models", extra={"crashy": crashy_plugin},
                         config=LoomConfig(models=models, pool=PoolConfig(**pool)))
     return build
 
@@ -170,8 +172,12 @@ async def test_segfault_in_the_worker_names_signal_and_last_output_and_repeats_m
         assert crashes[1].restart_in > 0  # the third start waited for the back-off
         status = pool.model_status("boom")
         assert status["state"] == "failed" and "crashed 3 times" in status["error"]
-        listed = await app.resources["loom://models"].read(app) if "loom://models" in app.resources else pool.status()
+        listed = await app.resources["loom://models"].read(app)  # what MCP clients read
         assert next(m for m in listed["models"] if m["name"] == "boom")["state"] == "failed"
+        ops = DaemonOps(app)  # /readyz: still ready (other models serve), the failed one named
+        ops.ready = True
+        ready = json.loads((await ops.readyz(None)).body)
+        assert ready["status"] == "ready" and "crashed 3 times" in ready["models_failed"]["boom"]
         with pytest.raises(ModelFailed, match="loom models load boom"):
             async with pool.use("boom", Chat):
                 pass
