@@ -767,7 +767,6 @@ class ModelPool:
                        placement=lease.placement, node=lease.node,
                        pid=getattr(lease.invoker, "pid", None) if lease.placement == "process" else None,
                        busy=lease.users, loaded_at=lease.loaded_at, reason=lease.reason,
-                       placement=getattr(lease.invoker, "placement", None),
                        capabilities=list(lease.info.capabilities) if lease.info is not None else None,
                        keep_alive_remaining=round(remaining, 1) if remaining is not None else None,
                        until=("pinned" if lease.pinned else "in use" if lease.users else

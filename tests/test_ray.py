@@ -12,6 +12,9 @@ import os
 
 import pytest
 
+# Without this Ray binds the host's non-loopback address (it reads it when imported); tests
+# talk to 127.0.0.1 only.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 ray = pytest.importorskip("ray", reason="the Ray extra (pip install 'loomd[ray]') is installed by scripts/setup.sh")
 
 from core.capabilities import Chat  # noqa: E402
@@ -28,9 +31,9 @@ pytestmark = pytest.mark.anyio
 def cluster():
     from ray.cluster_utils import Cluster
 
-    # Without this Ray binds the host's non-loopback address; tests talk to 127.0.0.1 only.
-    old = os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # in case Ray was imported before this module set the variable
     c = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 1, "resources": {"loom_memory_mib": 50}, "labels": {"loom.node": "small"},
         "include_dashboard": False})
@@ -39,10 +42,6 @@ def cluster():
     yield c
     ray.shutdown()
     c.shutdown()
-    if old is None:
-        os.environ.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
-    else:
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = old
 
 
 def ray_config(cluster, models: dict[str, ModelConfig]) -> LoomConfig:
@@ -52,37 +51,33 @@ def ray_config(cluster, models: dict[str, ModelConfig]) -> LoomConfig:
 async def test_models_land_on_the_node_with_room_and_each_node_has_its_own_budget(make_app, cluster, tmp_path):
     path = write_tiny_gguf(tmp_path / "tiny.gguf", context=256)
 
-    def tiny(**kw) -> ModelConfig:  # memory fixed by override so the budgets are easy to reason about
-        return ModelConfig(backend="llama_cpp", file=str(path), context_size=128, placement="ray", memory="40MiB",
+    def tiny(memory: str, **kw) -> ModelConfig:  # sizes fixed by override: easy budgets to reason about
+        return ModelConfig(backend="llama_cpp", file=str(path), context_size=128, placement="ray", memory=memory,
                            **kw)
 
-    models = {"a": tiny(), "b": tiny(), "c": tiny(), "pinned": tiny(node="small")}
+    models = {"wide": tiny("300MiB"), "narrow": tiny("45MiB"), "pinned": tiny("40MiB", node="small")}
     app = make_app("llamacpp", config=ray_config(cluster, models))
     async with app:
         pool = app.pool
-        placed = {}
-        for name in "abc":
-            async with pool.use(name, Chat) as chat:
-                assert chat.placement == "ray"
-                assert (await chat.complete("hi", max_tokens=3, temperature=0.0)).finish_reason in ("length", "stop")
-            placed[name] = pool.model_status(name)["node"]
-        # "big" (400 MiB) has room for a and b... all three fit there; the small node stays empty
-        # until a model is pinned to it.
-        assert placed == {"a": "big", "b": "big", "c": "big"}
-        await pool.load("pinned")
-        assert pool.model_status("pinned")["node"] == "small"
+        async with pool.use("wide", Chat) as chat:  # only "big" (400 MiB) can hold 300 MiB
+            assert chat.placement == "ray"
+            assert (await chat.complete("hi", max_tokens=3, temperature=0.0)).finish_reason in ("length", "stop")
+        await pool.load("narrow")  # "big" has 100 MiB left, "small" 50: the most room wins... big
+        assert pool.model_status("wide")["node"] == "big" and pool.model_status("narrow")["node"] == "big"
         big, small = pool.arbiter("big/cpu"), pool.arbiter("small/cpu")
         assert big.budget == 400 * 2**20 and small.budget == 50 * 2**20
-        assert big.used == 3 * 40 * 2**20 and small.used == 40 * 2**20
-        # A second model pinned to "small" does not fit beside the first: the budget is per
-        # node, so it evicts the idle model there and never touches the ones on "big".
-        app.config.models["pinned2"] = tiny(node="small")
+        assert big.used == 345 * 2**20 and small.used == 0
+        # "big" now has 55 MiB free, "small" 50: a 45 MiB model fits on both; pinned to "small"
+        # it goes there. A second request for room on "small" evicts only what is on "small".
+        await pool.load("pinned")
+        assert pool.model_status("pinned")["node"] == "small" and small.used == 40 * 2**20
+        app.config.models["pinned2"] = tiny("40MiB", node="small")
         await pool.load("pinned2")
         evicted = [e.model for e in app.bus.recent if isinstance(e, ModelEvicted)]
-        assert evicted == ["pinned"]
-        assert {m: pool.model_status(m)["state"] for m in "abc"} == {m: "ready" for m in "abc"}
+        assert evicted == ["pinned"]  # never "wide" or "narrow": their node has its own budget
         listing = {m["name"]: m for m in pool.status()["models"]}
         assert listing["pinned2"]["node"] == "small" and listing["pinned2"]["placement"] == "ray"
+        assert listing["wide"]["state"] == listing["narrow"]["state"] == "ready"
 
 
 async def test_ray_placed_smollm2_answers_like_inline_and_recovers_from_ray_kill(make_app, cluster):

@@ -60,7 +60,7 @@ class Worker:
         before = _rss()
         t0 = time.perf_counter()
         self.handle = self.backend.load(spec, frame.device)
-        info = self.backend.describe(self.handle, spec)
+        info = describe(self.backend, self.handle, spec)
         seconds = time.perf_counter() - t0
         modules = sorted(m for m in {m.partition(".")[0] for m in sys.modules} - had if not m.startswith("_"))
         modules.insert(0, frame.backend.partition(":")[0])
@@ -118,6 +118,16 @@ class Worker:
         if self.handle is not None:
             self.backend.unload(self.handle)
             self.handle = None
+
+
+def describe(backend: Any, handle: Any, spec: Any) -> Any:
+    """The loaded model's ``ModelInfo``; a duck-typed backend serves what it declares."""
+    from ..capabilities import ModelInfo
+
+    if hasattr(backend, "describe"):
+        return backend.describe(handle, spec)
+    return ModelInfo(name=spec.name, backend=spec.config.backend,
+                     capabilities=tuple(getattr(backend, "capabilities", ())), context_size=spec.config.context_size)
 
 
 def _import_capabilities() -> None:

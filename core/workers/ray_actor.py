@@ -34,6 +34,7 @@ class ModelActor:
         import importlib
 
         from ..memprobe import process_rss
+        from .main import describe
         from .protocol import import_object
 
         for name in ("core.capabilities", "core.capabilities.media"):
@@ -45,7 +46,7 @@ class ModelActor:
         before = process_rss()
         t0 = time.perf_counter()
         self.handle = self.backend.load(spec, device)
-        info = self.backend.describe(self.handle, spec)
+        info = describe(self.backend, self.handle, spec)
         return info, before, process_rss(), time.perf_counter() - t0, os.getpid()
 
     def run(self, call_id: int, op: str, request: Any) -> Iterator[tuple[str, Any]]:
