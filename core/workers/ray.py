@@ -152,14 +152,7 @@ class RayCluster:
     def invoker(self, spec: Any, backend_path: str, lease: Any,
                 on_exit: Callable[[CrashReport], str | None]) -> RayInvoker:
         name, _, kind = lease.device.rpartition("/")
-        node = self.node_named(name)
-        if node is None:
-            raise ClusterError(f"Ray node {name!r} left the cluster before model {spec.name!r} could start there")
-        resources = {}
-        res = self.config.gpu_memory_resource if kind == "cuda" else self.config.memory_resource
-        if res in node.resources:
-            resources[res] = max(1, -(-lease.size // MiB))
-        return RayInvoker(self, spec, backend_path, node, kind, resources, on_exit)
+        return RayInvoker(self, spec, backend_path, name, kind, lease.size, on_exit)
 
 
 class _Call:
@@ -176,16 +169,15 @@ class RayInvoker:
 
     placement = "ray"
 
-    def __init__(self, cluster: RayCluster, spec: Any, backend_path: str, node: RayNode, kind: str,
-                 resources: dict[str, float], on_exit: Callable[[CrashReport], str | None]) -> None:
+    def __init__(self, cluster: RayCluster, spec: Any, backend_path: str, node: str, kind: str, size: int,
+                 on_exit: Callable[[CrashReport], str | None]) -> None:
         self.cluster = cluster
         self.spec = spec
         self.model = spec.name
         self.backend_path = backend_path
-        self.node_info = node
-        self.node = node.name
+        self.node = node
         self.kind = kind
-        self.resources = resources
+        self.size = size
         self.on_exit = on_exit
         self.actor: Any = None
         self.pid: int | None = None
@@ -204,10 +196,16 @@ class RayInvoker:
         from .ray_actor import ModelActor
 
         ray = self.cluster.ray()
+        node = self.cluster.node_named(self.node)
+        if node is None:
+            raise ClusterError(f"Ray node {self.node!r} left the cluster before model {self.model!r} could start there")
+        # Ask Ray for the memory too (when the node declares the resource), so its view agrees with ours.
+        res = self.cluster.config.gpu_memory_resource if self.kind == "cuda" else self.cluster.config.memory_resource
+        resources = {res: max(1, -(-self.size // MiB))} if res in node.resources else {}
         device = "cuda:0" if self.kind == "cuda" else "cpu"  # Ray hands the actor its GPU as device 0
         self.actor = ray.remote(ModelActor).options(
-            num_cpus=0, num_gpus=1 if self.kind == "cuda" else 0, resources=self.resources,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(self.node_info.id, soft=False),
+            num_cpus=0, num_gpus=1 if self.kind == "cuda" else 0, resources=resources,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node.id, soft=False),
             max_concurrency=32, max_restarts=0, name=None,
         ).remote()
         try:

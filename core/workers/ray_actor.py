@@ -4,7 +4,8 @@
 with ``ray.remote`` and starts it as a threaded actor, so ``cancel`` runs while ``run`` is
 still streaming. ``run`` is a streaming generator: the backend works in a thread of its own
 and pushes events into a queue; each item the generator yields is every event waiting at
-that moment, so a slow consumer gets bigger batches instead of slowing the model down.
+that moment (at most one batch per ``BATCH_S`` after the first), so neither a slow consumer
+nor Ray's per-object cost slows the model down; the first token goes out at once.
 Requests, events and results are msgspec structs, which Ray pickles (big bytes values go
 through Ray's object store, which works across machines where files would not).
 """
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 _END = object()
+BATCH_S = 0.01
 
 
 class ModelActor:
@@ -70,8 +72,15 @@ class ModelActor:
         threading.Thread(target=work, name=f"loom-{op}", daemon=True).start()
         try:
             finished = False
+            last = 0.0
             while not finished:
                 batch = [q.get()]
+                # Each yield is a Ray object (about a millisecond of the actor's CPU, taken from the
+                # model): after the first event, hand over at most every BATCH_S.
+                wait = last + BATCH_S - time.perf_counter()
+                if last and wait > 0 and batch[0] is not _END:
+                    time.sleep(wait)
+                last = time.perf_counter()
                 while True:
                     try:
                         batch.append(q.get_nowait())
