@@ -281,6 +281,14 @@ class ModelPool:
                                    'to loom.toml, see docs/cluster.md; or set placement = "process"')
         return want
 
+    @staticmethod
+    def replicas_of(cfg: ModelConfig, placement: str) -> int:
+        """Workers serving the model (``replicas``); a model inline in the daemon is always one."""
+        if cfg.replicas > 1 and placement == "inline":
+            raise ModelUnavailable(f"replicas = {cfg.replicas} needs placement = \"process\" or \"ray\": one "
+                                   f"process holds one copy of a model")
+        return max(cfg.replicas, 1)
+
     def arbiter(self, device: str) -> Arbiter:
         arb = self._arbiters.get(device)
         if arb is None:
@@ -406,7 +414,7 @@ class ModelPool:
                 log.info("model restarts after a crash back-off", model=name, seconds=round(delay, 2))
                 await anyio.sleep(delay)
             est = lease.estimate = await anyio.to_thread.run_sync(self.estimate, name)
-            lease.size = est.total
+            lease.size = est.total * self.replicas_of(cfg, lease.placement)  # each replica holds a copy
             if lease.placement == "ray":  # budgeted on the node it will run on
                 device = lease.device = await self.cluster().choose_device(self, lease, cfg, backend)
                 arb = self.arbiter(device)
@@ -466,10 +474,11 @@ class ModelPool:
         lease.last_used = self.clock()
         lease.ready.set()
         est = lease.estimate.total
+        one = measured // self.replicas_of(spec.config, lease.placement) if measured is not None else None
         # Lower readings are expected (KV cache and compute pages are touched lazily), so the
         # estimate is only ever corrected upward: an underestimate is what makes peers crash.
-        if measured is not None and lease.estimate.source != "override" and measured > est * 1.1:
-            self._corrections[spec.name] = measured
+        if one is not None and lease.estimate.source != "override" and one > est * 1.1:
+            self._corrections[spec.name] = one
             await self._publish(EstimateCorrected(model=spec.name, device=lease.device, estimate=est,
                                                   measured=measured))
         await self._publish(ModelLoaded(model=spec.name, device=lease.device, seconds=round(seconds, 4),
@@ -496,6 +505,7 @@ class ModelPool:
 
     async def _place_remote(self, lease: Lease, backend: ModelBackend, spec: ModelSpec) -> int | None:
         from .workers import ProcessInvoker, backend_path
+        from .workers.replicas import ReplicaSet
 
         token = anyio.lowlevel.current_token()
 
@@ -503,11 +513,15 @@ class ModelPool:
             return anyio.from_thread.run(self._worker_crashed, lease, report, token=token)
 
         path = backend_path(backend)
-        if lease.placement == "ray":
-            invoker = self.cluster().invoker(spec, path, lease, on_exit)
-        else:
-            invoker = ProcessInvoker(spec.name, path, spec, lease.device, data_dir=self.app.config.data_dir,
-                                     forkserver=self._fork_server(path), on_exit=on_exit)
+
+        def one() -> Any:
+            if lease.placement == "ray":
+                return self.cluster().invoker(spec, path, lease, on_exit)
+            return ProcessInvoker(spec.name, path, spec, lease.device, data_dir=self.app.config.data_dir,
+                                  forkserver=self._fork_server(path), on_exit=on_exit)
+
+        replicas = max(spec.config.replicas, 1)
+        invoker = one() if replicas == 1 else ReplicaSet([one() for _ in range(replicas)])
         lease.info = await anyio.to_thread.run_sync(invoker.start)
         lease.handle = lease.invoker = invoker
         lease.node = invoker.node
@@ -561,6 +575,9 @@ class ModelPool:
             return ""
         lease.state = "crashed"
         lease.error = RuntimeError(report.how)
+        stop_survivors = getattr(lease.invoker, "stop_survivors", None)
+        if stop_survivors is not None:  # one replica died: the restart brings back all of them
+            stop_survivors(report)
         if self._leases.get(name) is lease:
             del self._leases[name]
         self.arbiter(lease.device).release(lease)

@@ -12,6 +12,7 @@ import json
 import os
 import threading
 
+import anyio
 import pytest
 
 from core.capabilities import Chat, Embed
@@ -184,3 +185,39 @@ async def test_segfault_in_the_worker_names_signal_and_last_output_and_repeats_m
         # An explicit load clears the mark and the model answers again.
         assert (await pool.load("boom"))["state"] == "ready"
         assert (await app.call("crashy.chat", {"model": "boom", "prompt": "Say hi."})).text()
+
+
+async def test_replicas_serve_calls_in_parallel_and_restart_together(make_app, tmp_path):
+    from tests.gguf_factory import write_tiny_gguf
+
+    path = write_tiny_gguf(tmp_path / "tiny.gguf", context=512)
+    cfg = LoomConfig(models={"r": ModelConfig(backend="llama_cpp", file=str(path), context_size=512,
+                                              placement="process", replicas=2)})
+    app = make_app("llamacpp", config=cfg)
+    async with app:
+        pool = app.pool
+        async with pool.use("r", Chat) as chat:
+            status = pool.model_status("r")
+            assert len(set(status["pid"])) == 2 and status["reserved"] == 2 * pool._leases["r"].estimate.total
+            one = chat.stream("hello", max_tokens=120, temperature=0.0)
+            two = chat.stream("hello", max_tokens=120, temperature=0.0)
+            async with one, two:
+                assert pool._leases["r"].invoker.busy == [1, 1]  # one call on each replica
+                texts = [await s.finish() for s in (one, two)]
+            assert texts[0].text == texts[1].text
+            with pytest.raises(WorkerCrashed):
+                async with chat.stream("hello", max_tokens=120, temperature=0.0) as s:
+                    pool._leases["r"].invoker.kill()
+                    async for _ in s:
+                        pass
+        for pid in status["pid"]:  # the survivor was stopped too: the restart brings back both
+            for _ in range(100):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                await anyio.sleep(0.05)
+            else:
+                raise AssertionError(f"replica {pid} still runs")
+        async with pool.use("r", Chat) as chat:
+            assert len(set(pool.model_status("r")["pid"]) - set(status["pid"])) == 2

@@ -104,6 +104,11 @@ class ProcessInvoker:
         return self.proc.pid if self.proc is not None else None
 
     @property
+    def busy(self) -> int:
+        """Calls in flight."""
+        return len(self._calls)
+
+    @property
     def alive(self) -> bool:
         return not self._dead and self.proc is not None and self.proc.poll() is None
 

@@ -190,6 +190,15 @@ class RayInvoker:
         self._dead: CrashReport | None = None
         self._crash_message = ""
 
+    @property
+    def busy(self) -> int:
+        """Calls in flight."""
+        return len(self._calls)
+
+    @property
+    def alive(self) -> bool:
+        return self.actor is not None and self._dead is None
+
     def start(self) -> Any:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
