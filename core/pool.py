@@ -597,7 +597,7 @@ class ModelPool:
             suffix = "The next request restarts it."
         await self._publish(ModelCrashed(
             model=name, device=lease.device, placement=report.placement, how=report.how, signal=report.signal,
-            exit_code=report.exit_code, pid=report.pid, node=report.node, ops=report.ops, stderr=report.stderr[-12:],
+            exit_code=report.exit_code, pid=report.pid, node=report.node, ops=report.ops, stderr=report.stderr[-20:],
             crashes=len(times), failed=failed, restart_in=round(restart_in, 3)))
         lease.ready.set()
         return suffix

@@ -29,9 +29,8 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(scope="module")
 def cluster():
-    from ray.cluster_utils import Cluster
-
     from ray._private import ray_constants
+    from ray.cluster_utils import Cluster
 
     ray_constants.ENABLE_RAY_CLUSTER = False  # in case Ray was imported before this module set the variable
     c = Cluster(initialize_head=True, head_node_args={

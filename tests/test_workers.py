@@ -99,11 +99,13 @@ async def test_big_results_travel_through_shared_memory_not_the_socket(make_app,
     # The codec itself: a big bytes field becomes a file reference; decoding reads and removes it.
     from core.capabilities import EmbedResult
 
+    xfer = os.path.join(tmp_path, "xfer")
+    os.mkdir(xfer)
     big = EmbedResult(data=os.urandom(200_000), dim=50_000, count=1)
-    spilled, data = proto.encode_payload(big, str(tmp_path))
-    assert spilled and len(data) < 1000 and len(os.listdir(tmp_path)) == 1
-    assert proto.decode_payload(data, spilled, EmbedResult, str(tmp_path)) == big
-    assert os.listdir(tmp_path) == []
+    spilled, data = proto.encode_payload(big, xfer)
+    assert spilled and len(data) < 1000 and len(os.listdir(xfer)) == 1
+    assert proto.decode_payload(data, spilled, EmbedResult, xfer) == big
+    assert os.listdir(xfer) == []
 
 
 async def test_unloading_a_process_model_returns_the_daemons_memory(make_app):

@@ -58,7 +58,7 @@ class CrashReport:
             return f"exited with code {self.exit_code}"
         return self.cause or "died"
 
-    def describe(self, tail: int = 12) -> str:
+    def describe(self, tail: int = 20) -> str:
         where = f"worker process (pid {self.pid})" if self.placement == "process" else "Ray actor"
         if self.node:
             where += f" on node {self.node}"

@@ -143,7 +143,7 @@ def _import_capabilities() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    faulthandler.enable()
+    faulthandler.enable(all_threads=False)  # the crashing thread is the one worth reading
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in the daemon's terminal is the daemon's to handle
     if len(argv) == 2 and argv[0] == "--forkserver" and argv[1].isdigit():
         from .forkserver import serve
