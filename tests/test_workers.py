@@ -1,8 +1,10 @@
-"""Out-of-process placement: a real SmolLM2 (llama.cpp) in a worker subprocess.
+"""Out-of-process placement: llama.cpp models in worker subprocesses.
 
-Same answers as inline, token streaming, cancellation reaching the worker, big payloads
-through shared memory, memory returned on unload, and crash isolation: SIGKILL and a real
-segfault mid-request never take this (the daemon's) process down.
+With the real SmolLM2: the same streamed greedy answer as inline, cancellation reaching the
+worker, memory returned to the daemon on unload. With a tiny generated GGUF (milliseconds
+to load): big payloads through shared memory, crash isolation (SIGKILL and a real segfault
+mid-request never take this, the daemon's, process down; back-off; the failed mark) and
+replicas.
 """
 
 from __future__ import annotations
@@ -32,6 +34,18 @@ LONG = "Count from 1 to 300, one number per line."
 
 def smol(**kw) -> ModelConfig:
     return ModelConfig(backend=kw.pop("backend", "llama_cpp"), file=SMOL, context_size=1024, **kw)
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tmp_path_factory):
+    """A random 512-wide GGUF: loads in milliseconds; its embeddings of 40 texts make 80 KB."""
+    from tests.gguf_factory import write_tiny_gguf
+
+    return str(write_tiny_gguf(tmp_path_factory.mktemp("gguf") / "tiny.gguf", context=1024, n_embd=512))
+
+
+def tiny(path: str, **kw) -> ModelConfig:
+    return ModelConfig(backend=kw.pop("backend", "llama_cpp"), file=path, context_size=1024, **kw)
 
 
 def events(app, cls) -> list:
@@ -82,9 +96,10 @@ async def test_cancel_reaches_the_worker_and_stops_generation(make_app):
             assert (await chat.complete("Say hi.", max_tokens=4, temperature=0.0)).text
 
 
-async def test_big_results_travel_through_shared_memory_not_the_socket(make_app, tmp_path):
+async def test_big_results_travel_through_shared_memory_not_the_socket(make_app, tmp_path, tiny_gguf):
     texts = [f"sentence number {i} about cats and dogs" for i in range(40)]
-    cfg = LoomConfig(models={n: smol(placement=n, options={"embedding": True}) for n in ("inline", "process")})
+    cfg = LoomConfig(models={n: tiny(tiny_gguf, placement=n, options={"embedding": True})
+                             for n in ("inline", "process")})
     app = make_app("llamacpp", config=cfg)
     async with app:
         async with app.pool.use("inline", Embed) as e:
@@ -127,9 +142,9 @@ async def test_unloading_a_process_model_returns_the_daemons_memory(make_app):
 
 
 @pytest.fixture
-def crashy_app(make_app):
+def crashy_app(make_app, tiny_gguf):
     def build(**pool):
-        models = {"boom": smol(backend="crashy", keep_alive=-1)}
+        models = {"boom": tiny(tiny_gguf, backend="crashy", keep_alive=-1)}
         return make_app("llamacpp", "models", extra={"crashy": crashy_plugin},
                         config=LoomConfig(models=models, pool=PoolConfig(**pool)))
     return build
@@ -142,9 +157,10 @@ async def test_sigkill_mid_request_is_an_error_for_the_caller_and_the_next_reque
         async with pool.use("boom", Chat) as chat:
             first_pid = pool.model_status("boom")["pid"]
             with pytest.raises(WorkerCrashed) as err:
-                async with chat.stream(LONG, max_tokens=400, temperature=0.0) as s:
+                async with chat.stream(LONG, max_tokens=100, temperature=0.0) as s:
+                    pool._leases["boom"].invoker.kill()  # while the call runs (it takes about a second)
                     async for _ in s:
-                        pool._leases["boom"].invoker.kill()
+                        pass
         msg = str(err.value)
         assert "'boom' crashed" in msg and "killed by SIGKILL" in msg and "chat.generate" in msg
         assert "next request restarts it" in msg
