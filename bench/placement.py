@@ -204,6 +204,7 @@ async def measure(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # each figure shows as it is measured, even into a file
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--tokens", type=int, default=96)

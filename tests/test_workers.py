@@ -18,6 +18,7 @@ import anyio
 import pytest
 
 from core.capabilities import Chat, Embed
+from core.commands.models import _table as models_table
 from core.config import LoomConfig, ModelConfig, PoolConfig
 from core.memprobe import process_rss
 from core.pool import ModelCrashed, ModelFailed, ModelUnloaded
@@ -173,7 +174,7 @@ async def test_sigkill_mid_request_is_an_error_for_the_caller_and_the_next_reque
         assert result.text() and pool.model_status("boom")["pid"] != first_pid
 
 
-async def test_segfault_in_the_worker_names_signal_and_last_output_and_repeats_mark_it_failed(crashy_app):
+async def test_segfault_in_the_worker_names_signal_and_last_output_and_repeats_mark_it_failed(crashy_app, capsys):
     app = crashy_app(crash_limit=3, crash_backoff=0.05)
     async with app:
         pool = app.pool
@@ -197,6 +198,11 @@ async def test_segfault_in_the_worker_names_signal_and_last_output_and_repeats_m
         ops.ready = True
         ready = json.loads((await ops.readyz(None)).body)
         assert ready["status"] == "ready" and "crashed 3 times" in ready["models_failed"]["boom"]
+        capsys.readouterr()
+        models_table(pool.status())  # what `loom models` prints
+        table = capsys.readouterr().out
+        assert "boom: failed: it crashed 3 times" in table
+        assert next(ln for ln in table.splitlines() if ln.startswith("boom ")).split()[3] == "process"  # WHERE
         with pytest.raises(ModelFailed, match="loom models load boom"):
             async with pool.use("boom", Chat):
                 pass
