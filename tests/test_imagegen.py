@@ -16,6 +16,7 @@ import pytest
 
 pytest.importorskip("diffusers")
 
+from core.capabilities import CapabilityError, ImageGen, ImageRequest, StepProgress, VideoGen
 from core.config import LoomConfig, ModelConfig
 from core.pool import ModelUnavailable
 from core.tools import ToolCancelled, ToolError
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory):
-    from plugins.imagegen import tiny
+    from plugins.imagegen import tiny  # test-side helper: builds pipelines from configs
 
     root = tmp_path_factory.mktemp("pipes")
     sd = tiny.build_sd(root / "sd")
@@ -38,7 +39,8 @@ def _config(tiny_dirs, which: str = "sd", **plugin) -> LoomConfig:
     models = {
         "sd": ModelConfig(backend="diffusers", file=str(tiny_dirs["sd"]), role="imagegen"),
         "flux": ModelConfig(backend="diffusers", file=str(tiny_dirs["flux"])),
-        "flux-gguf": ModelConfig(backend="diffusers", file=str(tiny_dirs["flux"]),
+        # inline: the test looks at the loaded transformer's weights in this process
+        "flux-gguf": ModelConfig(backend="diffusers", file=str(tiny_dirs["flux"]), placement="inline",
                                  files={"transformer": str(tiny_dirs["gguf"])}),
     }
     if which != "sd":
@@ -106,9 +108,13 @@ async def test_flux_and_gguf_flux_transformer(make_app, tiny_dirs):
         async with app:
             res = await app.call("imagegen.generate", {"prompt": "a lighthouse", "width": 32, "height": 32,
                                                        "steps": 2, "guidance": 3.5}, on_progress=progress)
-            async with app.pool.use(which) as handle:
-                weight = handle.pipe.transformer.transformer_blocks[0].attn.to_q.weight
+            async with app.pool.use(which, ImageGen) as gen:
+                details = gen.info.details
+                if which == "flux-gguf":  # an inline model: the pipeline is this process's own
+                    handle = app.pool._leases[which].handle
+                    weight = handle.pipe.transformer.transformer_blocks[0].attn.to_q.weight
         assert res.structured["pipeline"] == "FluxPipeline"
+        assert details["family"] == "flux" and details["size_step"] == 2  # tiny VAE factor 1, doubled (2x2 packing)
         assert len(progress.events) == 2
         if which == "flux-gguf":  # really quantised: GGUF Q8_0 blocks, dequantised per matmul
             assert type(weight).__name__ == "GGUFParameter" and weight.quant_type.name == "Q8_0"
@@ -176,6 +182,32 @@ async def test_cancelling_the_task_stops_the_pipeline(make_app, tiny_dirs):
         assert scope.cancelled_caught
         assert len(seen) < 30  # stopped at a step boundary soon after, not after 30
         assert app.pool.model_status("sd")["busy"] == 0
+
+
+async def test_imagegen_capability_streams_steps_and_returns_pixels(make_app, tiny_dirs):
+    """What a third-party plugin sees: typed requests, StepProgress events, raw RGB back; no pipeline."""
+    app = make_app("imagegen", config=_config(tiny_dirs))
+    request = ImageRequest(prompt="a red cube", width=32, height=24, steps=3, guidance=7.5, seed=7)
+    async with app:
+        async with app.pool.use("sd", ImageGen) as gen:
+            assert gen.family == "sd" and gen.size_step == 2 and gen.native_size == (32, 32)
+            events = []
+            async with gen.stream(request) as s:
+                async for ev in s:
+                    events.append(ev)
+            again = await gen.generate(request)
+            cancel = __import__("threading").Event()
+            cancel.set()
+            with pytest.raises(ToolCancelled, match="cancelled at step 0/3"):
+                await gen.generate(request, cancel=cancel)
+        with pytest.raises(CapabilityError, match="cannot serve 'video'.*serves image"):
+            async with app.pool.use("sd", VideoGen):
+                pass
+    assert events == [StepProgress(1, 3), StepProgress(2, 3), StepProgress(3, 3)]
+    img = s.result.image
+    assert (img.width, img.height, len(img.data)) == (32, 24, 32 * 24 * 3)
+    assert img.to_pil().size == (32, 24) and again.image == img  # same seed, same pixels
+    assert s.result.pipeline == "StableDiffusionPipeline" and s.result.steps == 3 and s.result.seed == 7
 
 
 async def test_size_and_step_limits(make_app, tiny_dirs):

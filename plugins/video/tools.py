@@ -142,6 +142,9 @@ async def generate(args: GenerateArgs, ctx: ToolContext) -> ToolResult:
     app = ctx.app
     limits = settings(app)
     name = model_or_hint(app, ROLE, args.model, CONFIG_HINT)
+    if app.pool.config_for(name).backend == "diffusers" and "diffusers" not in app.backends:
+        raise ToolError(f"model {name!r} needs the `diffusers` backend, which the imagegen plugin provides: enable "
+                        "the imagegen plugin (deny its tools by policy if you do not want them)")
 
     async def on_step(ev: StepProgress) -> None:
         await ctx.progress(float(ev.step), float(ev.total), f"video.generate: step {ev.step}/{ev.total}")

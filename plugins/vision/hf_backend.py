@@ -296,8 +296,16 @@ class _Streamer:
             self._prompt_seen = True
             return
         self.ids.extend(int(t) for t in value.reshape(-1).tolist())
+        self._send(final=False)
+
+    def end(self) -> None:
+        self._send(final=True)  # what was held back (a trailing invalid byte stays as U+FFFD)
+
+    def _send(self, final: bool) -> None:
+        if self.stopped:
+            return
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):
+        if text.endswith("\ufffd") and not final:
             return
         for s in self.stop:
             cut = text.find(s)
@@ -309,9 +317,6 @@ class _Streamer:
                 self.first_at = time.perf_counter()
             self.emit(ChatDelta(text[self.sent:]))
             self.sent = len(text)
-
-    def end(self) -> None:
-        pass
 
 
 class TransformersVLM:
