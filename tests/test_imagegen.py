@@ -208,6 +208,15 @@ async def test_imagegen_capability_streams_steps_and_returns_pixels(make_app, ti
     assert (img.width, img.height, len(img.data)) == (32, 24, 32 * 24 * 3)
     assert img.to_pil().size == (32, 24) and again.image == img  # same seed, same pixels
     assert s.result.pipeline == "StableDiffusionPipeline" and s.result.steps == 3 and s.result.seed == 7
+    assert wire(request, "image.generate", "request") == request  # plain structs: a worker process can serve it
+    assert wire(s.result, "image.generate", "result") == s.result and wire(events[0], "image.generate") == events[0]
+
+
+def wire(value, op: str, part: str = "event"):
+    """``value`` through msgpack and back as the operation declares it (what a worker pipe does)."""
+    from core.capabilities import OPS
+
+    return msgspec.msgpack.decode(msgspec.msgpack.encode(value), type=getattr(OPS[op], part))
 
 
 async def test_size_and_step_limits(make_app, tiny_dirs):

@@ -81,9 +81,10 @@ async def test_long_text_streams_sentence_by_sentence(make_app):
 async def test_speech_and_transcription_capabilities_stream(make_app):
     """Speech starts before the text is done: the first sentence's PCM arrives while the rest is
     still being synthesized; transcription takes those samples and streams its segments."""
+    import msgspec
     import numpy as np
 
-    from core.capabilities import Speech, SpeechSegment, Transcription
+    from core.capabilities import OPS, Speech, SpeechSegment, Transcription
 
     app = make_app("voice")
     text = "One sentence first. Then a second one. And a third to finish."
@@ -115,6 +116,10 @@ async def test_speech_and_transcription_capabilities_stream(make_app):
     assert [seg.index for seg in seen] == [0, 1, 2] and seen[0].text == "One sentence first."
     assert s.result.pcm == b"".join(seg.pcm for seg in seen) and s.result.sentences == 3
     assert 1 <= len(early) < 5
+    for value, op, part in ((seen[0], "speech.synthesize", "event"), (s.result, "speech.synthesize", "result"),
+                            (heard, "transcription.transcribe", "result"),
+                            (segments[0], "transcription.transcribe", "event")):
+        assert msgspec.msgpack.decode(msgspec.msgpack.encode(value), type=getattr(OPS[op], part)) == value
     assert segments == heard.segments and heard.language == "en"
     assert {"sentence", "second", "third"} <= set(_words(heard.text)), heard.text
 

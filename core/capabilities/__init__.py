@@ -7,8 +7,9 @@ placement: a thread of the daemon, a worker process, a Ray actor. Requests and r
 msgspec structs; callers never see a ``llama_cpp.Llama`` or a diffusers pipeline.
 
 Capability kinds (one module each): ``chat`` (``Chat``), ``embed`` (``Embed``), and the
-media kinds in ``core.capabilities.media`` (``ImageGen``, ``VideoGen``, ``Speech``,
-``Transcription``, ``VisionEmbed``). A backend lists the kinds it can serve in
+media kinds in ``core.capabilities.media``: ``image`` (``ImageGen``), ``video``
+(``VideoGen``), ``speech`` (``Speech``), ``transcription`` (``Transcription``) and
+``vision_embed`` (``VisionEmbed``). A backend lists the kinds it can serve in
 ``capabilities`` and says per loaded model which it does serve (``ModelInfo``).
 """
 

@@ -315,7 +315,7 @@ class _Streamer:
         if len(text) > self.sent:
             if self.first_at is None:
                 self.first_at = time.perf_counter()
-            self.emit(ChatDelta(text[self.sent:]))
+            self.emit(ChatDelta(text[self.sent:], len(self.ids)))
             self.sent = len(text)
 
 
