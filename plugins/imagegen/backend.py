@@ -439,6 +439,10 @@ class StepCallback:
 def call_pipeline(handle: DiffusersHandle, pipe: Any, kwargs: dict[str, Any], total: int,
                   emit: Callable[[Any], None], cancel: threading.Event) -> tuple[Any, int]:
     """Run one generation under the handle's lock; the output and the steps that ran."""
+    taken = {"callback_on_step_end", "callback", "callback_steps"} & set(kwargs)
+    if taken:
+        raise CapabilityError(f"options may not set {', '.join(sorted(taken))}: progress and cancellation use the "
+                              "step callback")
     callback = StepCallback(total, emit, cancel)
 
     def cancelled() -> ToolCancelled:

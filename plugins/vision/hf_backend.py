@@ -51,7 +51,7 @@ from core.capabilities import (
     matryoshka,
 )
 from core.safetensors_meta import safetensors_bytes
-from core.tools import ToolError
+from core.tools import ToolCancelled, ToolError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -479,7 +479,7 @@ class TransformersVLM:
         rows = []
         for im in images:
             if cancelled is not None and cancelled.is_set():
-                raise ToolError("cancelled")
+                raise ToolCancelled("the embedding was cancelled")
             inputs = self._inputs("<|vision_start|><|image_pad|><|vision_end|>", [im])
             hidden = self._last_hidden(inputs)
             mask = inputs["input_ids"][0] == self.image_token_id
@@ -494,7 +494,7 @@ class TransformersVLM:
         rows = []
         for t in texts:
             if cancelled is not None and cancelled.is_set():
-                raise ToolError("cancelled")
+                raise ToolCancelled("the embedding was cancelled")
             inputs = self._inputs(t or " ", [])
             rows.append(self._last_hidden(inputs)[-1].cpu().numpy())
         return matryoshka(np.stack(rows), dims)
