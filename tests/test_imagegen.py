@@ -120,9 +120,12 @@ async def test_flux_and_gguf_flux_transformer(make_app, tiny_dirs):
             assert type(weight).__name__ == "GGUFParameter" and weight.quant_type.name == "Q8_0"
 
 
-async def test_edit_image_to_image(make_app, tiny_dirs, data_dir):
+async def test_edit_image_to_image(make_app, tiny_dirs, data_dir, monkeypatch):
     from PIL import Image
 
+    from tests.wire import over_the_wire
+
+    calls = over_the_wire(monkeypatch)  # the input and output pixels cross as bytes, as to a worker
     src = data_dir / "start.png"
     Image.new("RGB", (40, 36), (200, 30, 30)).save(src)
     app = make_app("imagegen", config=_config(tiny_dirs))
@@ -138,6 +141,7 @@ async def test_edit_image_to_image(make_app, tiny_dirs, data_dir):
     assert res.structured["pipeline"] == "StableDiffusionImg2ImgPipeline"
     assert (res.structured["width"], res.structured["height"]) == (40, 36)  # multiples of the VAE factor (2)
     assert len(progress.events) == 2  # strength 0.5 of 4 steps
+    assert calls == ["image.edit"]
 
 
 async def test_cancel_mid_generation_stops_at_next_step(make_app, tiny_dirs, data_dir):

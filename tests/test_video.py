@@ -44,7 +44,10 @@ def _probe(path: Path) -> dict:
     return {"size": tuple(meta["size"]), "fps": meta["fps"], "frames": frames, "comment": comment}
 
 
-async def test_wan_mp4_poster_and_progress(make_app, wan_dir, data_dir):
+async def test_wan_mp4_poster_and_progress(make_app, wan_dir, data_dir, monkeypatch):
+    from tests.wire import over_the_wire
+
+    calls = over_the_wire(monkeypatch)  # the frames come back as bytes, as from a worker process
     app = make_app("imagegen", "video", config=_config(wan_dir))
     events = []
 
@@ -63,6 +66,7 @@ async def test_wan_mp4_poster_and_progress(make_app, wan_dir, data_dir):
     assert json.loads(info["comment"].replace("\\", ""))["seed"] == 9
     assert events == [(1.0, 2.0), (2.0, 2.0)]
     assert res.structured["pipeline"] == "WanPipeline" and "5 frames" in text.text
+    assert calls == ["video.generate"]
 
 
 async def test_video_cancel_and_limits(make_app, wan_dir, data_dir):

@@ -148,7 +148,10 @@ def vl_app(make_app, tiny_vl: Path, data_dir: Path):
     return make_app("vision", "embed", config=cfg), work
 
 
-async def test_vision_tools_answer_with_a_transformers_vlm(vl_app):
+async def test_vision_tools_answer_with_a_transformers_vlm(vl_app, monkeypatch):
+    from tests.wire import over_the_wire
+
+    calls = over_the_wire(monkeypatch)  # images go as PNG bytes, vectors come back as float32 bytes
     app, work = vl_app
     async with app:
         desc = await app.call("vision.describe", {"image": str(work / "red.png"), "detail": "brief"})
@@ -170,6 +173,7 @@ async def test_vision_tools_answer_with_a_transformers_vlm(vl_app):
     assert txt["space"] == "vlm" and txt["dims"] == 16  # the same space as the image embeddings
     assert minilm["model"] == "minilm" and minilm["dims"] == 384
     assert "tiny-vl" in str(status)
+    assert calls == ["chat.generate"] * 3 + ["vision_embed.images", "vision_embed.texts", "embed.texts"]
 
 
 async def test_video_frames_sampled_at_the_requested_fps(vl_app):

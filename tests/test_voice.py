@@ -31,7 +31,10 @@ def _wav(data: bytes) -> tuple[int, float]:
         return w.getframerate(), w.getnframes() / w.getframerate()
 
 
-async def test_speak_then_transcribe_round_trip(make_app, data_dir):
+async def test_speak_then_transcribe_round_trip(make_app, data_dir, monkeypatch):
+    from tests.wire import over_the_wire
+
+    calls = over_the_wire(monkeypatch)  # PCM and samples cross as bytes, as to a worker process
     app = make_app("voice")
     progress = []
 
@@ -56,6 +59,7 @@ async def test_speak_then_transcribe_round_trip(make_app, data_dir):
     ts = [w for seg in s["segments"] for w in seg["words"]]
     assert [w["word"].strip(".").lower() for w in ts][-2:] == ["lazy", "dog"]
     assert all(a["start"] <= b["start"] for a, b in itertools.pairwise(ts))
+    assert calls == ["speech.synthesize", "transcription.transcribe"]
 
 
 async def test_long_text_streams_sentence_by_sentence(make_app):
