@@ -199,7 +199,7 @@ async def load_images(ctx: ToolContext, sources: list[ImageSource], fit: bool = 
 async def ask_vlm(ctx: ToolContext, name: str, images: list[Any], prompt: str, max_tokens: int,
                   frame_labels: list[str] | None = None) -> str:
     """One greedy answer from the VLM for images + prompt, whichever backend serves it."""
-    pngs = await blocking(ctx, lambda: [png_bytes(im) for im in images])
+    pngs = await blocking(ctx, lambda: [png_bytes(im, compress_level=1) for im in images])  # transport only
     parts: list[dict[str, Any]] = []
     for i, data in enumerate(pngs):
         if frame_labels:
@@ -354,7 +354,7 @@ async def embed_image(args: EmbedImageArgs, ctx: ToolContext) -> dict:
         backend = getattr(_model_config(ctx.app, name), "backend", "?")
         raise ToolError(f"vision.embed_image needs a transformers VLM; {name!r} runs on {backend}. {extra}")
     images = await load_images(ctx, list(args.images))
-    pngs = await blocking(ctx, lambda: [png_bytes(im) for im in images])
+    pngs = await blocking(ctx, lambda: [png_bytes(im, compress_level=1) for im in images])  # transport only
     async with ctx.app.pool.use(name, VisionEmbed, reason="vision.embed_image") as emb:
         vecs = (await emb.embed_images(pngs, dims=args.dims, cancel=ctx.cancelled)).array()
     return {"model": name, "space": "vlm", "dims": int(vecs.shape[1]), "embeddings": vecs.round(6).tolist()}
