@@ -57,6 +57,7 @@ class ImageLimits(msgspec.Struct, frozen=True, kw_only=True):
     allow_private_urls: bool = False
     url_timeout: float = 20.0
     max_redirects: int = 5
+    section: str = "plugin.vision"  # the loom.toml section whose settings these are (named in errors)
 
 
 # Magic bytes -> PIL format name. Only formats a VLM image processor takes.
@@ -169,13 +170,13 @@ def _data_url(url: str, limits: ImageLimits) -> bytes:
     return _b64(payload, limits, "the data URL")
 
 
-def confined_path(text: str, *, roots: list[Path], max_bytes: int) -> Path:
+def confined_path(text: str, *, roots: list[Path], max_bytes: int, section: str = "plugin.vision") -> Path:
     """The real path of ``text`` if it is a regular file inside the roots and within the byte cap."""
-    return confined_file(text, roots, max_bytes=max_bytes, limit_setting="[plugin.vision] settings")
+    return confined_file(text, roots, max_bytes=max_bytes, limit_setting=f"[{section}] settings")
 
 
 def read_path(text: str, *, roots: list[Path], limits: ImageLimits) -> bytes:
-    real = confined_path(text, roots=roots, max_bytes=limits.max_bytes)
+    real = confined_path(text, roots=roots, max_bytes=limits.max_bytes, section=limits.section)
     with real.open("rb") as f:
         data = f.read(limits.max_bytes + 1)  # the file may grow between stat and read
     if len(data) > limits.max_bytes:
@@ -186,7 +187,7 @@ def read_path(text: str, *, roots: list[Path], limits: ImageLimits) -> bytes:
 # --- URLs ----------------------------------------------------------------------------------
 
 
-def check_url(url: str, *, allow_private: bool) -> None:
+def check_url(url: str, *, allow_private: bool, section: str = "plugin.vision") -> None:
     """Refuse anything but http(s) to public addresses (every address the name resolves to)."""
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
@@ -211,7 +212,7 @@ def check_url(url: str, *, allow_private: bool) -> None:
         if not addr.is_global or addr.is_multicast:
             raise ToolError(
                 f"refusing to fetch {url!r}: {host} resolves to {addr}, a loopback/private/reserved address. "
-                "Images from the local network need [plugin.vision] allow_private_urls = true"
+                f"Images from the local network need [{section}] allow_private_urls = true"
             )
 
 
@@ -220,7 +221,7 @@ def fetch_url(url: str, limits: ImageLimits) -> bytes:
     import httpx
 
     for _ in range(limits.max_redirects + 1):
-        check_url(url, allow_private=limits.allow_private_urls)
+        check_url(url, allow_private=limits.allow_private_urls, section=limits.section)
         try:
             with httpx.Client(timeout=limits.url_timeout, follow_redirects=False) as client, \
                     client.stream("GET", url, headers={"Accept": "image/*"}) as resp:
@@ -271,7 +272,7 @@ def decode(data: bytes, *, limits: ImageLimits, what: str = "the image") -> PILI
         raise ToolError(
             f"{what} is {width}x{height} = {width * height:,} pixels, over the {limits.max_decode_pixels:,}-pixel "
             "limit (a decompression bomb, or simply too large); downscale it first or raise "
-            "[plugin.vision] max_decode_pixels"
+            f"[{limits.section}] max_decode_pixels"
         )
     if max(width, height) / min(width, height) > limits.max_aspect:
         raise ToolError(f"{what} is {width}x{height}: an aspect ratio over {limits.max_aspect:.0f}:1 "

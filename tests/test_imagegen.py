@@ -223,9 +223,16 @@ def wire(value, op: str, part: str = "event"):
     return msgspec.msgpack.decode(msgspec.msgpack.encode(value), type=getattr(OPS[op], part))
 
 
-async def test_size_and_step_limits(make_app, tiny_dirs):
-    app = make_app("imagegen", config=_config(tiny_dirs, max_width=64, max_height=64, max_steps=8))
+async def test_size_and_step_limits(make_app, tiny_dirs, data_dir):
+    from PIL import Image
+
+    big = data_dir / "big.png"
+    Image.new("RGB", (40, 36), (0, 90, 200)).save(big)
+    app = make_app("imagegen", config=_config(tiny_dirs, max_width=64, max_height=64, max_steps=8,
+                                              max_decode_pixels=1000))
     async with app:
+        with pytest.raises(ToolError, match=r"1,440 pixels, over the 1,000-pixel limit.*\[plugin.imagegen\] max_dec"):
+            await app.call("imagegen.edit", {"image": str(big), "prompt": "x", "steps": 2})
         with pytest.raises(ToolError, match=r"over the limit of 64x64.*max_width"):
             await app.call("imagegen.generate", {"prompt": "x", "width": 128, "height": 32, "steps": 2})
         with pytest.raises(ToolError, match=r"9 steps is over the limit of 8.*max_steps"):

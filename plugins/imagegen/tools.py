@@ -159,7 +159,8 @@ async def generate(args: GenerateArgs, ctx: ToolContext) -> ToolResult:
 
 
 def _load_input(args: EditArgs, ctx: ToolContext, limits: ImagegenSettings) -> Any:
-    img_limits = ImageLimits(max_bytes=limits.max_image_bytes, max_decode_pixels=limits.max_decode_pixels)
+    img_limits = ImageLimits(max_bytes=limits.max_image_bytes, max_decode_pixels=limits.max_decode_pixels,
+                             section="plugin.imagegen")
     source = args.image
     if isinstance(source, dict):
         try:
