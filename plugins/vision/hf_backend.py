@@ -419,6 +419,8 @@ class TransformersVLM:
         if req.tools and req.tool_choice != "none":
             raise CapabilityError(f"model {self.name!r} (transformers) does not do tool calling; use a llama.cpp "
                                   "model for tool calls")
+        if req.logprobs:
+            raise CapabilityError(f"model {self.name!r} (transformers) does not return logprobs; use a llama.cpp model")
         if req.response_format is not None or req.grammar is not None:
             raise CapabilityError(f"model {self.name!r} (transformers) cannot constrain its output (response_format, "
                                   "grammar); use a llama.cpp model")
@@ -428,6 +430,8 @@ class TransformersVLM:
         sampling: dict[str, Any] = {"do_sample": False}
         if req.temperature > 0:
             sampling = {"do_sample": True, "temperature": req.temperature, "top_p": req.top_p, "top_k": req.top_k}
+            if req.min_p is not None:
+                sampling["min_p"] = req.min_p
         if req.repeat_penalty != 1.0:
             sampling["repetition_penalty"] = req.repeat_penalty
         max_new = req.max_tokens or max(1, self.context_size - prompt_tokens)
