@@ -35,17 +35,20 @@ def tiny_dirs(tmp_path_factory):
     return {"sd": sd, "flux": flux, "gguf": gguf}
 
 
-def _config(tiny_dirs, which: str = "sd", **plugin) -> LoomConfig:
+def _config(tiny_dirs, which: str = "sd", placement: str = "inline", **plugin) -> LoomConfig:
+    """The tiny pipelines, inline by default: a worker process imports torch and diffusers anew
+    for each app (seconds per test); one test runs in a worker, where diffusers goes by default."""
     models = {
         "sd": ModelConfig(backend="diffusers", file=str(tiny_dirs["sd"]), role="imagegen"),
         "flux": ModelConfig(backend="diffusers", file=str(tiny_dirs["flux"])),
-        # inline: the test looks at the loaded transformer's weights in this process
-        "flux-gguf": ModelConfig(backend="diffusers", file=str(tiny_dirs["flux"]), placement="inline",
+        # the test looks at the loaded transformer's weights in this process
+        "flux-gguf": ModelConfig(backend="diffusers", file=str(tiny_dirs["flux"]),
                                  files={"transformer": str(tiny_dirs["gguf"])}),
     }
     if which != "sd":
         models["sd"] = ModelConfig(backend="diffusers", file=str(tiny_dirs["sd"]))
         models[which] = msgspec.structs.replace(models[which], role="imagegen")
+    models = {n: msgspec.structs.replace(c, placement=placement) for n, c in models.items()}
     return LoomConfig(models=models, plugin={"imagegen": plugin} if plugin else {})
 
 
@@ -65,7 +68,7 @@ def _png_meta(path: Path) -> dict:
 
 
 async def test_generate_sd_png_with_metadata_and_per_step_progress(make_app, tiny_dirs, data_dir):
-    app = make_app("imagegen", config=_config(tiny_dirs))
+    app = make_app("imagegen", config=_config(tiny_dirs, placement="process"))  # the pipeline in a worker
     progress = Progress()
     async with app:
         res = await app.call("imagegen.generate", {"prompt": "a red cube", "width": 32, "height": 32, "steps": 3,

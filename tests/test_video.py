@@ -26,8 +26,10 @@ def wan_dir(tmp_path_factory):
     return tiny.build_wan(tmp_path_factory.mktemp("wan") / "wan")
 
 
-def _config(wan_dir, **plugin) -> LoomConfig:
-    return LoomConfig(models={"wan": ModelConfig(backend="diffusers", file=str(wan_dir), role="video")},
+def _config(wan_dir, placement: str = "inline", **plugin) -> LoomConfig:
+    # inline by default: a worker imports torch and diffusers anew for each app (seconds per test)
+    return LoomConfig(models={"wan": ModelConfig(backend="diffusers", file=str(wan_dir), role="video",
+                                                 placement=placement)},
                       plugin={"video": plugin} if plugin else {})
 
 
@@ -70,7 +72,8 @@ async def test_wan_mp4_poster_and_progress(make_app, wan_dir, data_dir, monkeypa
 
 
 async def test_video_cancel_and_limits(make_app, wan_dir, data_dir):
-    app = make_app("imagegen", "video", config=_config(wan_dir, max_frames=9, max_steps=10))
+    # in a worker process, where diffusers models go by default: cancelled there at a step boundary
+    app = make_app("imagegen", "video", config=_config(wan_dir, placement="process", max_frames=9, max_steps=10))
     ctx = ToolContext()
 
     async def on_progress(p, total, msg):

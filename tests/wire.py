@@ -42,10 +42,12 @@ class WireInvoker(InlineInvoker):
 
 
 def over_the_wire(monkeypatch: Any) -> list[str]:
-    """Make every model the pool loads from now on talk through ``WireInvoker``; returns the
-    list the operations called are recorded in."""
+    """Make every model the pool loads from now on run inline and talk through ``WireInvoker``;
+    returns the list the operations called are recorded in."""
     import core.pool
 
     WireInvoker.calls = []
     monkeypatch.setattr(core.pool, "InlineInvoker", WireInvoker)
+    if hasattr(core.pool.ModelPool, "placement_of"):  # a real worker would serialise too, but elsewhere
+        monkeypatch.setattr(core.pool.ModelPool, "placement_of", lambda self, cfg, backend: "inline")
     return WireInvoker.calls
