@@ -29,6 +29,7 @@ from .results import ToolResult, to_result
 if typing.TYPE_CHECKING:
     from .bus import EventBus
 
+PROGRESS_SEND_TIMEOUT = 2.0  # seconds a sync tool's progress report may wait for its client
 _NAME = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")
 
 
@@ -175,6 +176,7 @@ class ToolContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     extra: dict[str, Any] = field(default_factory=dict)
     _token: Any = None
+    _progress_broken: bool = False
 
     async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         """Report progress from an async tool (or from the loop thread)."""
@@ -199,11 +201,24 @@ class ToolContext:
         progress each step also stops at the next step.
         """
         self.check_cancelled()
-        if self._token is not None:
+        if self._token is not None and not self._progress_broken:
             try:
-                anyio.from_thread.run(self.progress, progress, total, message, token=self._token)
+                anyio.from_thread.run(self._progress_bounded, progress, total, message, token=self._token)
             except RuntimeError:
                 pass  # the loop is gone (shutdown): progress is best effort
+        self.check_cancelled()
+
+    async def _progress_bounded(self, progress: float, total: float | None, message: str | None) -> None:
+        """Progress from a worker thread never holds the tool up: a client that stopped
+        reading (a dropped stream) would otherwise block the thread, and with it the model
+        it holds, until the daemon's shutdown grace ran out."""
+        with anyio.move_on_after(PROGRESS_SEND_TIMEOUT) as scope:
+            try:
+                await self.progress(progress, total, message)
+            except Exception:
+                self._progress_broken = True  # the stream is gone: stop trying, keep working
+        if scope.cancelled_caught:
+            self._progress_broken = True
 
     def check_cancelled(self) -> None:
         if self.cancelled.is_set():
@@ -326,7 +341,8 @@ class ToolRegistry:
         except KeyError:
             close = [n for n in self._tools if n.split(".")[-1] == name.split(".")[-1]]
             hint = f" Did you mean {', '.join(close)}?" if close else " Run `loom tools` to list them."
-            raise ToolNotFound(f"Unknown tool {name!r}.{hint}") from None
+            shown = name if len(name) <= 100 else name[:100] + "…"  # never echo a huge name back
+            raise ToolNotFound(f"Unknown tool {shown!r}.{hint}") from None
 
     def list(self) -> list[Tool]:
         return sorted(self._tools.values(), key=lambda t: t.name)

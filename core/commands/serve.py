@@ -4,15 +4,20 @@ OpenAI-compatible API under /v1, /healthz, /readyz, /metrics, /events and the da
 Prints where it listens and where the bearer token is. Holds an exclusive lock on the
 data dir (a second daemon on the same dir stops with a clear message). SIGINT/SIGTERM:
 stop accepting, let in-flight requests finish (up to ``server.shutdown_grace`` seconds),
-unload models, close the plugins (the memory database), exit 0.
+unload models, close the plugins (the memory database), exit 0. While in-flight requests
+finish, the listener stays open for up to ``server.drain_timeout`` seconds so ``/readyz``
+answers 503. Connection limits: ``server.header_timeout``, ``server.idle_timeout``,
+``server.max_connections`` (docs/operations.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import signal
 import socket
 import sys
+import time
 
 HELP = "run the daemon: MCP, the OpenAI-compatible API, metrics and the dashboard over HTTP"
 
@@ -81,11 +86,22 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from core.surfaces.http import http_protocol
+
     config = uvicorn.Config(asgi, lifespan="on", log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=cfg.shutdown_grace, log_config=None)
+                            timeout_graceful_shutdown=cfg.shutdown_grace, log_config=None,
+                            http=http_protocol(header_timeout=cfg.header_timeout,
+                                               max_connections=cfg.max_connections),
+                            timeout_keep_alive=max(1, round(cfg.idle_timeout)))
+
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             ops.begin_drain()  # readiness off, event streams end, new API calls get 503
+            # Keep listening while in-flight requests finish (at most drain_timeout): load
+            # balancers polling /readyz get 503 rather than a refused connection.
+            deadline = time.monotonic() + max(0.0, min(cfg.drain_timeout, cfg.shutdown_grace))
+            while ops.in_flight > 0 and time.monotonic() < deadline:  # noqa: ASYNC110 - a counter, no event
+                await asyncio.sleep(0.05)
             await super().shutdown(sockets)
 
     server = Server(config)

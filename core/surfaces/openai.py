@@ -37,7 +37,7 @@ from typing import Any
 
 import anyio
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
@@ -45,6 +45,7 @@ from core.logging import get_logger
 from core.results import Audio, Image, ToolResult
 from core.tools import ToolArgumentError, ToolContext, ToolDenied, ToolError, ToolNotFound
 
+from .http import CLIENT_CLOSED, cancel_on_disconnect
 from .ops import DaemonOps, QueueFull
 
 log = get_logger("loom.openai")
@@ -340,9 +341,14 @@ class OpenAISurface:
                 return ApiError(503, "the daemon is shutting down; retry against the restarted daemon",
                                 code="shutting_down", retry_after=5).response()
             try:
-                return await handler(request)
+                # A client that leaves (while queued, or while the model runs) cancels its work.
+                async with cancel_on_disconnect(request) as watch:
+                    response = await handler(request)
+            except ClientDisconnect:
+                return Response(status_code=CLIENT_CLOSED)
             except Exception as exc:
                 return to_api_error(exc).response()
+            return Response(status_code=CLIENT_CLOSED) if watch.gone else response
 
         endpoint.__name__ = handler.__name__
         return endpoint
