@@ -479,21 +479,27 @@ async def cancel_on_disconnect(request: Any) -> AsyncIterator[ClientWatch]:
     """
     await request.body()
     watch = ClientWatch()
-    async with anyio.create_task_group() as tg:
+    try:
+        async with anyio.create_task_group() as tg:
 
-        async def watcher() -> None:
-            while True:
-                message = await request.receive()
-                if message["type"] == "http.disconnect":
-                    watch.gone = True
-                    tg.cancel_scope.cancel()
-                    return
+            async def watcher() -> None:
+                while True:
+                    message = await request.receive()
+                    if message["type"] == "http.disconnect":
+                        watch.gone = True
+                        tg.cancel_scope.cancel()
+                        return
 
-        tg.start_soon(watcher)
-        try:
-            yield watch
-        finally:
-            tg.cancel_scope.cancel()  # the work finished (or was cancelled): stop watching
+            tg.start_soon(watcher)
+            try:
+                yield watch
+            finally:
+                tg.cancel_scope.cancel()  # the work finished (or was cancelled): stop watching
+    except BaseExceptionGroup as group:
+        # The body's own error, not wrapped: callers map exception types to HTTP answers.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
 
 
 # --- the app -------------------------------------------------------------------------

@@ -112,6 +112,8 @@ def to_api_error(exc: BaseException) -> ApiError:
         ModelUnavailable = ToolNotFound
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, RecursionError | UnicodeDecodeError):
+        return _malformed(exc)
     msg = str(exc) or type(exc).__name__
     if isinstance(exc, QueueFull):
         return ApiError(429, msg, code="queue_full", retry_after=2)
@@ -138,6 +140,13 @@ def to_api_error(exc: BaseException) -> ApiError:
         return ApiError(400, msg)
     log.error("unexpected error in the OpenAI surface", error=repr(exc))
     return ApiError(500, f"internal error: {type(exc).__name__}: {msg}")
+
+
+def _malformed(exc: BaseException) -> ApiError:
+    """A body no decoder should choke on: too deep, or not UTF-8 (400, no exception names)."""
+    if isinstance(exc, RecursionError):
+        return ApiError(400, "the request body is nested too deeply; flatten it", code="invalid_json")
+    return ApiError(400, "the request body is not valid UTF-8 JSON", code="invalid_json")
 
 
 def _invalid(message: str, param: str | None = None) -> ApiError:
@@ -209,6 +218,8 @@ def _decode(body: bytes, type_: type[Any]) -> Any:
         raw = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise _invalid(f"the request body is not valid JSON: {exc}") from None
+    except (RecursionError, UnicodeDecodeError) as exc:
+        raise _malformed(exc) from None
     if not isinstance(raw, dict):
         raise _invalid("the request body must be a JSON object")
     try:

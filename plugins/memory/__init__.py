@@ -199,8 +199,8 @@ async def recall(args: RecallArgs, ctx: ToolContext) -> ToolResult:
 
 class ForgetArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     ids: Annotated[list[MemoryId], msgspec.Meta(description="Memory ids to forget.", max_length=1000)] = []
-    query: Annotated[str | None, msgspec.Meta(
-        description="Forget the memories that best match this (strong matches only).", max_length=MAX_QUERY)] = None
+    query: Annotated[Annotated[str, msgspec.Meta(max_length=MAX_QUERY)] | None, msgspec.Meta(
+        description="Forget the memories that best match this (strong matches only).")] = None
     sweep: Annotated[bool, msgspec.Meta(
         description="Apply the forgetting curve now: archive every memory that has faded.")] = False
 
