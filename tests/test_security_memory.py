@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import pytest
 
 from core import datadir
@@ -70,11 +71,13 @@ async def test_a_corrupt_database_is_reported_and_repaired(make_app, data_dir):
     (data_dir / "none.toml").write_text("[plugin.memory]\nembedder = \"none\"\n")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "LOOM_PATHS__DATA_DIR": str(data_dir), "LOOM_PLUGINS": "memory",
            "LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_CONFIG": str(data_dir / "none.toml")}
-    check = subprocess.run([sys.executable, "-m", "core.cli", "memory", "check"], env=env, cwd=str(ROOT),
-                           capture_output=True, text=True, timeout=120)
+    def loom(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "core.cli", *argv], env=env, cwd=str(ROOT),
+                              capture_output=True, text=True, timeout=120)
+
+    check = await anyio.to_thread.run_sync(loom, "memory", "check")
     assert check.returncode == 1 and "corrupt" in check.stdout
-    fixed = subprocess.run([sys.executable, "-m", "core.cli", "memory", "repair"], env=env, cwd=str(ROOT),
-                           capture_output=True, text=True, timeout=120)
+    fixed = await anyio.to_thread.run_sync(loom, "memory", "repair")
     assert fixed.returncode == 0, fixed.stderr
     assert "rebuilt memory.db" in fixed.stdout and list(data_dir.glob("memory.db.corrupt-*"))
 
