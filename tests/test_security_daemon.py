@@ -1,7 +1,7 @@
 """Abandoned requests and shutdown on a real `loom serve` with the packaged SmolLM2
 (issue 20, items 3 and 9): a chat whose client disconnects, running or queued, is
 cancelled and frees its slot; during a drain `/readyz` answers 503, not a refused
-connection."""
+connection (shown with a slow MCP tool call in flight)."""
 
 from __future__ import annotations
 
@@ -64,27 +64,55 @@ def test_abandoned_requests_give_their_slot_back(daemon):
     assert answer.status_code == 200
 
 
-def test_readyz_answers_503_while_draining(daemon):
+@pytest.fixture
+def probe_daemon(tmp_path):
+    from tests.conformance_plugin.entrypoint import write_dist_info
+    from tests.openai_helpers import ROOT
+
+    write_dist_info(tmp_path / "ep", {"probe": "tests.conformance_plugin.probe"})
+    env = {"PYTHONPATH": f"{tmp_path / 'ep'}:{ROOT}", "LOOM_DISABLE_PLUGIN_AUTOLOAD": "0"}
+    toml = "[server]\nshutdown_grace = 30.0\ndrain_timeout = 10.0\n"
+    d = LoomDaemon(tmp_path, "admin,probe", toml, env=env).start()
+    yield d
+    if d.proc.poll() is None:
+        d.stop()
+
+
+def _mcp(d: LoomDaemon, body: dict, sid: str | None = None, timeout: float = 60) -> httpx.Response:
+    headers = {**d.headers, "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
+    if sid:
+        headers["Mcp-Session-Id"] = sid
+    return httpx.post(d.base_url + "/mcp", json=body, headers=headers, timeout=timeout)
+
+
+def test_readyz_answers_503_while_draining(probe_daemon):
+    d = probe_daemon
+    init = _mcp(d, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    sid = init.headers["mcp-session-id"]
+    _mcp(d, {"jsonrpc": "2.0", "method": "notifications/initialized"}, sid)
+    answers: list[httpx.Response] = []
+    call = threading.Thread(target=lambda: answers.append(_mcp(d, {
+        "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "probe.wait", "arguments": {"seconds": 3}}}, sid)))
+    call.start()
+    time.sleep(1.0)  # the call is in flight
+    d.proc.send_signal(signal.SIGTERM)
     statuses: list[object] = []
-    with httpx.stream("POST", daemon.base_url + "/v1/chat/completions", json=_body(200, stream=True),
-                      headers=daemon.headers, timeout=120) as r:
-        lines = r.iter_lines()
-        next(lines)  # the request is in flight
-        daemon.proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                resp = httpx.get(daemon.base_url + "/readyz", timeout=5)
-                statuses.append((resp.status_code, resp.json().get("status")))
-                if resp.status_code == 503:
-                    break
-            except httpx.TransportError as exc:
-                statuses.append(type(exc).__name__)
-            time.sleep(0.05)
-        rest = "".join(lines)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            resp = httpx.get(d.base_url + "/readyz", timeout=5)
+            statuses.append((resp.status_code, resp.json().get("status")))
+            if resp.status_code == 503:
+                break
+        except httpx.TransportError as exc:
+            statuses.append(type(exc).__name__)
+        time.sleep(0.05)
+    call.join(30)
     assert (503, "draining") in statuses, statuses
-    assert "[DONE]" in rest  # the request in flight still ran to its end
-    assert daemon.stop() == 0
+    assert answers and answers[0].status_code == 200 and "waited" in answers[0].text  # it ran to its end
+    assert d.stop() == 0
 
 
 def test_the_openai_surface_cancels_work_whose_client_left(make_app):

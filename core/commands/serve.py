@@ -94,14 +94,28 @@ def run(args: argparse.Namespace) -> int:
                                                max_connections=cfg.max_connections),
                             timeout_keep_alive=max(1, round(cfg.idle_timeout)))
 
+    # sse-starlette (the MCP SDK's SSE responses) ends every stream the moment SIGTERM
+    # arrives, cutting tool calls in flight; Loom ends them itself once the work is done.
+    from sse_starlette.sse import AppStatus
+
+    AppStatus.disable_automatic_graceful_drain()
+
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             ops.begin_drain()  # readiness off, event streams end, new API calls get 503
-            # Keep listening while in-flight requests finish (at most drain_timeout): load
-            # balancers polling /readyz get 503 rather than a refused connection.
-            deadline = time.monotonic() + max(0.0, min(cfg.drain_timeout, cfg.shutdown_grace))
-            while ops.in_flight > 0 and time.monotonic() < deadline:  # noqa: ASYNC110 - a counter, no event
+            started = time.monotonic()
+            grace = max(0.0, cfg.shutdown_grace)
+            # 1. Keep listening while work is in flight (at most drain_timeout): load
+            #    balancers polling /readyz get 503 rather than a refused connection.
+            while ops.busy and time.monotonic() - started < min(cfg.drain_timeout, grace):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
+            for server in self.servers:
+                server.close()
+            # 2. Let the calls in flight finish (their SSE streams included), up to the grace.
+            while ops.busy and time.monotonic() - started < grace:  # noqa: ASYNC110 - a counter, no event
+                await asyncio.sleep(0.05)
+            AppStatus.should_exit = True  # 3. now end the standing streams (idle MCP listeners)
+            self.config.timeout_graceful_shutdown = max(1.0, grace - (time.monotonic() - started))
             await super().shutdown(sockets)
 
     server = Server(config)

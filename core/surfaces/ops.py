@@ -309,7 +309,11 @@ class HttpMetrics:
             return
         started = time.perf_counter()
         status = 500
+        # An MCP GET is a standing listener (server-to-client stream), not work in flight:
+        # a drain does not wait for it.
+        listener = scope["method"] == "GET" and route_label(scope["path"]) == "/mcp"
         self.ops.in_flight += 1
+        self.ops.listeners += listener
 
         async def counting(message: Message) -> None:
             nonlocal status
@@ -321,6 +325,7 @@ class HttpMetrics:
             await self.app(scope, receive, counting)
         finally:
             self.ops.in_flight -= 1
+            self.ops.listeners -= listener
             self.ops.metrics.observe_http(route_label(scope["path"]), scope["method"], status,
                                           time.perf_counter() - started)
 
@@ -352,6 +357,7 @@ class DaemonOps:
         self.ready = False
         self.draining = anyio.Event()
         self.in_flight = 0
+        self.listeners = 0  # of in_flight: MCP GET streams that only listen
         self.started_at = time.time()
         self._subs: list[Any] = []
         self._tg: Any = None
@@ -387,6 +393,11 @@ class DaemonOps:
             log.info("draining: finishing in-flight requests", in_flight=self.in_flight)
         self.ready = False
         self.draining.set()
+
+    @property
+    def busy(self) -> bool:
+        """Requests doing work are in flight (standing MCP listeners do not count)."""
+        return self.in_flight - self.listeners > 0
 
     def spawn(self, func: Any, *args: Any) -> bool:
         if self._tg is None:
