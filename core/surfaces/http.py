@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 import anyio
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -235,6 +236,19 @@ def _openai_error(status: int, message: str) -> JSONResponse:
 
 
 _error = _plain_error
+
+
+async def _http_error(request: Any, exc: HTTPException) -> JSONResponse:
+    """Starlette's own 404/405/400 answers as JSON (the OpenAI shape under /v1/), like every
+    other error; its default is a text/plain body."""
+    make = _openai_error if request.url.path.startswith("/v1/") else _plain_error
+    detail = {404: "Not found: no such path (see docs/operations.md for the routes)",
+              405: f"Method {request.method[:20]!r} is not allowed on this path"}.get(exc.status_code,
+                                                                                   str(exc.detail)[:200])
+    resp = make(exc.status_code, detail)
+    for key, value in (exc.headers or {}).items():
+        resp.headers[key] = value
+    return resp
 
 
 # --- MCP sessions ----------------------------------------------------------------------
@@ -558,7 +572,7 @@ def build_http_app(
     mcp_endpoint = CheckedMcpEndpoint(StreamableHTTPASGIApp(manager))
     routes: list[BaseRoute] = [Route(cfg.mcp_path, endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]),
                                *extra_routes]
-    star = Starlette(routes=routes, lifespan=lifespan)
+    star = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     star.state.loom = app
     star.state.mcp = surface
     star.add_middleware(
