@@ -413,7 +413,7 @@ class McpSurface:
             raise
         except Exception as exc:
             log.exception("tool crashed", tool=name)
-            return _done(rctx, error_result(f"{name} failed: {type(exc).__name__}: {exc}"))
+            return _done(rctx, error_result(f"{name} failed: {type(exc).__name__}: {str(exc)[:500]}"))
         finally:
             current_call.reset(reset)
         return _done(rctx, result_to_mcp(result))

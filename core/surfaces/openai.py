@@ -140,7 +140,7 @@ def to_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, ToolError):
         return ApiError(400, msg)
     log.error("unexpected error in the OpenAI surface", error=repr(exc))
-    return ApiError(500, f"internal error: {type(exc).__name__}: {msg}")
+    return ApiError(500, f"internal error: {type(exc).__name__}: {msg[:500]}")  # bounded: never echo a body
 
 
 def _malformed(exc: BaseException) -> ApiError:
