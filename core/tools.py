@@ -191,8 +191,17 @@ class ToolContext:
                     source=self.tool.split(".", 1)[0],
                 )
             )
-        if self.on_progress is not None:
-            await self.on_progress(progress, total, message)
+        if self.on_progress is not None and not self._progress_broken:
+            # Progress never holds the tool up: a client that stopped reading (a dropped
+            # stream: the send blocks, or raises WouldBlock/ClosedResourceError) would
+            # otherwise stall the tool, and with it the model it holds, until shutdown.
+            with anyio.move_on_after(PROGRESS_SEND_TIMEOUT) as scope:
+                try:
+                    await self.on_progress(progress, total, message)
+                except Exception:
+                    self._progress_broken = True  # the stream is gone: stop trying, keep working
+            if scope.cancelled_caught:
+                self._progress_broken = True
 
     def progress_sync(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         """Report progress from a sync tool running in a worker thread.
@@ -201,24 +210,12 @@ class ToolContext:
         progress each step also stops at the next step.
         """
         self.check_cancelled()
-        if self._token is not None and not self._progress_broken:
+        if self._token is not None:
             try:
-                anyio.from_thread.run(self._progress_bounded, progress, total, message, token=self._token)
+                anyio.from_thread.run(self.progress, progress, total, message, token=self._token)
             except RuntimeError:
                 pass  # the loop is gone (shutdown): progress is best effort
         self.check_cancelled()
-
-    async def _progress_bounded(self, progress: float, total: float | None, message: str | None) -> None:
-        """Progress from a worker thread never holds the tool up: a client that stopped
-        reading (a dropped stream) would otherwise block the thread, and with it the model
-        it holds, until the daemon's shutdown grace ran out."""
-        with anyio.move_on_after(PROGRESS_SEND_TIMEOUT) as scope:
-            try:
-                await self.progress(progress, total, message)
-            except Exception:
-                self._progress_broken = True  # the stream is gone: stop trying, keep working
-        if scope.cancelled_caught:
-            self._progress_broken = True
 
     def check_cancelled(self) -> None:
         if self.cancelled.is_set():

@@ -151,3 +151,29 @@ async def test_an_invalid_css_selector_is_a_tool_error(make_app, loopback_server
         found = await app.call("browser.extract", {"selector": "main", "what": "links"})
     assert "    at " not in str(err.value)  # no JavaScript stack trace
     assert found.structured["links"][0]["text"] == "x"
+
+
+async def test_a_progress_send_that_raises_does_not_fail_the_tool():
+    """A dropped stream on the 2026-07-28 transport: the send raises WouldBlock; a tool that
+    reports progress through ``ctx.progress`` from its own thread (voice.speak) keeps going."""
+    finished = threading.Event()
+    sends: list[float] = []
+
+    def speak_like(args: Steps, ctx: ToolContext) -> str:
+        token = ctx._token
+        try:
+            for i in range(args.n):
+                anyio.from_thread.run(ctx.progress, float(i), float(args.n), "sentence", token=token)
+            return "spoken"
+        finally:
+            finished.set()
+
+    async def dropped(progress, total, message):
+        sends.append(progress)
+        raise anyio.WouldBlock
+
+    reg = ToolRegistry()
+    reg.add(speak_like, plugin="demo")
+    with anyio.fail_after(30):
+        result = await reg.call("demo.speak_like", {"n": 5}, ToolContext(on_progress=dropped))
+    assert result.text() == "spoken" and finished.is_set() and sends == [0.0]  # tried once, then stopped
