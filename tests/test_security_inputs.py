@@ -177,3 +177,11 @@ async def test_a_progress_send_that_raises_does_not_fail_the_tool():
     with anyio.fail_after(30):
         result = await reg.call("demo.speak_like", {"n": 5}, ToolContext(on_progress=dropped))
     assert result.text() == "spoken" and finished.is_set() and sends == [0.0]  # tried once, then stopped
+
+
+@pytest.mark.parametrize("ident", ["{}", "[1]", "1.5", "true", "null"])
+def test_a_stdio_request_with_an_invalid_id_gets_an_error_not_silence(ident):
+    from core.surfaces.mcp import parse_line
+
+    message, error = parse_line(b'{"jsonrpc": "2.0", "id": ' + ident.encode() + b', "method": "tools/list"}')
+    assert message is None and error["code"] == -32600 and error["id"] is None
