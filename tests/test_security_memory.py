@@ -102,3 +102,12 @@ async def test_ids_past_sqlite_range_and_huge_queries_are_clean_errors(make_app,
         with pytest.raises(ToolArgumentError) as err:
             await app.call("memory.recall", {"query": "x" * 8_000_000})
     assert len(str(err.value)) < 300  # the query is not echoed back
+
+
+async def test_the_memory_database_is_private_without_a_daemon_umask(make_app, data_dir):
+    app = _app(make_app, data_dir)
+    async with app:
+        await app.call("memory.remember", {"text": "my bank pin is not here"})
+        for name in ("memory.db", "memory.db-wal", "memory.db-shm"):
+            path = data_dir / name
+            assert not path.exists() or path.stat().st_mode & 0o077 == 0, name
