@@ -9,6 +9,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -72,6 +73,33 @@ def test_login_reads_at_most_a_few_kb_without_a_token(daemon):
     assert ok.status_code == 401 and "not valid" in ok.text
     time.sleep(0.3)
     assert "Traceback" not in daemon.stderr()  # a chunked body over the cap is not an ASGI error
+
+
+def test_concurrent_big_logins_do_not_grow_the_daemon(daemon):
+    import psutil
+
+    proc = psutil.Process(daemon.proc.pid)
+    before = proc.memory_info().rss
+
+    def login() -> None:
+        def body():  # 8 MiB, streamed: no Content-Length to refuse up front
+            chunk = b"token=" + b"x" * 65530
+            for _ in range(128):
+                yield chunk
+
+        try:
+            httpx.post(daemon.base_url + "/login", content=body(), timeout=60)
+        except httpx.TransportError:
+            pass  # refused mid-upload: the server answered 413 and closed
+
+    threads = [threading.Thread(target=login) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    grown = proc.memory_info().rss - before
+    assert grown < 40 * 2**20, f"RSS grew by {grown / 2**20:.0f} MiB"
+    assert httpx.get(daemon.base_url + "/healthz", timeout=10).status_code == 200
 
 
 def test_metric_labels_stay_bounded_under_junk_methods_and_paths(daemon):
