@@ -74,8 +74,9 @@ class Assistant:
             path = confine(p, roots, what="attachment")
             try:
                 out.append(detect(path))
-            except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-                raise ToolError(str(exc)) from None
+            except OSError as exc:  # missing, a directory, no permission, a name too long...
+                raise ToolError(str(exc) if exc.filename is None else
+                                f"cannot read attachment {p[:200]!r}: {exc.strerror or exc}") from None
         return out
 
     # -- routing ------------------------------------------------------------------------
