@@ -12,6 +12,7 @@ what to do with it.
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 import zlib
@@ -52,7 +53,7 @@ def tokens(text: str, context: tuple[str, ...] = ()) -> list[str]:
     norm = normalise(text)
     words = norm.split()
     out = [f"w:{w}" for w in words]
-    out += [f"b:{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
+    out += [f"b:{a}_{b}" for a, b in itertools.pairwise(words)]
     if words:
         out.append(f"first:{words[0]}")
         out.append(f"last:{words[-1]}")

@@ -10,6 +10,8 @@ seen in training get weights; the rest score zero. ``proba`` divides the logits 
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 Sparse = list[tuple[np.ndarray, np.ndarray]]
@@ -139,7 +141,7 @@ def ece(confidence: np.ndarray, correct: np.ndarray, bins: int = 10) -> float:
     confidence, correct = np.asarray(confidence, float), np.asarray(correct, float)
     edges = np.linspace(0, 1, bins + 1)
     total = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         sel = (confidence > lo) & (confidence <= hi)
         if sel.any():
             total += sel.mean() * abs(correct[sel].mean() - confidence[sel].mean())
