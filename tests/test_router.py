@@ -221,13 +221,21 @@ def test_tool_examples_teach_the_router(make_app):
                 "set the volume to 30 percent", "mets le son moins fort", "mach lauter"]
     plugin = SimpleNamespace(loom_register_tools=hookimpl(
         lambda register: register(volume, name="audio.volume", examples=examples)))
-    asks = ["could you turn the volume down a little bit", "make the music quieter", "sube un poco el volumen"]
+    sys.path.insert(0, str(ROOT / "tests" / "sample_plugin"))
+    try:
+        import loom_sample
+    finally:
+        sys.path.pop(0)
+    asks = {"could you turn the volume down a little bit": "audio.volume", "make the music quieter": "audio.volume",
+            "sube un poco el volumen": "audio.volume", "write 'loom' backwards": "sample.reverse",
+            "reverse the word 'stressed' for me": "sample.reverse"}
     untaught = Router(make_app("assistant").tools)
-    taught = Router(make_app("assistant", extra={"audio": plugin}).tools)
-    for ask in asks:
+    taught = Router(make_app("assistant", extra={"audio": plugin, "sample": loom_sample}).tools)
+    for ask, tool in asks.items():
         assert untaught.decide(ask).tool_names() == ["assistant.chat"]
         plan = taught.decide(ask)
-        assert plan.tool_names() == ["audio.volume"] and plan.intent == "audio", plan.reason
+        assert plan.tool_names() == [tool] and plan.intent == tool.split(".")[0], plan.reason
+    assert taught.decide("write 'loom' backwards").steps[0].args["text"] == "loom"  # the quoted payload
     assert taught.decide("write a haiku about rain").tool_names() == ["assistant.chat"]
 
 
@@ -262,3 +270,22 @@ def test_loom_route_cli_prints_plan_json(tmp_path, files):
     assert plan["fallback"].startswith("not needed") and plan["confidence"] >= 0.5
     r = _cli(tmp_path, "route", "Describe it", "--attach", "/etc/hostname")
     assert r.returncode == 1 and "outside the allowed roots" in r.stderr
+
+
+@pytest.mark.anyio
+async def test_low_confidence_asks_the_coordinator_within_a_json_schema(make_app):
+    """Below the threshold, SmolLM2 (real llama.cpp) picks the tool; its answer is constrained by a
+    JSON schema whose enum holds only the tools that can run, and the plan records that the LLM decided."""
+    from core.config import LoomConfig
+
+    cfg = LoomConfig(plugin={"assistant": {"llm_threshold": 0.999}})
+    app = make_app("assistant", "llamacpp", "memory", "system", config=cfg)
+    async with app:
+        fast = (await app.call("assistant.route", {"text": "hmm, what about the thing from before?"})).structured
+        slow = (await app.call("assistant.route", {"text": "hmm, what about the thing from before?",
+                                                   "use_llm": True})).structured
+    assert fast["decided_by"] == "model" and fast["fallback"].startswith("would be used")
+    assert slow["decided_by"] == "llm" and slow["llm"].startswith("smollm2 chose ")
+    runnable = [v["tool"] for v in fast["clauses"][0]["valid"]]
+    assert slow["steps"][0] in runnable and slow["llm"].split()[2].rstrip(":") == slow["steps"][0]
+    assert slow["fallback"].startswith("used") and "coordinator LLM decided" in slow["reason"]
