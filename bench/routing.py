@@ -225,8 +225,8 @@ async def run(args: argparse.Namespace) -> int:
     files = Files(work)
     plugins = ["assistant", "voice", "vision", "imagegen", "video", "coder", "browser", "system", "memory"]
     cfg = LoomConfig()
-    cfg.paths = PathsConfig(data_dir=str(work / "data"), cache_dir=str(ROOT / ".cache" if args.keep_cache else
-                                                                       work / "cache"), allowed_roots=[str(work)])
+    cache = Path(tempfile.gettempdir()) / "loom-routing-cache" if args.keep_cache else work / "cache"
+    cfg.paths = PathsConfig(data_dir=str(work / "data"), cache_dir=str(cache), allowed_roots=[str(work)])
     app = Loom.create(cfg, environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": ",".join(plugins)},
                       configure_logs=False)
     voice = not args.spoken_as_text and "voice.transcribe" in app.tools
@@ -253,7 +253,7 @@ async def run(args: argparse.Namespace) -> int:
             if args.spoken_as_text and ex["text"].startswith("[spoken] "):
                 plan = await svc.decide("", a, transcript=ex["text"][9:])
             else:
-                plan, _ = await svc.route(text, a, use_llm=False)
+                plan, _ = await svc.route(text, a, use_llm=False, transcribe=not args.spoken_as_text)
             decide_times.append(plan.decide_s)
             preds.append({"id": ex["id"], "intent": plan.intent, "steps": plan.tool_names(),
                           "confidence": plan.confidence, "reason": plan.reason, "by": plan.decided_by})
@@ -302,7 +302,7 @@ def main() -> int:
                         help="give spoken requests to the router as their words (no TTS, no speech-to-text)")
     parser.add_argument("--show-mistakes", action="store_true",
                         help="list each miss (never on the frozen held-out set while tuning)")
-    parser.add_argument("--keep-cache", action="store_true", help="keep the trained model in ./.cache between runs")
+    parser.add_argument("--keep-cache", action="store_true", help="keep the trained model in $TMPDIR/loom-routing-cache between runs")
     args = parser.parse_args()
     if not Path(args.file).is_file():
         print(f"bench/routing.py: no such file {args.file}", file=sys.stderr)

@@ -53,7 +53,7 @@ class Plan(msgspec.Struct, kw_only=True):
     #: after the first step (a transcription), route its text and append those steps
     then_route: bool = False
     seconds: float = 0.0  # time routing took, all in (transcribing while routing included)
-    decide_s: float = 0.0  # time the rules + embedding decision took
+    decide_s: float = 0.0  # time the router's own decision took (no LLM, no transcription)
     alternatives: list[str] = []  # the runner-up intents, best first
     model: str = ""  # the model that decided (empty for a structural rule or a plugin)
     #: per clause: its text, context, the chosen tool, confidence, the runnable

@@ -31,7 +31,7 @@ CORPUS = Path(__file__).with_name("data") / "routing_corpus.jsonl"
 MEDIA_FIELDS = ("image", "video", "audio")
 #: hyper-parameters picked by 5-fold cross-validation on the corpus; the temperature fitted on
 #: tests/routing_calibration.jsonl (bench/routing_cv.py --calibrate)
-SETTINGS = {"l2": 1e-5, "steps": 60, "lr": 0.2, "temperature": 0.36, "features": 3}
+SETTINGS = {"l2": 1e-5, "steps": 60, "lr": 0.2, "temperature": 0.47, "features": 3}
 EXAMPLE_MASS = 120.0  # a tool's examples together weigh at least this many corpus requests
 
 Embed = Callable[[list[str]], np.ndarray]

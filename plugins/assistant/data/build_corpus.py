@@ -1769,6 +1769,72 @@ EXTRA_COUNTS = {"browser.research": 120, "memory.recall": 60, "memory.remember":
                 "voice.speak": 40, "assistant.chat": 80}
 
 
+# Fresh facts vs timeless knowledge, in every language: the same question words ("who",
+# "how much", "why") are research when they hang on a time ("today", "last night", "next
+# friday") or a live quantity (a price, a score, a delay), and chat when they do not.
+FRESH_Q = {
+    "en": ["who won {ev} {t}", "what happened {w} {t}", "how much is {price} {t}", "is {place} open {t}",
+           "what's the score of {ev} {t}", "any delays on {route} {t}", "what's the weather like {t} in {c}",
+           "how are {mkt} doing {t}", "is {route} running {t}", "what's new with {n} {t}"],
+    "es": ["¿quién ganó {ev} {t}?", "¿qué ha pasado {w} {t}?", "¿cuánto cuesta {price} {t}?", "¿está abierto {place} {t}?",
+           "¿cómo va {ev} {t}?", "¿hay retrasos en {route} {t}?", "¿qué tiempo hace {t} en {c}?", "¿cómo está {mkt} {t}?"],
+    "fr": ["qui a gagné {ev} {t} ?", "qu'est-ce qui s'est passé {w} {t} ?", "combien coûte {price} {t} ?",
+           "est-ce que {place} est ouvert {t} ?", "il y a des retards sur {route} {t} ?", "quel temps fait-il {t} à {c} ?"],
+    "de": ["wer hat {ev} {t} gewonnen?", "was ist {t} {w} passiert?", "wie viel kostet {price} {t}?",
+           "hat {place} {t} geöffnet?", "gibt es {t} Verspätungen auf {route}?", "wie ist das Wetter {t} in {c}?"],
+    "it": ["chi ha vinto {ev} {t}?", "cosa è successo {w} {t}?", "quanto costa {price} {t}?", "{place} è aperto {t}?",
+           "ci sono ritardi su {route} {t}?", "che tempo fa {t} a {c}?"],
+    "pt": ["quem ganhou {ev} {t}?", "o que aconteceu {w} {t}?", "quanto custa {price} {t}?", "{place} está aberto {t}?",
+           "há atrasos em {route} {t}?", "como está o tempo {t} em {c}?"],
+}
+FRESH_T = {"en": ["today", "tonight", "right now", "last night", "yesterday", "this week", "next friday", "this morning"],
+           "es": ["hoy", "esta noche", "ahora mismo", "anoche", "ayer", "esta semana", "el viernes que viene"],
+           "fr": ["aujourd'hui", "ce soir", "maintenant", "hier soir", "hier", "cette semaine"],
+           "de": ["heute", "heute Abend", "jetzt", "gestern Abend", "gestern", "diese Woche"],
+           "it": ["oggi", "stasera", "adesso", "ieri sera", "ieri", "questa settimana"],
+           "pt": ["hoje", "esta noite", "agora", "ontem à noite", "ontem", "esta semana"]}
+FRESH_SLOTS = {"ev": ["the match", "the final", "the race", "the derby", "the election", "el partido", "le match",
+                      "das Spiel", "la partita", "o jogo"],
+               "w": ["in the news", "on the stock market", "en la bolsa", "en las noticias", "à la bourse",
+                     "an der Börse", "in borsa", "na bolsa", "with the storm", "in Parliament"],
+               "price": ["a flight to Rome", "a train ticket to Paris", "bitcoin", "petrol", "gold", "un billete a Roma",
+                         "la gasolina", "le bitcoin", "das Benzin", "la benzina", "a gasolina"],
+               "place": ["the pharmacy", "the post office", "the museum", "the bank", "la farmacia", "le musée",
+                         "die Apotheke", "il museo", "o museu"],
+               "route": ["the metro", "the A7", "the northern line", "el metro", "la ligne 4", "der S-Bahn",
+                         "la metro", "o metro"],
+               "mkt": ["the markets", "stocks", "la bolsa", "the dollar"]}
+TIMELESS_Q = {
+    "en": ["why do {x}", "what is {y}", "how does {y} work", "explain {y} to me", "what's the difference between {y} and {z}",
+           "how many {u} are in {v}", "who invented {y}", "tell me about {y}"],
+    "es": ["¿por qué {x}?", "¿qué es {y}?", "¿cómo funciona {y}?", "explícame {y}", "¿qué diferencia hay entre {y} y {z}?",
+           "¿quién inventó {y}?", "háblame de {y}"],
+    "fr": ["pourquoi {x} ?", "c'est quoi {y} ?", "comment fonctionne {y} ?", "explique-moi {y}", "qui a inventé {y} ?"],
+    "de": ["warum {x}?", "was ist {y}?", "wie funktioniert {y}?", "erklär mir {y}", "wer hat {y} erfunden?"],
+    "it": ["perché {x}?", "cos'è {y}?", "come funziona {y}?", "spiegami {y}", "chi ha inventato {y}?"],
+    "pt": ["porque é que {x}?", "o que é {y}?", "como funciona {y}?", "explica-me {y}", "quem inventou {y}?"],
+}
+TIMELESS_SLOTS = {"x": ["we yawn", "cats purr", "leaves change colour", "bostezamos", "los gatos ronronean",
+                        "les chats ronronnent", "Wasser nass ist", "il mare è salato", "o céu é azul", "we dream",
+                        "onions make you cry", "the moon changes shape"],
+                  "y": ["a black hole", "photosynthesis", "a vaccine", "inflation", "the internet", "a rainbow", "DNA",
+                        "un agujero negro", "la fotosíntesis", "la démocratie", "die Photosynthese", "un vulcano",
+                        "um buraco negro", "the printing press", "the telephone", "a compass", "gravity"],
+                  "z": ["climate", "a virus", "a comet", "el tiempo", "la bactérie"],
+                  "u": ["bones", "grams", "minutes", "days", "ounces"],
+                  "v": ["the human body", "a kilo", "a day", "a year", "a pound"]}
+
+
+def fresh_or_timeless(kind: str) -> str:
+    lang = R.choice(["en", "en", "es", "es", "fr", "de", "it", "pt"])
+    if kind == "fresh":
+        t = pick(FRESH_Q[lang])
+        values = {k: pick(v) for k, v in FRESH_SLOTS.items()}
+        return t.format(t=pick(FRESH_T[lang]), c=pick(PLACES), n=pick(TOPICS_FRESH), **values)
+    t = pick(TIMELESS_Q[lang])
+    return t.format(**{k: pick(v) for k, v in TIMELESS_SLOTS.items()})
+
+
 def main() -> None:
     rows = []
     for key, (fn, n) in SINGLE.items():
@@ -1787,6 +1853,11 @@ def main() -> None:
     for tool, n in EXTRA_COUNTS.items():
         for _ in range(n):
             text = noisy(extra(tool), tool)
+            rows.append({"text": text, "attachments": [], "intent": intent_of(tool), "steps": [tool],
+                         "parts": [[text, tool]]})
+    for kind, tool, n in (("fresh", "browser.research", 260), ("timeless", "assistant.chat", 220)):
+        for _ in range(n):
+            text = noisy(fresh_or_timeless(kind), tool)
             rows.append({"text": text, "attachments": [], "intent": intent_of(tool), "steps": [tool],
                          "parts": [[text, tool]]})
     # Spoken requests: the transcript of a request, sent as audio with no text.
