@@ -302,7 +302,8 @@ def main() -> int:
                         help="give spoken requests to the router as their words (no TTS, no speech-to-text)")
     parser.add_argument("--show-mistakes", action="store_true",
                         help="list each miss (never on the frozen held-out set while tuning)")
-    parser.add_argument("--keep-cache", action="store_true", help="keep the trained model in $TMPDIR/loom-routing-cache between runs")
+    parser.add_argument("--keep-cache", action="store_true",
+                        help="keep the trained model in $TMPDIR/loom-routing-cache between runs")
     args = parser.parse_args()
     if not Path(args.file).is_file():
         print(f"bench/routing.py: no such file {args.file}", file=sys.stderr)
