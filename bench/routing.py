@@ -36,7 +36,7 @@ import anyio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_FILE = ROOT.parent / "shared" / "routing_dev.jsonl"
+DEFAULT_FILE = ROOT / "tests" / "routing_dev.jsonl"
 RECORDING = ("The quarterly results were discussed on Tuesday, and the team agreed to revisit the budget next "
              "month after the audit is finished.")
 
