@@ -39,6 +39,12 @@ PAD = {"joy": (0.76, 0.48, 0.35), "trust": (0.58, -0.1, 0.3), "fear": (-0.64, 0.
        "surprise": (0.2, 0.7, -0.1), "sadness": (-0.63, -0.27, -0.33), "disgust": (-0.6, 0.35, 0.11),
        "anger": (-0.51, 0.59, 0.25), "anticipation": (0.3, 0.4, 0.2)}
 MODEL_PATH = Path(__file__).with_name("data") / "emotion_model.json.gz"
+# How much a lexicon hit counts against the ~100 n-grams of a message. Chosen by 5-fold
+# cross-validation on the training set among 1, 2 and 3: heavier hits read plain
+# statements ("I am so angry") better but make task requests with emotion words ("write a
+# happy birthday message") read as emotional, and under the 4% constraint on those the
+# macro-F1 was 0.618 / 0.583 / 0.541.
+LEXICON_WEIGHT = 1.0
 
 
 def features(text: str) -> Features:
@@ -52,10 +58,10 @@ def features(text: str) -> Features:
             continue
         negated = any(p in lexicon.NEGATIONS for p in toks[max(0, i - 3):i])
         key = f"lex{'neg' if negated else ''}:{emo}"
-        feats[key] = feats.get(key, 0.0) + 1.0
+        feats[key] = feats.get(key, 0.0) + LEXICON_WEIGHT
     for ch in raw:
         if ch in lexicon.EMOJI:
-            feats["emoji:" + lexicon.EMOJI[ch]] = 1.0
+            feats["emoji:" + lexicon.EMOJI[ch]] = LEXICON_WEIGHT
     bangs = raw.count("!")
     if bangs:
         feats["p:!"] = 1.0
