@@ -132,7 +132,12 @@ class ReasoningStage:
             await turn.emit(MajorityChosen(votes=len(best), samples=len(cands), clusters=len(groups),
                                            source="cognition"))
         if info.get("strategy") == "reflect" and turn.answer and turn._generate is not None:
-            out = await strategies.critique_and_revise(turn.generate, turn.transcript, turn.answer)
+            model = info.get("model")
+
+            async def generate(messages: Any, **kw: Any) -> str:  # the same tier reviews its own draft
+                return await turn.generate(messages, model=model, **kw) if model else await turn.generate(messages, **kw)
+
+            out = await strategies.critique_and_revise(generate, turn.transcript, turn.answer)
             changed = out["answer"] != turn.answer
             info.update({"critique": out["critique"], "revised": changed})
             turn.answer = out["answer"]
