@@ -135,7 +135,9 @@ class ReasoningStage:
             model = info.get("model")
 
             async def generate(messages: Any, **kw: Any) -> str:  # the same tier reviews its own draft
-                return await turn.generate(messages, model=model, **kw) if model else await turn.generate(messages, **kw)
+                if model:
+                    kw["model"] = model
+                return await turn.generate(messages, **kw)
 
             out = await strategies.critique_and_revise(generate, turn.transcript, turn.answer)
             changed = out["answer"] != turn.answer
