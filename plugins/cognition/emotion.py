@@ -39,6 +39,10 @@ PAD = {"joy": (0.76, 0.48, 0.35), "trust": (0.58, -0.1, 0.3), "fear": (-0.64, 0.
        "surprise": (0.2, 0.7, -0.1), "sadness": (-0.63, -0.27, -0.33), "disgust": (-0.6, 0.35, 0.11),
        "anger": (-0.51, 0.59, 0.25), "anticipation": (0.3, 0.4, 0.2)}
 MODEL_PATH = Path(__file__).with_name("data") / "emotion_model.json.gz"
+# The same model with the message's sentence embedding (the pool's embed model,
+# all-MiniLM-L6-v2) as 384 more features: it generalises to words the training set never
+# showed ("I am so angry"). Used when the pool has an embed model; else the text-only one.
+SEMANTIC_MODEL_PATH = Path(__file__).with_name("data") / "emotion_model_minilm.json.gz"
 # How much a lexicon hit counts against the ~100 n-grams of a message. Chosen by 5-fold
 # cross-validation on the training set among 1, 2 and 3: heavier hits read plain
 # statements ("I am so angry") better but make task requests with emotion words ("write a
@@ -47,8 +51,9 @@ MODEL_PATH = Path(__file__).with_name("data") / "emotion_model.json.gz"
 LEXICON_WEIGHT = 1.0
 
 
-def features(text: str) -> Features:
-    """What the model sees in ``text``: n-grams, lexicon hits (negated or not), punctuation, emoji."""
+def features(text: str, vector: list[float] | None = None) -> Features:
+    """What the model sees in ``text``: n-grams, lexicon hits (negated or not), punctuation, emoji,
+    and, for the semantic model, the sentence embedding ``vector``."""
     raw = text or ""
     toks = words(raw)
     feats = ngram_features(toks)
@@ -78,7 +83,11 @@ def features(text: str) -> Features:
         feats["p:caps"] = 1.0
     if len(toks) <= 3:
         feats["len:short"] = 1.0
-    return normalise(feats)
+    feats = normalise(feats)
+    if vector is not None:
+        for i, x in enumerate(vector):
+            feats[f"e{i}"] = float(x)
+    return feats
 
 
 def _shouting(raw: str) -> bool:
@@ -87,11 +96,14 @@ def _shouting(raw: str) -> bool:
 
 
 @functools.cache
-def model() -> LinearModel:
-    if not MODEL_PATH.is_file():
-        raise FileNotFoundError(f"the emotion model {MODEL_PATH} is missing; build it with "
-                                "`python -m plugins.cognition.train emotion`")
-    return LinearModel.load(MODEL_PATH)
+def model(semantic: bool = False) -> LinearModel:
+    if semantic and not SEMANTIC_MODEL_PATH.is_file():
+        return model(False)  # not built: the text-only model judges
+    path = SEMANTIC_MODEL_PATH if semantic else MODEL_PATH
+    if not path.is_file():
+        raise FileNotFoundError(f"the emotion model {path} is missing; build it with "
+                                f"`python -m plugins.cognition.train emotion{'-semantic' if semantic else ''}`")
+    return LinearModel.load(path)
 
 
 def language(text: str) -> str:
@@ -114,10 +126,11 @@ def intensity_boost(text: str) -> float:
     return min(max(boost, 0.5), 1.6)
 
 
-def classify(text: str, clf: LinearModel | None = None, threshold: float | None = None) -> tuple[str, dict[str, float]]:
+def classify(text: str, clf: LinearModel | None = None, threshold: float | None = None,
+             vector: list[float] | None = None) -> tuple[str, dict[str, float]]:
     """The label (an emotion only when its probability reaches ``threshold``) and all probabilities."""
-    clf = clf or model()
-    probs = clf.proba(features(text))
+    clf = clf or model(semantic=vector is not None)
+    probs = clf.proba(features(text, vector if clf.meta.get("embedding") else None))
     cut = float(clf.meta.get("threshold", 0.0)) if threshold is None else threshold
     label = max(probs, key=probs.__getitem__)
     if label != "neutral" and probs[label] < cut:
@@ -125,9 +138,11 @@ def classify(text: str, clf: LinearModel | None = None, threshold: float | None 
     return label, probs
 
 
-def detect(text: str, clf: LinearModel | None = None) -> dict[str, Any]:
-    """Dominant emotion (or neutral), its confidence, intensity, PAD and language for ``text``."""
-    label, probs = classify(text, clf)
+def detect(text: str, clf: LinearModel | None = None, vector: list[float] | None = None) -> dict[str, Any]:
+    """Dominant emotion (or neutral), its confidence, intensity, PAD and language for ``text``;
+    with ``vector`` (its MiniLM embedding) the semantic model judges."""
+    clf = clf or model(semantic=vector is not None)
+    label, probs = classify(text, clf, vector=vector)
     emotional = 1.0 - probs["neutral"]
     if label == "neutral":
         intensity = 0.0
@@ -138,7 +153,8 @@ def detect(text: str, clf: LinearModel | None = None) -> dict[str, Any]:
     return {"dominant": label, "confidence": round(probs[label], 3), "intensity": round(intensity, 3),
             "emotions": {c: round(p, 3) for c, p in probs.items()},
             "pad": {"pleasure": round(pad[0], 3), "arousal": round(pad[1], 3), "dominance": round(pad[2], 3)},
-            "language": language(text)}
+            "language": language(text), "model": "minilm" if clf.meta.get("embedding") else "text",
+            "tone_threshold": float(clf.meta.get("tone_threshold", 0.5))}
 
 
 TONE = {
@@ -157,7 +173,7 @@ def tone_instruction(result: dict[str, Any], threshold: float | None = None) -> 
     """One style line for the coordinator, or None when the message does not read as emotional
     enough (``threshold``: the intensity needed; default: the model's calibrated one)."""
     if threshold is None:
-        threshold = float(model().meta.get("tone_threshold", 0.5))
+        threshold = float(result.get("tone_threshold", model().meta.get("tone_threshold", 0.5)))
     if result["dominant"] == "neutral" or result["intensity"] < threshold:
         return None
     return TONE[result["dominant"]]

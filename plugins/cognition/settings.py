@@ -28,6 +28,8 @@ class EmotionSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Intensity from which the reply's tone follows the emotion; None: the threshold calibrated
     # with the model (cross-validated on its training set, see docs/cognition.md).
     tone_threshold: Unit | None = None
+    # Judge with the sentence embedding too (the pool's embed model) when there is one.
+    use_embeddings: bool = True
 
 
 STRATEGIES = ("direct", "chain_of_thought", "reflect", "self_consistency")

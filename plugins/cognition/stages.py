@@ -61,10 +61,19 @@ class EmotionStage:
         self.settings = settings
 
     async def before(self, turn: Any) -> None:
-        result = emotion.detect(turn.transcript)
+        vector = None
+        if self.settings.emotion.use_embeddings and turn.transcript.strip():
+            try:
+                embed = await embedder(turn)
+                if embed is not None:
+                    await embed.prepare([turn.transcript])  # type: ignore[attr-defined]
+                    vector = embed([turn.transcript])[0]
+            except Exception:  # no embedding model: the text-only model judges
+                vector = None
+        result = emotion.detect(turn.transcript, vector=vector)
         threshold = self.settings.emotion.tone_threshold
         if threshold is None:
-            threshold = float(emotion.model().meta.get("tone_threshold", 0.5))
+            threshold = result["tone_threshold"]
         line = emotion.tone_instruction(result, threshold)
         result["tone_changed"] = line is not None
         turn.metadata["emotion"] = result

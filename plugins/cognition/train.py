@@ -1,7 +1,8 @@
 """Build the cognition classifiers from their training sets (never from a held-out set).
 
-    python -m plugins.cognition.train emotion      # -> data/emotion_model.json.gz
-    python -m plugins.cognition.train difficulty   # -> data/difficulty_model.json.gz
+    python -m plugins.cognition.train emotion            # -> data/emotion_model.json.gz
+    python -m plugins.cognition.train emotion-semantic   # -> data/emotion_model_minilm.json.gz
+    python -m plugins.cognition.train difficulty         # -> data/difficulty_model.json.gz
 
 Each run: 5-fold cross-validation on the training set to choose the L2 strength, then the
 out-of-fold predictions calibrate the model's numbers (softmax temperature; for emotion
@@ -69,14 +70,40 @@ def task_emotional_rate(rows: Sequence[dict[str, Any]], pred: Sequence[str]) -> 
     return sum(pred[i] != "neutral" for i in idx) / max(len(idx), 1)
 
 
-def train_emotion(log: Callable[[str], None] = print) -> textclf.LinearModel:
+def embed_texts(texts: list[str]) -> list[list[float]]:
+    """Sentence embeddings from the embed plugin's default model, through the pool's Embed handle."""
+    import tempfile
+
+    import anyio
+
+    from core.app import Loom
+    from core.capabilities import Embed
+    from core.config import LoomConfig, PathsConfig
+
+    async def run() -> list[list[float]]:
+        cfg = LoomConfig(paths=PathsConfig(data_dir=tempfile.mkdtemp(prefix="loom-train-")))
+        app = Loom.create(cfg, environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "embed"},
+                          configure_logs=False)
+        async with app, app.pool.use(app.pool.model_for("embed"), Embed) as emb:
+            out: list[list[float]] = []
+            for i in range(0, len(texts), 64):
+                out += await emb.embed(texts[i:i + 64])
+            return out
+
+    return anyio.run(run)
+
+
+def train_emotion(log: Callable[[str], None] = print, semantic: bool = False) -> textclf.LinearModel:
     path = DATA / "emotion_train.jsonl"
     rows = load_jsonl(path)
     labels = [r["label"] for r in rows]
-    feats = [emotion.features(r["text"]) for r in rows]
+    vectors = embed_texts([r["text"] for r in rows]) if semantic else [None] * len(rows)
+    feats = [emotion.features(r["text"], v) for r, v in zip(rows, vectors, strict=True)]
     classes = list(emotion.CLASSES)
     best: tuple[float, float, list[list[float]]] | None = None
-    for l2 in L2_GRID:
+    # The semantic model reuses the text model's L2 grid winner: its 384 dense features make
+    # every fit several times slower, and a 3-point grid would take half an hour on 2 cores.
+    for l2 in (L2_GRID[:1] if semantic else L2_GRID):
         oof = out_of_fold(feats, labels, classes, l2)
         pred = [classes[max(range(len(classes)), key=s.__getitem__)] for s in oof]
         f1, _ = textclf.macro_f1(labels, pred, classes)
@@ -114,7 +141,8 @@ def train_emotion(log: Callable[[str], None] = print) -> textclf.LinearModel:
     tone_precision = sum(pred[j] == labels[j] for j in changed) / max(len(changed), 1)
     emotional_rows = [j for j, lab in enumerate(labels) if lab != "neutral"]
     tone_recall = sum(1 for j in emotional_rows if j in set(changed) and pred[j] == labels[j]) / len(emotional_rows)
-    meta = {"trained_on": path.name, "trained_sha256": sha256(path), "rows": len(rows), "l2": l2,
+    meta = {"embedding": "all-MiniLM-L6-v2" if semantic else None, "trained_on": path.name,
+            "trained_sha256": sha256(path), "rows": len(rows), "l2": l2,
             "temperature": temperature, "threshold": choice["threshold"], "tone_threshold": tone_threshold,
             "cv": {"folds": 5, "macro_f1": round(choice["macro_f1"], 4),
                    "task_emotional": round(choice["task_emotional"], 4),
@@ -132,12 +160,14 @@ def train_emotion(log: Callable[[str], None] = print) -> textclf.LinearModel:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m plugins.cognition.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["emotion", "difficulty"])
+    parser.add_argument("what", choices=["emotion", "emotion-semantic", "difficulty"])
     args = parser.parse_args(argv)
-    if args.what == "emotion":
-        model = train_emotion()
-        model.save(emotion.MODEL_PATH)
-        print(f"wrote {emotion.MODEL_PATH} ({emotion.MODEL_PATH.stat().st_size // 1024} KiB)")
+    if args.what.startswith("emotion"):
+        semantic = args.what == "emotion-semantic"
+        model = train_emotion(semantic=semantic)
+        path = emotion.SEMANTIC_MODEL_PATH if semantic else emotion.MODEL_PATH
+        model.save(path)
+        print(f"wrote {path} ({path.stat().st_size // 1024} KiB)")
     else:
         from . import difficulty
 
