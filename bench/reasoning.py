@@ -3,11 +3,14 @@
 The packaged SmolLM2-135M-Instruct solves the 110 frozen word problems (docs/cognition.md)
 with each strategy of ``plugins.cognition.strategies`` (the prompts the stage uses):
 direct, chain of thought, draft -> critique -> revise (``reflect``) and self-consistency
-(``--samples`` chain-of-thought samples, the majority answer). A solution is right when
-the number it concludes with (``agreement.key``) equals the known answer. The order of the
-strategies rotates from problem to problem, so load from other processes on a shared
-machine falls on all of them alike. Also printed: how many of the problems the difficulty
-model calls hard (they all need several steps).
+(``--samples`` chain-of-thought samples, the majority answer). Reflect's draft is the
+chain-of-thought solution of the same problem (same prompt, greedy: the same tokens); its
+time is counted in reflect's. A solution is right when the number it concludes with
+(``agreement.key``) equals the known answer. The order of the strategies rotates from
+problem to problem, so load from other processes on a shared machine falls on all of
+them alike. With ``--cache`` every solved problem is saved at once and an interrupted
+run resumes where it stopped (``--report-only`` reports what it holds). Also printed: how
+many of the problems the difficulty model calls hard (they all need several steps).
 
 The table decides the defaults: for hard requests, the cheapest strategy whose accuracy
 is not significantly below the most accurate one (exact sign test on the problems where
@@ -63,12 +66,13 @@ def is_right(solution: str, answer: float) -> bool:
     return value is not None and abs(float(value) - float(answer)) < 1e-6
 
 
-async def solve_all(problems: list[dict[str, Any]], samples: int, max_tokens: int,
-                    verbose: bool) -> list[dict[str, Any]]:
+async def solve_all(problems: list[dict[str, Any]], samples: int, max_tokens: int, verbose: bool,
+                    cache: Path | None = None, done: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     cfg = LoomConfig(paths=PathsConfig(data_dir=tempfile.mkdtemp(prefix="loom-reasoning-")))
     app = Loom.create(cfg, environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "llamacpp"},
                       configure_logs=False)
-    out = []
+    out: list[dict[str, Any]] = []
+    done = done or []
     async with app, app.pool.use(app.pool.model_for("coordinator"), Chat) as chat:
 
         async def generate(messages: list[dict[str, Any]], *, temperature: float = 0.0, max_tokens: int = 256,
@@ -78,15 +82,32 @@ async def solve_all(problems: list[dict[str, Any]], samples: int, max_tokens: in
             return res.text.strip()
 
         for n, p in enumerate(problems):
-            order = STRATEGIES[n % len(STRATEGIES):] + STRATEGIES[:n % len(STRATEGIES)]
+            if n < len(done):  # solved by an earlier, interrupted run (--cache)
+                out.append(done[n])
+                continue
+            # Rotate the order (reflect always right after the chain of thought it revises).
+            units = [("direct",), ("chain_of_thought", "reflect"), ("self_consistency",)]
+            units = units[n % 3:] + units[:n % 3]
+            order = [s for unit in units for s in unit]
             row: dict[str, Any] = {**p, "runs": {}}
             for strategy in order:
                 t0 = time.perf_counter()
-                res = await strategies.solve(strategy, generate, p["problem"], samples=samples,
-                                             max_tokens=max_tokens)
-                row["runs"][strategy] = {"answer": res["answer"], "calls": res["calls"],
-                                         "seconds": time.perf_counter() - t0}
+                if strategy == "reflect":
+                    # The draft is the chain-of-thought answer (same prompt, greedy): reuse it and
+                    # count its time, rather than decode the same tokens twice.
+                    cot = row["runs"]["chain_of_thought"]
+                    rev = await strategies.critique_and_revise(generate, p["problem"], cot["answer"],
+                                                               max_tokens=max_tokens)
+                    res = {"answer": rev["answer"], "calls": 3 if rev["answer"] is not cot["answer"] else 2}
+                    elapsed = cot["seconds"] + time.perf_counter() - t0
+                else:
+                    res = await strategies.solve(strategy, generate, p["problem"], samples=samples,
+                                                 max_tokens=max_tokens)
+                    elapsed = time.perf_counter() - t0
+                row["runs"][strategy] = {"answer": res["answer"], "calls": res["calls"], "seconds": elapsed}
             out.append(row)
+            if cache is not None:
+                await anyio.Path(cache).write_text(json.dumps(out))
             if verbose:
                 marks = " ".join(f"{s[:6]}={'Y' if is_right(row['runs'][s]['answer'], p['answer']) else '.'}"
                                  for s in STRATEGIES)
@@ -107,20 +128,20 @@ def sign_test(worse: int, better: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--samples", type=int, default=3, help="self-consistency samples")
-    ap.add_argument("--max-tokens", type=int, default=192)
+    ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--limit", type=int, default=0)
-    ap.add_argument("--cache", type=Path, help="keep the solutions here and reuse them")
+    ap.add_argument("--cache", type=Path, help="keep the solutions here (after every problem) and reuse them")
+    ap.add_argument("--report-only", action="store_true", help="only report what --cache holds")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     problems = load()
     if args.limit:
         problems = problems[:args.limit]
-    if args.cache and args.cache.is_file():
-        rows = json.loads(args.cache.read_text())
+    done = json.loads(args.cache.read_text()) if args.cache and args.cache.is_file() else []
+    if args.report_only:
+        rows = done
     else:
-        rows = anyio.run(solve_all, problems, args.samples, args.max_tokens, args.verbose)
-        if args.cache:
-            args.cache.write_text(json.dumps(rows))
+        rows = anyio.run(solve_all, problems, args.samples, args.max_tokens, args.verbose, args.cache, done)
     right = {s: [is_right(r["runs"][s]["answer"], r["answer"]) for r in rows] for s in STRATEGIES}
     secs = {s: [r["runs"][s]["seconds"] for r in rows] for s in STRATEGIES}
     calls = {s: statistics.mean(r["runs"][s]["calls"] for r in rows) for s in STRATEGIES}
