@@ -71,15 +71,20 @@ def is_right(answer: str, accepted: list[str]) -> bool:
     return False
 
 
-async def answer_all(rows: list[dict[str, Any]], samples: int, verbose: bool) -> list[dict[str, Any]]:
+async def answer_all(rows: list[dict[str, Any]], samples: int, verbose: bool, cache: Path | None = None,
+                     done: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     cfg = LoomConfig(paths=PathsConfig(data_dir=tempfile.mkdtemp(prefix="loom-selfcheck-")))
     app = Loom.create(cfg, environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "llamacpp,embed"},
                       configure_logs=False)
-    out = []
+    out: list[dict[str, Any]] = []
+    done = done or []
     async with app:
         async with app.pool.use(app.pool.model_for("coordinator"), Chat) as chat, \
                 app.pool.use(app.pool.model_for("embed"), Embed) as emb:
             for n, row in enumerate(rows):
+                if n < len(done):  # answered by an earlier, interrupted run (--cache)
+                    out.append(done[n])
+                    continue
                 messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": row["question"]}]
                 answers: list[str] = [""] * samples
                 ttft: list[float] = [0.0] * samples
@@ -102,6 +107,8 @@ async def answer_all(rows: list[dict[str, Any]], samples: int, verbose: bool) ->
                 vectors = await emb.embed(finals)
                 out.append({**row, "samples": answers, "finals": finals, "vectors": vectors, "seconds": seconds,
                             "ttft": ttft})
+                if cache is not None:
+                    await anyio.Path(cache).write_text(json.dumps(out))
                 if verbose:
                     print(f"{n:3} {seconds:5.2f}s {row['question']} -> {answers}", flush=True)
     return out
@@ -132,23 +139,22 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--samples", type=int, default=AntiHallucinationSettings().samples)
     ap.add_argument("--fit", action="store_true", help="refit the calibration on the calibration questions")
-    ap.add_argument("--cache", type=Path, help="keep the model's answers here and reuse them")
+    ap.add_argument("--cache", type=Path, help="keep the model's answers here (after every question) and reuse them")
+    ap.add_argument("--report-only", action="store_true", help="only report what --cache holds")
     ap.add_argument("--limit", type=int, default=0, help="only the first N questions of each set (a quick look)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     dev, held = load("dev"), load("heldout")
     if args.limit:
         dev, held = dev[:args.limit], held[:args.limit]
-    if args.cache and args.cache.is_file():
-        cached = json.loads(args.cache.read_text())
-        items_dev, items_held = cached["dev"], cached["heldout"]
+    done = json.loads(args.cache.read_text()) if args.cache and args.cache.is_file() else []
+    if args.report_only:
+        answered = done
     else:
         t0 = time.perf_counter()
-        answered = anyio.run(answer_all, dev + held, args.samples, args.verbose)
+        answered = anyio.run(answer_all, dev + held, args.samples, args.verbose, args.cache, done)
         print(f"answered {len(answered)} questions x {args.samples} samples in {time.perf_counter() - t0:.0f} s")
-        items_dev, items_held = answered[:len(dev)], answered[len(dev):]
-        if args.cache:
-            args.cache.write_text(json.dumps({"dev": items_dev, "heldout": items_held}))
+    items_dev, items_held = answered[:len(dev)], answered[len(dev):]
     for it in items_dev + items_held:
         it["right"] = is_right(it["samples"][0], it["answers"])
     if args.fit:
