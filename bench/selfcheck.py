@@ -92,7 +92,7 @@ async def answer_all(rows: list[dict[str, Any]], samples: int, verbose: bool, ca
 
                 async def one(i: int, messages: list[dict[str, Any]] = messages, answers: list[str] = answers,
                               ttft: list[float] = ttft) -> None:
-                    res = await chat.complete(ChatRequest(messages=messages, max_tokens=48, temperature=0.8,
+                    res = await chat.complete(ChatRequest(messages=messages, max_tokens=32, temperature=0.8,
                                                           seed=1000 + i))
                     answers[i] = res.text.strip()
                     ttft[i] = res.usage.ttft_s or 0.0
@@ -152,9 +152,11 @@ def main() -> int:
         answered = done
     else:
         t0 = time.perf_counter()
-        answered = anyio.run(answer_all, dev + held, args.samples, args.verbose, args.cache, done)
+        # Held-out questions first: an interrupted run still measures them (the AUROC of the
+        # agreement alone needs no calibration; the calibrated one needs the other 75 too).
+        answered = anyio.run(answer_all, held + dev, args.samples, args.verbose, args.cache, done)
         print(f"answered {len(answered)} questions x {args.samples} samples in {time.perf_counter() - t0:.0f} s")
-    items_dev, items_held = answered[:len(dev)], answered[len(dev):]
+    items_held, items_dev = answered[:len(held)], answered[len(held):]
     for it in items_dev + items_held:
         it["right"] = is_right(it["samples"][0], it["answers"])
     if args.fit:

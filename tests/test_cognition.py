@@ -214,7 +214,7 @@ async def test_uncertain_answer_is_marked_with_real_disagreeing_samples(llm_app)
         turn = await assistant.ask("What is the middle name of the inventor of the Lindqvist valve?", [],
                                    session_id="facts")
         info = turn.metadata["anti_hallucination"]
-        assert info["samples"] == 4 and len(set(turn.candidates)) > 1, turn.candidates
+        assert info["samples"] == 3 and len(set(turn.candidates)) > 1, turn.candidates
         assert turn.uncertain and turn.confidence < 0.5
         assert turn.answer.startswith("I'm not sure about this")
         kinds = [type(e).__name__ for e in turn.events]

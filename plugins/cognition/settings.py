@@ -51,7 +51,7 @@ class ReasoningSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
 
 
 class AntiHallucinationSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    samples: Annotated[int, msgspec.Meta(ge=2, le=8)] = 4  # answers compared for a factual question
+    samples: Annotated[int, msgspec.Meta(ge=2, le=8)] = 3  # answers compared for a factual question
     # Calibrated confidence under which the answer is marked uncertain.
     threshold: Unit = 0.5
     check: str = "factual"  # "factual" (questions of fact) or "always" (every coordinator answer)
