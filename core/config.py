@@ -48,6 +48,10 @@ class ServerConfig(_Section):
     # How MCP clients see tool names: "dotted" (vision.describe) or "underscore"
     # (vision_describe) for clients whose model APIs allow only [A-Za-z0-9_-] in names.
     mcp_tool_names: Literal["dotted", "underscore"] = "dotted"
+    # Tools that answer a 2026-07-28 client declaring the MCP tasks extension with a task
+    # handle to poll (2025-11-25 clients ask for a task themselves, for any tool).
+    mcp_task_tools: list[str] = msgspec.field(
+        default_factory=lambda: ["video.generate", "imagegen.*", "browser.research"])
 
 
 class PluginsConfig(_Section):
@@ -97,6 +101,22 @@ class LoggingConfig(_Section):
     format: str = "auto"  # "auto", "json", "console"
 
 
+class ProfileConfig(_Section):
+    """``[profiles.<name>]``: a named subset of the tools, for clients with small contexts.
+
+    Served over MCP at ``<mcp_path>/<name>`` and selectable for the OpenAI/Anthropic tool
+    lists (``core.profiles.profile_tools``). Patterns are ``fnmatch`` globs on tool names
+    (``"voice.*"``, ``"coder.generate"``); ``exclude`` wins over ``tools``.
+    """
+
+    description: str = ""
+    tools: list[str] = []  # the tools listed to the client
+    exclude: list[str] = []
+    # Tools the client may call without seeing them listed (found through tools.search);
+    # default: only the listed ones.
+    callable: list[str] | None = None
+
+
 class LoomConfig(_Section):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     plugins: PluginsConfig = msgspec.field(default_factory=PluginsConfig)
@@ -104,6 +124,8 @@ class LoomConfig(_Section):
     pool: PoolConfig = msgspec.field(default_factory=PoolConfig)
     paths: PathsConfig = msgspec.field(default_factory=PathsConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    # Named tool profiles; built-in ones (all, media, coding, discover) unless redefined.
+    profiles: dict[str, ProfileConfig] = {}
     # Per-plugin settings, `[plugin.<name>]`, typed by each plugin (see ``plugin_settings``).
     plugin: dict[str, dict[str, Any]] = {}
     source: str | None = None  # the file this came from, for error messages

@@ -14,7 +14,9 @@ added as ``extra_routes``; every route sits behind the same ASGI guard:
 
 Idle MCP sessions expire after ``server.session_idle_timeout`` and at most
 ``server.max_sessions`` are open at once (503 beyond), both enforced by the SDK's
-session manager.
+session manager. Every tool profile (``core.profiles``) is served at
+``<mcp_path>/<profile>``; each session keeps its SSE events for resumption
+(``Last-Event-ID``, see ``core.surfaces.event_store``).
 """
 
 from __future__ import annotations
@@ -221,9 +223,12 @@ def build_http_app(
     ``public_paths`` need no token (health probes); ``cookie_paths`` also accept the
     dashboard's cookie on GET; ``services`` are entered, in order, once the app runs.
     """
-    from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+    from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
     from mcp.server.transport_security import TransportSecuritySettings
 
+    from core.profiles import profiles
+
+    from .event_store import resumable_session_manager
     from .mcp import McpSurface
 
     cfg = app.config.server
@@ -234,28 +239,39 @@ def build_http_app(
                          "on a loopback address (127.0.0.1, ::1, localhost)")
     token = ensure_token(app.config)[0] if auth else None
     surface = surface or McpSurface(app)
-    manager = StreamableHTTPSessionManager(
-        app=surface.server,
-        # Host/Origin are checked by SecurityGuard for every route.
-        security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-        session_idle_timeout=cfg.session_idle_timeout,
-        max_sessions=cfg.max_sessions,
-        max_request_body_size=cfg.max_body_bytes,
-    )
+    # The full tool list at mcp_path; each tool profile at mcp_path/<profile>.
+    surfaces = [(cfg.mcp_path, surface)]
+    for profile in profiles(app.config):
+        surfaces.append((f"{cfg.mcp_path.rstrip('/')}/{profile}", McpSurface(app, profile=profile)))
+
+    def manager_for(server: Any) -> Any:
+        return resumable_session_manager(
+            app=server,
+            # Host/Origin are checked by SecurityGuard for every route.
+            security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+            session_idle_timeout=cfg.session_idle_timeout,
+            max_sessions=cfg.max_sessions,
+            max_request_body_size=cfg.max_body_bytes,
+        )
+
+    managers = [(path, s, manager_for(s.server)) for path, s in surfaces]
     allowed_hosts = list(cfg.allowed_hosts)
     if host not in ("0.0.0.0", "::", ""):
         allowed_hosts.append(host)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with app, surface.running(), manager.run(), contextlib.AsyncExitStack() as stack:
+        async with app, contextlib.AsyncExitStack() as stack:
+            for _path, s, manager in managers:
+                await stack.enter_async_context(s.running())
+                await stack.enter_async_context(manager.run())
             for service in services:
                 await stack.enter_async_context(service())
             yield
 
-    mcp_endpoint = StreamableHTTPASGIApp(manager)
-    routes: list[BaseRoute] = [Route(cfg.mcp_path, endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]),
-                               *extra_routes]
+    routes: list[BaseRoute] = [Route(path, endpoint=StreamableHTTPASGIApp(manager), methods=["GET", "POST", "DELETE"])
+                               for path, _s, manager in managers]
+    routes.extend(extra_routes)
     star = Starlette(routes=routes, lifespan=lifespan)
     star.state.loom = app
     star.state.mcp = surface

@@ -9,6 +9,7 @@ registers it too when imagegen is disabled). See docs/media.md.
 from __future__ import annotations
 
 from core.hookspecs import hookimpl
+from core.tools import object_schema
 from plugins.imagegen import wire_budget
 from plugins.imagegen.backend import DiffusersBackend
 
@@ -43,7 +44,9 @@ def loom_startup(app):
 
 @hookimpl
 def loom_register_tools(register):
-    register(tools.generate, title="Generate a video", open_world=False)
+    register(tools.generate, title="Generate a video", open_world=False,
+             output_schema=object_schema(prompt=str, model=str, seed=int, path=str, poster=str, seconds=float,
+                                         frames_written=int))
 
 
 def clip(subject: str, seconds: str = "2") -> str:
