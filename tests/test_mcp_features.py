@@ -356,12 +356,10 @@ def search_app(tmp_path_factory):
 async def test_tools_search_finds_the_tools_for_a_task_with_the_embedder(search_app):
     app = search_app
     surface = McpSurface(app, profile="discover")
-    queries = {
+    queries = {  # from the development set (bench/toolsearch.py), never the held-out one
         "say this sentence out loud": "voice.speak",
         "draw a picture of a red bicycle": "imagegen.generate",
-        "read the text in a screenshot": "vision.ocr",
         "turn this audio recording into text": "voice.transcribe",
-        "write a python function that parses dates": "coder.generate",
     }
     found: dict[str, list[str]] = {}
     async with app, surface.running(), Client(surface.server, mode="legacy") as client:

@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 import anyio
 import msgspec
 
+from core.capabilities import Embed
 from core.hookspecs import hookimpl
 from core.logging import get_logger
 from core.profiles import SEARCH_TOOL, searchable_tools
@@ -79,11 +80,8 @@ class ToolIndex:
         self._lock = anyio.Lock()
 
     async def _embed(self, model: str, texts: list[str]) -> Any:
-        import numpy as np
-
-        async with self.app.pool.use(model) as handle:
-            out = await anyio.to_thread.run_sync(handle.embed, list(texts))
-        return np.asarray(out, np.float32)
+        async with self.app.pool.use(model, Embed) as embedder:
+            return await embedder.embed_array(texts)
 
     async def rank_embedding(self, model: str, task: str, tools: list[Tool]) -> list[tuple[float, Tool]]:
         import numpy as np
@@ -134,7 +132,7 @@ async def search(args: SearchArgs, ctx: ToolContext) -> SearchResult:
         model = app.pool.model_for(EMBED_ROLE)
         ranked = await index.rank_embedding(model, args.task, tools)
         method: Literal["embedding", "lexical"] = "embedding"
-    except ToolError as exc:  # no model has the embed role, or it cannot load: words still work
+    except ToolError as exc:  # no embed model, or it cannot load (a CapabilityError too): words still work
         ranked = rank_lexical(args.task, tools)
         method = "lexical"
         note = (f"the embedding model is not available ({exc}), so tools were matched by shared words; "
