@@ -40,6 +40,7 @@ def env(tmp_path_factory) -> dict[str, str]:
         "LOOM_SERVER__MAX_BODY_BYTES": str(MAX_BODY),
         "LOOM_LOGGING__LEVEL": "warning",
         "LOOM_PROFILES__PROBES__TOOLS": '["probe.echo", "probe.render"]',
+        "LOOM_SERVER__MCP_TASK_TOOLS": '["probe.render"]',
     }
 
 
@@ -392,3 +393,42 @@ def _json_or_sse(r: httpx.Response) -> dict:
     if r.headers["content-type"].startswith("application/json"):
         return r.json()
     return [d for _, d in _events([*r.text.splitlines(), ""]) if d is not None][-1]
+
+
+# --- fastmcp, a client nobody here wrote -----------------------------------------------------
+
+
+def fastmcp_client(daemon: Daemon, path: str = ""):
+    from fastmcp import Client as FastClient
+    from fastmcp.client.transports import StreamableHttpTransport
+
+    return FastClient(StreamableHttpTransport(daemon.url + path, headers=daemon.headers()))
+
+
+async def test_fastmcp_client_reads_typed_structured_results(daemon):
+    async with fastmcp_client(daemon) as client:
+        tools = {t.name: t for t in await client.list_tools()}
+        measured = await client.call_tool("probe.measure", {})
+        templates = {t.uri_template for t in await client.list_resource_templates()}
+    assert tools["probe.measure"].output_schema["required"] == ["width", "height"]
+    assert measured.structured_content == {"width": 640, "height": 480, "unit": "px"}
+    assert measured.data.width == 640  # fastmcp built a type from the declared outputSchema
+    assert "loom://files/{+path}" in templates
+
+
+async def test_fastmcp_client_drives_a_task_start_poll_fetch_and_cancel(daemon):
+    from fastmcp_tasks.client import call_tool_task
+
+    async with fastmcp_client(daemon) as client:
+        # transparent: the server answers with a task, fastmcp polls tasks/get to the end
+        plain = await client.call_tool("probe.render", {"steps": 3, "delay": 0.05})
+        handle = await call_tool_task(client, "probe.render", {"steps": 4, "delay": 0.1})
+        first = await handle.status()
+        done = await handle.result()
+        long = await call_tool_task(client, "probe.render", {"steps": 1000, "delay": 0.05})
+        await long.cancel()
+        final = await long.wait(timeout=20)
+    assert plain.structured_content == {"frames": 3, "path": "/tmp/loom-probe.mp4"}
+    assert first.status in ("working", "completed")
+    assert done.structured_content == {"frames": 4, "path": "/tmp/loom-probe.mp4"}
+    assert final.status == "cancelled"
