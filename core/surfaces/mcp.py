@@ -250,7 +250,9 @@ class McpSurface:
             get_profile(app.config, profile)  # an unknown profile fails here, not at first call
         self._events = InMemorySubscriptionBus()
         self._listen = ListenHandler(self._events)
-        self._resource_watch = ResourceWatcher(self._read_bytes, self._send_updated)
+        self._resource_watch = ResourceWatcher(self._read_bytes, self._send_updated,
+                                               on_first=self._watch_bus, on_empty=self._unwatch_bus)
+        self._bus_watch: Any = None
         self._watched_connections: set[Any] = set()
         self._connections: set[Any] = set()  # handshake-era connections (standalone streams)
         self._tools_cache: list[dict[str, Any]] | None = None
@@ -312,9 +314,6 @@ class McpSurface:
         self._loop_thread = threading.get_ident()
         sub = self.app.bus.subscribe(PluginStateChanged, self._on_plugin_state, name="mcp-surface",
                                      overflow="drop_oldest")
-        # Any event may change a subscribed resource: each burst triggers one re-read.
-        everything = self.app.bus.subscribe(Event, lambda _e: self._resource_watch.kick(),
-                                            name="mcp-resource-watch", overflow="drop_oldest")
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch)
@@ -328,7 +327,7 @@ class McpSurface:
                     tg.cancel_scope.cancel()
         finally:
             self.app.bus.unsubscribe(sub)
-            self.app.bus.unsubscribe(everything)
+            self._unwatch_bus()
             self._token = None
 
     def _on_tools_change(self, added: list[str], removed: list[str]) -> None:
@@ -701,6 +700,18 @@ class McpSurface:
             current_call.reset(reset)
 
     # -- resource subscriptions (core.surfaces.mcp_watch) ----------------------------------
+
+    def _watch_bus(self) -> None:
+        """While anything is subscribed, any event may change a subscribed resource: each
+        burst of events triggers one re-read (``ResourceWatcher.run``)."""
+        if self._bus_watch is None:
+            self._bus_watch = self.app.bus.subscribe(Event, lambda _e: self._resource_watch.kick(),
+                                                     name="mcp-resource-watch", overflow="drop_oldest")
+
+    def _unwatch_bus(self) -> None:
+        if self._bus_watch is not None:
+            self.app.bus.unsubscribe(self._bus_watch)
+            self._bus_watch = None
 
     async def _read_bytes(self, uri: str) -> bytes:
         """A resource's contents as bytes, for change detection."""

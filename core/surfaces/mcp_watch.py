@@ -30,9 +30,14 @@ class ResourceWatcher:
     """Subscribed URIs, their owners and last digests; ``run`` announces real changes."""
 
     def __init__(self, read: Callable[[str], Awaitable[bytes]],
-                 notify: Callable[[str, set[Any]], Awaitable[None]]) -> None:
+                 notify: Callable[[str, set[Any]], Awaitable[None]],
+                 *, on_first: Callable[[], None] = lambda: None, on_empty: Callable[[], None] = lambda: None) -> None:
+        """``on_first``/``on_empty``: the first subscription starts, the last one ends (the
+        surface listens to the bus only while someone is subscribed)."""
         self._read = read
         self._notify = notify
+        self._on_first = on_first
+        self._on_empty = on_empty
         self.owners: dict[str, set[Any]] = {}
         self._digests: dict[str, str | None] = {}
         self._wake = anyio.Event()
@@ -48,6 +53,8 @@ class ResourceWatcher:
 
     async def add(self, uri: str, owner: Any) -> None:
         first = uri not in self.owners
+        if not self.owners:
+            self._on_first()
         self.owners.setdefault(uri, set()).add(owner)
         if first:
             self._digests[uri] = await self._digest(uri)  # the baseline the first update differs from
@@ -60,6 +67,8 @@ class ResourceWatcher:
         if not owners:
             del self.owners[uri]
             self._digests.pop(uri, None)
+            if not self.owners:
+                self._on_empty()
 
     def remove_owner(self, owner: Any) -> None:
         for uri in [u for u, o in self.owners.items() if owner in o]:
