@@ -734,7 +734,10 @@ class McpSurface:
             await self._events.publish(ResourceUpdated(uri=uri))  # 2026-07-28 listen streams filter by URI
         for conn in owners:
             if not isinstance(conn, _ListenStream):
-                await conn.send_resource_updated(uri)  # 2025-11-25: on the session's standalone stream
+                try:
+                    await conn.send_resource_updated(uri)  # 2025-11-25: on the session's standalone stream
+                except Exception as exc:  # a closing connection must not keep the others from hearing
+                    log.debug("resource update not delivered", uri=uri, error=repr(exc))
 
     def _known(self, uri: str) -> None:
         if self._match(uri) is None:
