@@ -397,3 +397,17 @@ def test_profile_tools_for_openai_and_anthropic_tool_lists(search_app):
     assert {"coder.generate", "tools.search"} <= coding and "voice.speak" not in coding
     assert len(profile_tools(search_app, "all")) == len(search_app.tools)
 
+
+
+@pytest.mark.parametrize(("toml", "message"), [
+    ('[profiles."a b"]\ntools = ["voice.*"]\n', "a profile name is part of a URL path"),
+    ('[profiles.mine]\ntools = "voice.*"\n', "Expected `array`, got `str` - at `$.profiles.mine.tools`"),
+    ('[profiles.mine]\ntools = ["voice.*"]\nbogus = 1\n', "unknown field `bogus` - at `$.profiles.mine`"),
+])
+def test_bad_profile_config_names_the_profile(tmp_path, toml, message):
+    from core.config import ConfigError, load_config
+
+    path = tmp_path / "loom.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=message.replace("$", r"\$").replace("[", r"\[")):
+        load_config(path)
