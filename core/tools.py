@@ -193,10 +193,21 @@ def output_schema_for(annotation: Any) -> dict[str, Any] | None:
 
 
 def _is_unstructured(tp: Any) -> bool:
-    base = typing.get_origin(tp) or tp
-    if typing.get_origin(tp) is typing.Annotated:
-        base = typing.get_args(tp)[0]
-    return (isinstance(base, type) and issubclass(base, _UNSTRUCTURED)) or tp is None
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _is_unstructured(typing.get_args(tp)[0])
+    if origin in (list, tuple):  # a list of content items is content; of anything else, structured
+        return any(_is_content(a) for a in typing.get_args(tp) if a is not Ellipsis)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_unstructured(a) for a in typing.get_args(tp))
+    base = origin or tp
+    return tp is None or (isinstance(base, type) and issubclass(base, _UNSTRUCTURED))
+
+
+def _is_content(tp: Any) -> bool:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_is_content(a) for a in typing.get_args(tp))
+    return isinstance(tp, type) and issubclass(tp, CONTENT_TYPES)
 
 
 def _is_object(tp: Any) -> bool:

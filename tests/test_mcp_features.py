@@ -74,6 +74,22 @@ async def test_output_schemas_come_from_return_types_and_results_match_them(surf
             jsonschema.Draft202012Validator.check_schema(tool.output_schema)
 
 
+def test_output_schema_matches_what_each_return_type_sends():
+    """Declared exactly when the result carries structuredContent (MCP requires it then)."""
+    from typing import Any
+
+    from core.results import Image, Text, ToolResult
+    from core.tools import output_schema_for
+
+    assert output_schema_for(probe.Size)["required"] == ["width", "height"]
+    assert output_schema_for(dict[str, Any])["type"] == "object"
+    for wrapped in (list[int], list[str], tuple[float, ...], int, bool):
+        assert output_schema_for(wrapped)["required"] == ["result"], wrapped
+    for unstructured in (str, None, ToolResult, Image, list[Image], list[Text | Image], probe.Size | None,
+                         dict | str, Any):
+        assert output_schema_for(unstructured) is None, unstructured
+
+
 def test_every_plugin_tool_with_structured_results_declares_an_output_schema(make_app):
     """Whatever a built-in tool returns as structured content, its schema says so (and is valid)."""
     import inspect
