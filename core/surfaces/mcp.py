@@ -12,8 +12,14 @@ server-to-client request) and the 2026-07-28 stateless era (list changes ride
 ``subscriptions/listen`` streams; elicitation is an ``InputRequiredResult`` round
 trip, the tool re-run with the answers).
 
-Run it inside ``async with surface.running():`` (it watches the registries), then
-on any transport: ``serve_stdio`` here, or streamable HTTP from ``core.surfaces.http``.
+Beyond tools, resources and prompts: ``outputSchema`` for tools with structured results
+(``core.tools``), resource templates and argument completion (``core.completion``),
+resource subscriptions on both eras (``mcp_watch``), MCP tasks for long calls
+(``mcp_tasks``), and tool profiles (``McpSurface(app, profile=...)``, ``core.profiles``).
+
+Run it inside ``async with surface.running():`` (it watches the registries and runs the
+tasks), then on any transport: ``serve_stdio`` here, or streamable HTTP from
+``core.surfaces.http``.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from core.completion import MAX_VALUES, complete
 from core.events import Event, PluginStateChanged
 from core.logging import get_logger
-from core.profiles import get_profile, profile_allows, profile_tools
+from core.profiles import SEARCH_TOOL, get_profile, profile_allows, profile_tools
 from core.results import Audio, Image, ResourceLink, Text, ToolResult
 from core.tools import ToolContext, ToolError, ToolNotFound
 
@@ -82,6 +88,7 @@ INSTRUCTIONS = (
     "Loom is a local multimodal agent runtime. Tools are named <plugin>.<tool>; read "
     "loom://status for the plugins and loom://models for the models and memory."
 )
+SEARCH_HINT = " To find the tools for a task, call tools.search with the task in a sentence."
 
 _ELICIT_KEY = "loom-elicit-{}"
 _STATE_TAG = "loom-elicit"
@@ -268,7 +275,7 @@ class McpSurface:
             name if profile is None else f"{name}-{profile}",
             version=app.version,
             title="Loom",
-            instructions=INSTRUCTIONS,
+            instructions=INSTRUCTIONS + (SEARCH_HINT if SEARCH_TOOL in app.tools else ""),
             # Lists and reads change at run time (plugins come and go): never fresh.
             cache_hints={m: CacheHint(ttl_ms=0, scope="private") for m in CACHEABLE_METHODS},
             get_tool_input_schema=self._input_schema,
