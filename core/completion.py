@@ -8,7 +8,8 @@ chosen by the argument's name, the same way for every prompt and template:
 * ``voice``: Piper voices the pool knows, and espeak-ng's fallback voice;
 * ``tool``: registered tools (under the names MCP clients see);
 * ``profile``: tool profiles;
-* ``path``: files and folders inside the allowed roots (never outside them).
+* ``path``: files and folders inside the allowed roots (never outside them, never the
+  bearer token file).
 
 A plugin adds its own with ``app.services["completions"][arg_name] = fn(app, value) -> list[str]``.
 """
@@ -47,7 +48,18 @@ def _profiles(app: Any, value: str) -> list[str]:
     return sorted(n for n in profiles(app.config) if n.startswith(value))
 
 
-def complete_path(roots: list[Path], value: str, *, absolute_slash: bool = True) -> list[str]:
+def secret_files(config: Any) -> set[Path]:
+    """Files inside the allowed roots that are never offered or served (the bearer token)."""
+    explicit = config.server.token_file
+    token = Path(explicit).expanduser() if explicit else config.data_dir / "token"
+    try:
+        return {token.resolve()}
+    except OSError:
+        return set()
+
+
+def complete_path(roots: list[Path], value: str, *, absolute_slash: bool = True,
+                  hidden: set[Path] | frozenset[Path] = frozenset()) -> list[str]:
     """Entries whose path starts with ``value``, inside ``roots`` or on the way down to one.
 
     ``value`` is an absolute path with or without its leading ``/`` (``absolute_slash``
@@ -81,7 +93,7 @@ def complete_path(roots: list[Path], value: str, *, absolute_slash: bool = True)
             real = path.resolve()
         except OSError:
             continue
-        if not allowed(real):
+        if not allowed(real) or real in hidden:
             continue
         is_dir = entry.is_dir()
         if is_dir is False and not any(real.is_relative_to(r) for r in roots):
@@ -94,7 +106,8 @@ def complete_path(roots: list[Path], value: str, *, absolute_slash: bool = True)
 
 
 def _paths(app: Any, value: str) -> list[str]:
-    return complete_path(app.config.allowed_roots(), value, absolute_slash=value.startswith("/"))
+    return complete_path(app.config.allowed_roots(), value, absolute_slash=value.startswith("/"),
+                         hidden=secret_files(app.config))
 
 
 BUILTIN: dict[str, Completer] = {

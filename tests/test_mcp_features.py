@@ -134,6 +134,17 @@ async def test_resource_templates_model_details_and_files(surface, mode, data_di
     assert "outside the allowed roots" in outside.value.error.message
 
 
+async def test_the_bearer_token_is_never_served_or_offered(surface, data_dir):
+    (data_dir / "token").write_text("s3cret-token-value-0123456789\n")
+    files = types.ResourceTemplateReference(uri="loom://files/{+path}")
+    async with surface.app, surface.running(), Client(surface.server, mode="legacy") as client:
+        with pytest.raises(MCPError) as refused:
+            await client.read_resource(f"loom://files{data_dir}/token")
+        offered = await client.complete(files, {"name": "path", "value": str(data_dir / "to")[1:]})
+    assert "token is not readable" in refused.value.error.message
+    assert offered.completion.values == []
+
+
 async def test_model_details_template_reads_one_model(make_app):
     app = make_app("admin", "models", "embed")
     surface = McpSurface(app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
+from core.completion import secret_files
 from core.hookspecs import hookimpl
 from core.payloads import REF_TEMPLATE, event_payload, event_to_wire
 from core.tools import NoArgs, ToolContext, ToolError
@@ -80,6 +81,8 @@ def read_file(app, path: str) -> bytes:
 
     real = confined_file("/" + path.lstrip("/"), app.config.allowed_roots(),
                          max_bytes=app.config.server.max_body_bytes, limit_setting="server.max_body_bytes")
+    if real in secret_files(app.config):
+        raise ToolError("the daemon's bearer token is not readable as a resource")
     return real.read_bytes()
 
 
