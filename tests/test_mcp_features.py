@@ -438,3 +438,42 @@ def test_bad_profile_config_names_the_profile(tmp_path, toml, message):
     path.write_text(toml)
     with pytest.raises(ConfigError, match=message.replace("$", r"\$").replace("[", r"\[")):
         load_config(path)
+
+
+@pytest.mark.filterwarnings("ignore:resources/.*subscribe is removed")
+async def test_memory_by_id_template_and_its_updates(make_app):
+    app = make_app("admin", "memory", config=LoomConfig(plugin={"memory": {"embedder": "none"}}))
+    surface = McpSurface(app)
+    updated = anyio.Event()
+
+    async def handler(message):
+        if isinstance(message, types.ResourceUpdatedNotification) and str(message.params.uri) == uri:
+            updated.set()
+
+    async with app, surface.running(), Client(surface.server, mode="legacy", message_handler=handler) as client:
+        stored = await client.call_tool("memory.remember", {"text": "my sister lives in Lyon"})
+        uri = f"loom://memory/{stored.structured_content['id']}"
+        before = json.loads((await client.read_resource(uri)).contents[0].text)
+        await client.subscribe_resource(uri)
+        await client.call_tool("memory.forget", {"ids": [stored.structured_content["id"]]})
+        with anyio.fail_after(10):
+            await updated.wait()
+        after = json.loads((await client.read_resource(uri)).contents[0].text)
+        with pytest.raises(MCPError) as missing:
+            await client.read_resource("loom://memory/99999")
+        with pytest.raises(MCPError) as not_int:
+            await client.read_resource("loom://memory/abc")
+    assert before["text"] == "my sister lives in Lyon" and before["archived_at"] is None
+    assert after["archived_at"] is not None
+    assert "no memory with id 99999" in missing.value.error.message
+    assert "memory ids are integers" in not_int.value.error.message
+
+
+def test_voice_and_profile_completion(make_app):
+    from core.completion import complete
+
+    app = make_app("admin", "voice")
+    assert complete(app, "voice", "") == ["espeak", "piper-joe"]
+    assert complete(app, "voice", "pip") == ["piper-joe"]
+    assert complete(app, "profile", "me") == ["media"]
+    assert complete(app, "unknown_argument", "x") == []
