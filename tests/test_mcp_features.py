@@ -477,3 +477,19 @@ def test_voice_and_profile_completion(make_app):
     assert complete(app, "voice", "pip") == ["piper-joe"]
     assert complete(app, "profile", "me") == ["media"]
     assert complete(app, "unknown_argument", "x") == []
+
+
+async def test_too_many_running_tasks_is_refused_with_what_to_do(surface, monkeypatch):
+    from core.surfaces import mcp_tasks
+
+    monkeypatch.setattr(mcp_tasks, "MAX_RUNNING", 2)
+    long = {"name": "probe.render", "arguments": {"steps": 1000, "delay": 0.05}, "task": {}}
+    async with surface.app, surface.running(), Client(surface.server, mode="legacy") as client:
+        ids = [(await raw(client, "tools/call", long))["task"]["taskId"] for _ in range(2)]
+        with pytest.raises(MCPError) as refused:
+            await raw(client, "tools/call", long)
+        await raw(client, "tasks/cancel", {"taskId": ids[0]})
+        again = await raw(client, "tools/call", long)  # room again
+        for tid in (ids[1], again["task"]["taskId"]):
+            await raw(client, "tasks/cancel", {"taskId": tid})
+    assert "at most 2" in refused.value.error.message and "tasks/cancel" in refused.value.error.message

@@ -43,6 +43,7 @@ DEFAULT_TTL_MS = 3_600_000
 MAX_TTL_MS = 24 * 3_600_000
 POLL_MS = 1000
 MAX_TASKS = 1000  # oldest finished ones are dropped first beyond this
+MAX_RUNNING = 64  # more running tasks at once is refused (each may hold a model and a thread)
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
 
@@ -133,6 +134,11 @@ class TaskStore:
         if self._tg is None:
             raise MCPError(code=types.INTERNAL_ERROR, message="tasks are not available: the MCP surface is not running")
         self._prune()
+        running = sum(t.status not in TERMINAL for t in self.tasks.values())
+        if running >= MAX_RUNNING:
+            raise MCPError(code=types.INVALID_REQUEST,
+                           message=f"{running} tasks are already running (at most {MAX_RUNNING}): wait for some "
+                                   "to finish or cancel them with tasks/cancel")
         ttl = DEFAULT_TTL_MS if ttl_ms is None else max(1000, min(int(ttl_ms), MAX_TTL_MS))
         task = McpTask(task_id=uuid.uuid4().hex, tool=tool, ttl_ms=ttl)
         self.tasks[task.task_id] = task
