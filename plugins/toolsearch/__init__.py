@@ -83,7 +83,8 @@ class ToolIndex:
         async with self.app.pool.use(model, Embed) as embedder:
             return await embedder.embed_array(texts)
 
-    async def rank_embedding(self, model: str, task: str, tools: list[Tool]) -> list[tuple[float, Tool]]:
+    async def signals(self, model: str, task: str, tools: list[Tool]) -> tuple[list[float], list[float]]:
+        """Per tool: the cosine similarity to ``task`` and the word-overlap score scaled to 0..1."""
         import numpy as np
 
         async with self._lock:  # one search embeds the missing tools; the others wait for them
@@ -94,10 +95,15 @@ class ToolIndex:
                     self._vectors[(model, _key(t))] = v
         query = (await self._embed(model, [task]))[0]
         matrix = np.stack([self._vectors[(model, _key(t))] for t in tools])
-        scores = matrix @ query / (np.linalg.norm(matrix, axis=1) * np.linalg.norm(query) + 1e-12)
+        cosine = matrix @ query / (np.linalg.norm(matrix, axis=1) * np.linalg.norm(query) + 1e-12)
         lexical = {t.name: s for s, t in rank_lexical(task, tools)}
         top = max(lexical.values()) or 1.0
-        mixed = [float(c) + LEXICAL_WEIGHT * lexical[t.name] / top for c, t in zip(scores.tolist(), tools, strict=True)]
+        return [float(c) for c in cosine.tolist()], [lexical[t.name] / top for t in tools]
+
+    async def rank_embedding(self, model: str, task: str, tools: list[Tool],
+                             weight: float = LEXICAL_WEIGHT) -> list[tuple[float, Tool]]:
+        cosine, lexical = await self.signals(model, task, tools)
+        mixed = [c + weight * w for c, w in zip(cosine, lexical, strict=True)]
         return sorted(zip(mixed, tools, strict=True), key=lambda st: -st[0])
 
 
