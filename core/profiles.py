@@ -7,7 +7,9 @@ built-in ones below. Every surface uses the same two functions:
 
 * ``profile_tools(app, name)``: the tools to list (MCP ``/mcp/<name>``, the OpenAI and
   Anthropic ``tools`` lists);
-* ``profile_allows(app, name, tool)``: whether a call to ``tool`` is served.
+* ``profile_allows(app, name, tool)``: whether a call to ``tool`` is served;
+* ``api_tools(app, name, "openai" | "anthropic")``: the same list shaped for those APIs'
+  ``tools`` parameter, with the name map (their names cannot contain dots).
 """
 
 from __future__ import annotations
@@ -90,3 +92,30 @@ def searchable_tools(app: Any, name: str | None) -> list[Tool]:
     if name is None:
         return tools
     return [t for t in tools if profile_allows(app, name, t.name)]
+
+
+_API_NAME = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def api_tools(app: Any, name: str, style: str = "openai") -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Profile ``name``'s tools as an OpenAI (``"openai"``) or Anthropic (``"anthropic"``)
+    ``tools`` list, and the map from the names used there back to Loom's tool names.
+
+    Both APIs accept only ``[A-Za-z0-9_-]{1,64}`` as a function name, so ``voice.speak``
+    is sent as ``voice_speak``; look a model's tool call up in the map to call the tool.
+    """
+    specs: list[dict[str, Any]] = []
+    back: dict[str, str] = {}
+    for tool in profile_tools(app, name):
+        api_name = _API_NAME.sub("_", tool.name)[:64]
+        while api_name in back:  # two names that differ only in punctuation
+            api_name = api_name[:62] + f"_{len(back) % 10}"
+        back[api_name] = tool.name
+        if style == "openai":
+            specs.append({"type": "function", "function": {
+                "name": api_name, "description": tool.description, "parameters": tool.input_schema}})
+        elif style == "anthropic":
+            specs.append({"name": api_name, "description": tool.description, "input_schema": tool.input_schema})
+        else:
+            raise ValueError(f"style must be 'openai' or 'anthropic', got {style!r}")
+    return specs, back

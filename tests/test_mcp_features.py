@@ -4,6 +4,7 @@ payload references and tool profiles, over the SDK's in-memory client in both pr
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import anyio
@@ -493,3 +494,17 @@ async def test_too_many_running_tasks_is_refused_with_what_to_do(surface, monkey
         for tid in (ids[1], again["task"]["taskId"]):
             await raw(client, "tasks/cancel", {"taskId": tid})
     assert "at most 2" in refused.value.error.message and "tasks/cancel" in refused.value.error.message
+
+
+def test_profile_tool_lists_for_openai_and_anthropic_requests(search_app):
+    from core.profiles import api_tools
+
+    openai_specs, back = api_tools(search_app, "media", "openai")
+    anthropic_specs, back2 = api_tools(search_app, "media", "anthropic")
+    speak = next(s for s in openai_specs if s["function"]["name"] == "voice_speak")
+    assert back["voice_speak"] == "voice.speak" and back == back2
+    assert speak["type"] == "function" and speak["function"]["parameters"]["required"] == ["text"]
+    assert {s["name"] for s in anthropic_specs} == set(back)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", n) for n in back)
+    with pytest.raises(ValueError):
+        api_tools(search_app, "media", "gemini")
