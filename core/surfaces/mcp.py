@@ -531,6 +531,9 @@ class McpSurface:
             meta = wants_task_legacy(raw)
             if meta is None or not isinstance(raw, dict):
                 return await call_next(rctx)
+            conn = getattr(rctx.session, "_connection", None)
+            if conn is not None and not conn.initialize_accepted:
+                return await call_next(rctx)  # the runner answers a call before initialize
             ttl = meta.get("ttl")
         params = types.CallToolRequestParams.model_validate(raw, by_name=False)
         name = self._callable(params.name)
