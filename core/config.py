@@ -127,6 +127,24 @@ class ProfileConfig(_Section):
     callable: list[str] | None = None
 
 
+def _check_profiles(profiles: Any, where: str) -> None:
+    """Each ``[profiles.<name>]`` on its own, so an error names the profile (msgspec writes
+    dict keys as ``[...]``), and a name that cannot be a URL path segment is refused."""
+    if not isinstance(profiles, dict):
+        return
+    for name, entry in profiles.items():
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", str(name)):
+            raise ConfigError(f"{where}: [profiles.{name}]: a profile name is part of a URL path "
+                              "(/mcp/<name>): use letters, digits, '_' and '-'")
+        try:
+            msgspec.convert(entry, ProfileConfig)
+        except msgspec.ValidationError as exc:
+            msg = str(exc).replace("at `$", f"at `$.profiles.{name}")
+            if "at `$" not in str(exc):
+                msg = f"{msg} - at `$.profiles.{name}`"
+            raise ConfigError(f"{where}: {msg}") from None
+
+
 class LoomConfig(_Section):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     plugins: PluginsConfig = msgspec.field(default_factory=PluginsConfig)
@@ -255,25 +273,12 @@ def load_config(
                 if "at `$" not in str(exc):
                     msg = f"{msg} - at `$.models.{name}`"
                 raise ConfigError(f"{where}: {msg}") from None
-    profiles = raw.get("profiles")
-    if isinstance(profiles, dict):  # same for [profiles.<name>]: say which one
-        for name, entry in profiles.items():
-            try:
-                msgspec.convert(entry, ProfileConfig)
-            except msgspec.ValidationError as exc:
-                msg = str(exc).replace("at `$", f"at `$.profiles.{name}")
-                if "at `$" not in str(exc):
-                    msg = f"{msg} - at `$.profiles.{name}`"
-                raise ConfigError(f"{where}: {msg}") from None
+    _check_profiles(raw.get("profiles"), where)
     try:
         cfg = msgspec.convert(raw, LoomConfig)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     cfg.source = str(file) if file else None
-    for name in cfg.profiles:  # a profile is served at <mcp_path>/<name>
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
-            raise ConfigError(f"{where}: [profiles.{name}]: a profile name is part of a URL path "
-                              "(/mcp/<name>): use letters, digits, '_' and '-'")
     for name, model in cfg.models.items():
         if model.memory is not None:
             try:
