@@ -66,17 +66,17 @@ class MemoryEventStore(EventStore):
         return stream_id
 
 
-def resumable_session_manager(**kwargs: Any) -> Any:
-    """A ``StreamableHTTPSessionManager`` that gives each session its own ``MemoryEventStore``.
+def per_session_event_stores(manager_cls: type) -> type:
+    """A subclass of ``manager_cls`` (a ``StreamableHTTPSessionManager``) that gives each
+    session its own ``MemoryEventStore``.
 
     The SDK passes one store to every session, but its stream ids are JSON-RPC request
     ids, which repeat across sessions (every client starts at 1): one shared store would
     replay another session's messages. The manager reads ``event_store`` once per new
     session, so a property that mints a fresh store keeps sessions apart.
     """
-    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-    class _Manager(StreamableHTTPSessionManager):
+    class _PerSessionEventStores(manager_cls):  # type: ignore[misc,valid-type]
         @property  # type: ignore[override]
         def event_store(self) -> EventStore:
             return MemoryEventStore(max_events=PER_SESSION_EVENTS, max_bytes=PER_SESSION_BYTES)
@@ -85,4 +85,14 @@ def resumable_session_manager(**kwargs: Any) -> Any:
         def event_store(self, value: Any) -> None:
             pass  # always per session, see above
 
-    return _Manager(**kwargs)
+    _PerSessionEventStores.__name__ = f"Resumable{manager_cls.__name__}"
+    return _PerSessionEventStores
+
+
+def resumable_session_manager(*, base: type | None = None, **kwargs: Any) -> Any:
+    """A session manager (``base``, default the SDK's) with per-session event stores."""
+    if base is None:
+        from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
+        base = StreamableHTTPSessionManager
+    return per_session_event_stores(base)(**kwargs)
