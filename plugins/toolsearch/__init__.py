@@ -12,8 +12,8 @@ embedding model is installed, by word overlap only, and the answer says so.
 held-out set (tests/toolsearch_heldout.jsonl, SHA-256 in docs/mcp.md) was never used to
 choose it. ``bench/toolsearch.py`` prints both figures.
 
-Tool vectors are computed once per tool description and cached until the tool list
-changes (a plugin enabled or disabled re-embeds only the new tools).
+Tool vectors are computed once per tool description (per embedding model) and kept: a
+plugin enabled later has only its new tools embedded at the next search.
 """
 
 from __future__ import annotations
@@ -28,11 +28,8 @@ import msgspec
 
 from core.capabilities import Embed
 from core.hookspecs import hookimpl
-from core.logging import get_logger
 from core.profiles import SEARCH_TOOL, searchable_tools
 from core.tools import Tool, ToolContext, ToolError
-
-log = get_logger("loom.toolsearch")
 
 SERVICE = "toolsearch"
 EMBED_ROLE = "embed"
