@@ -480,7 +480,10 @@ class DaemonOps:
 
     async def readyz(self, request: Request) -> Response:
         if self.ready:
-            return JSONResponse({"status": "ready"})
+            # Still ready (other models serve), but a model that crashed too often is named here.
+            failed = {m["name"]: m.get("error", "") for m in self.pool_status().get("models", [])
+                      if m.get("state") == "failed"}
+            return JSONResponse({"status": "ready", **({"models_failed": failed} if failed else {})})
         state = "draining" if self.draining.is_set() else "starting"
         return JSONResponse({"status": state}, status_code=503, headers={"Retry-After": "1"})
 
