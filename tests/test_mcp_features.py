@@ -508,3 +508,37 @@ def test_profile_tool_lists_for_openai_and_anthropic_requests(search_app):
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", n) for n in back)
     with pytest.raises(ValueError):
         api_tools(search_app, "media", "gemini")
+
+
+# --- a real long job end to end: a tiny diffusers model behind an MCP task ----------------------
+
+
+async def test_image_generation_as_a_task_then_the_file_through_a_template(make_app, tmp_path, data_dir):
+    pytest.importorskip("diffusers")
+    import base64
+
+    from core.config import ModelConfig
+    from plugins.imagegen import tiny
+
+    sd = tiny.build_sd(tmp_path / "sd")
+    app = make_app("admin", "imagegen", config=LoomConfig(
+        models={"sd": ModelConfig(backend="diffusers", file=str(sd), role="imagegen", placement="inline")}))
+    surface = McpSurface(app)
+    async with app, surface.running(), Client(surface.server, mode="2026-07-28") as client:
+        schema = {t.name: t for t in (await client.list_tools()).tools}["imagegen.generate"].output_schema
+        started = await raw(client, "tools/call", {"name": "imagegen.generate", "arguments": {
+            "prompt": "a red cube", "width": 32, "height": 32, "steps": 4, "seed": 7}}, tasks=True)
+        assert started["resultType"] == "task"  # imagegen.* is a task tool by default
+        done = await _poll(client, started["taskId"], {"completed", "failed", "cancelled"})
+        result = done["result"]
+        link = next(c for c in result["content"] if c["type"] == "resource_link")
+        path = link["uri"].removeprefix("file://")
+        completed = await client.complete(types.ResourceTemplateReference(uri="loom://files/{+path}"),
+                                          {"name": "path", "value": path[1:-6]})
+        file = await client.read_resource("loom://files" + path)
+    assert done["status"] == "completed", done
+    jsonschema.validate(result["structuredContent"], schema)
+    assert result["structuredContent"]["seed"] == 7 and path.startswith(str(data_dir / "outputs"))
+    assert path[1:] in completed.completion.values
+    image = next(c for c in result["content"] if c["type"] == "image")
+    assert base64.b64decode(file.contents[0].blob) == base64.b64decode(image["data"])
