@@ -44,7 +44,13 @@ class ServerConfig(_Section):
     max_body_bytes: int = 16 * 1024 * 1024
     session_idle_timeout: float = 1800.0
     max_sessions: int = 64
+    max_sessions_per_client: int = 16  # beyond it a client's own idlest session is closed
     shutdown_grace: float = 30.0
+    # Connection limits (see docs/operations.md, "Timeouts and connection limits").
+    header_timeout: float = 10.0  # seconds to deliver a request head (slowloris, unused sockets)
+    idle_timeout: float = 5.0  # seconds an idle keep-alive connection stays open
+    max_connections: int = 512  # open connections; more are closed at once
+    drain_timeout: float = 5.0  # seconds /readyz answers 503 before the listener closes
     # How MCP clients see tool names: "dotted" (vision.describe) or "underscore"
     # (vision_describe) for clients whose model APIs allow only [A-Za-z0-9_-] in names.
     mcp_tool_names: Literal["dotted", "underscore"] = "dotted"

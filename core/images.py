@@ -187,8 +187,13 @@ def read_path(text: str, *, roots: list[Path], limits: ImageLimits) -> bytes:
 # --- URLs ----------------------------------------------------------------------------------
 
 
-def check_url(url: str, *, allow_private: bool, section: str = "plugin.vision") -> None:
-    """Refuse anything but http(s) to public addresses (every address the name resolves to)."""
+def check_url(url: str, *, allow_private: bool, section: str = "plugin.vision") -> str | None:
+    """Refuse anything but http(s) to public addresses (every address the name resolves to).
+
+    Returns the checked address to connect to (None with ``allow_private``): the fetch
+    must use it rather than resolve the name again, or a DNS-rebinding name could answer
+    a public address to this check and 127.0.0.1 to the connection.
+    """
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
         raise ToolError(f"URL scheme {parts.scheme!r} is not allowed: only http and https")
@@ -196,7 +201,7 @@ def check_url(url: str, *, allow_private: bool, section: str = "plugin.vision") 
     if not host:
         raise ToolError(f"the URL {url!r} has no host")
     if allow_private:
-        return
+        return None
     try:
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     except ValueError:
@@ -205,6 +210,7 @@ def check_url(url: str, *, allow_private: bool, section: str = "plugin.vision") 
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise ToolError(f"cannot resolve {host!r}: {exc.strerror or exc}") from None
+    checked: list[str] = []
     for info in infos:
         addr = ipaddress.ip_address(info[4][0].split("%", 1)[0])
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
@@ -214,6 +220,25 @@ def check_url(url: str, *, allow_private: bool, section: str = "plugin.vision") 
                 f"refusing to fetch {url!r}: {host} resolves to {addr}, a loopback/private/reserved address. "
                 f"Images from the local network need [{section}] allow_private_urls = true"
             )
+        checked.append(str(addr))
+    if not checked:
+        raise ToolError(f"cannot resolve {host!r}: no address")
+    return checked[0]
+
+
+def _pinned(url: str, addr: str | None) -> tuple[str, dict[str, str], dict[str, str]]:
+    """(URL with the host replaced by the checked address, headers, httpx extensions):
+    the connection goes to ``addr`` while Host and TLS (SNI, certificate) use the name."""
+    headers = {"Accept": "image/*"}
+    if addr is None:
+        return url, headers, {}
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    ip = f"[{addr}]" if ":" in addr else addr
+    netloc = ip if parts.port is None else f"{ip}:{parts.port}"
+    headers["Host"] = parts.netloc.rsplit("@", 1)[-1]
+    extensions = {"sni_hostname": host} if parts.scheme.lower() == "https" else {}
+    return parts._replace(netloc=netloc).geturl(), headers, extensions
 
 
 def fetch_url(url: str, limits: ImageLimits) -> bytes:
@@ -221,10 +246,11 @@ def fetch_url(url: str, limits: ImageLimits) -> bytes:
     import httpx
 
     for _ in range(limits.max_redirects + 1):
-        check_url(url, allow_private=limits.allow_private_urls, section=limits.section)
+        target, headers, extensions = _pinned(
+            url, check_url(url, allow_private=limits.allow_private_urls, section=limits.section))
         try:
             with httpx.Client(timeout=limits.url_timeout, follow_redirects=False) as client, \
-                    client.stream("GET", url, headers={"Accept": "image/*"}) as resp:
+                    client.stream("GET", target, headers=headers, extensions=extensions) as resp:
                 if resp.is_redirect and "location" in resp.headers:
                     url = urljoin(url, resp.headers["location"])
                     continue
