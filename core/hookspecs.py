@@ -45,10 +45,14 @@ def loom_register_tools(register: Any) -> None:
     Args:
         register: ``register(func, *, name=None, description=None, read_only=False,
             destructive=False, idempotent=False, open_world=False, title=None,
-            timeout=None)``. ``func`` takes one ``msgspec.Struct`` of arguments and
+            timeout=None, examples=())``. ``func`` takes one ``msgspec.Struct`` of arguments and
             optionally a ``ToolContext``; it may be async or sync (sync runs in a
             worker thread). The tool is named ``<plugin>.<name or func.__name__>``,
             described by its docstring; its input schema comes from the Struct.
+            ``examples`` are requests in users' words that the tool answers (a dozen,
+            in the languages you support, phrased differently); the assistant's router
+            trains on them at start, so ``assistant.ask`` routes such requests to the
+            tool with no change to the assistant.
     """
 
 

@@ -93,6 +93,8 @@ class Tool:
     wants_context: bool
     is_async: bool
     timeout: float | None = None
+    #: requests a user might make that this tool answers; the assistant's router learns them
+    examples: tuple[str, ...] = ()
     _schema: dict[str, Any] | None = None
 
     @property
@@ -248,6 +250,15 @@ Authorizer = Callable[[ToolCall], Awaitable[Decision]]
 # --- registry ------------------------------------------------------------------------
 
 
+def _examples(name: str, examples: Iterable[str]) -> tuple[str, ...]:
+    out = tuple(examples)
+    bad = [e for e in out if not isinstance(e, str) or not e.strip() or len(e) > 2000]
+    if isinstance(examples, str) or bad:
+        raise ValueError(f"tool {name!r}: examples must be a list of non-empty request strings (at most 2000 "
+                         f"characters each), got {examples if isinstance(examples, str) else bad[0]!r}")
+    return out
+
+
 class ToolRegistry:
     """Every registered tool by name, and the one way to call them."""
 
@@ -273,8 +284,14 @@ class ToolRegistry:
         open_world: bool = False,
         title: str | None = None,
         timeout: float | None = None,
+        examples: Iterable[str] = (),
     ) -> Tool:
-        """Register ``func`` as ``<plugin>.<name>``. Raises on a duplicate name."""
+        """Register ``func`` as ``<plugin>.<name>``. Raises on a duplicate name.
+
+        ``examples``: requests, in the words users would use, that this tool answers
+        ("turn the volume down", "baja el volumen"); the assistant's router trains on
+        them at start, so the tool becomes routable without editing the assistant.
+        """
         short = name or func.__name__
         full = short if "." in short else f"{plugin}.{short}"
         if not _NAME.match(full):
@@ -301,6 +318,7 @@ class ToolRegistry:
             wants_context=wants_context,
             is_async=inspect.iscoroutinefunction(func),
             timeout=timeout,
+            examples=_examples(full, examples),
         )
         tool.input_schema  # noqa: B018 - derive now so a bad Struct fails at registration
         self._tools[full] = tool

@@ -48,11 +48,12 @@ def loopback_server():
 
 
 def test_a_rebinding_name_cannot_reach_loopback_through_the_vision_fetch(monkeypatch, loopback_server):
-    from plugins.vision.images import ImageLimits, fetch_url
+    from core.images import ImageLimits, fetch_url
 
     port, hits = loopback_server
     real = socket.getaddrinfo
     answers = iter(["93.184.215.14"])  # the first lookup (the check) sees a public address
+    dialled: list = []
 
     def rebinding(host, *args, **kw):
         if host == "rebind.example":  # ...every later lookup answers loopback
@@ -60,18 +61,23 @@ def test_a_rebinding_name_cannot_reach_loopback_through_the_vision_fetch(monkeyp
             return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, args[0] if args else port))]
         return real(host, *args, **kw)
 
+    def no_traffic(address, *args, **kw):  # record where the fetch dials; send nothing anywhere
+        dialled.append(address)
+        raise OSError("the test network stops here")
+
     monkeypatch.setattr(socket, "getaddrinfo", rebinding)
-    limits = ImageLimits(url_timeout=1.0)
-    with pytest.raises(ToolError):  # the checked public address is unreachable from here
-        fetch_url(f"http://rebind.example:{port}/secret.png", limits)
+    monkeypatch.setattr(socket, "create_connection", no_traffic)
+    with pytest.raises(ToolError):
+        fetch_url(f"http://rebind.example:{port}/secret.png", ImageLimits(url_timeout=1.0))
+    assert dialled and all(host == "93.184.215.14" for host, _ in dialled)  # the checked address, no new lookup
     assert hits == []  # nothing reached the loopback server
 
 
 def test_a_pinned_fetch_still_sends_the_name(monkeypatch, loopback_server):
-    from plugins.vision import images
+    from core import images
 
     port, hits = loopback_server
-    monkeypatch.setattr(images, "check_url", lambda url, allow_private: "127.0.0.1")  # as if it were vetted
+    monkeypatch.setattr(images, "check_url", lambda url, allow_private, **kw: "127.0.0.1")  # as if it were vetted
     data = images.fetch_url(f"http://pictures.example:{port}/a.png", images.ImageLimits(url_timeout=5.0))
     assert data == PNG and hits == [("/a.png", f"pictures.example:{port}")]
 

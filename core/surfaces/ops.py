@@ -26,7 +26,7 @@ import contextlib
 import math
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,15 +94,23 @@ class RequestQueue:
     notes to its client between waits without a task group across its yields.
     """
 
-    def __init__(self, *, slots: int = 1, max_waiting: int = 64) -> None:
+    def __init__(self, *, slots: int = 1, max_waiting: int = 64,
+                 slots_for: Callable[[str], int] | None = None) -> None:
         self.slots = slots
         self.max_waiting = max_waiting
+        self.slots_for = slots_for  # per model: its replicas run side by side
         self._lanes: dict[str, _Lane] = {}
 
     def lane(self, model: str) -> _Lane:
         lane = self._lanes.get(model)
         if lane is None:
-            lane = self._lanes[model] = _Lane(self.slots)
+            slots = self.slots
+            if self.slots_for is not None:
+                try:
+                    slots = max(self.slots_for(model), 1)
+                except Exception:  # an unknown model: the request fails later with the reason
+                    slots = self.slots
+            lane = self._lanes[model] = _Lane(slots)
         return lane
 
     def check(self, model: str) -> None:
@@ -353,7 +361,8 @@ class DaemonOps:
     def __init__(self, app: Any, *, max_waiting: int = 64) -> None:
         self.app = app
         self.metrics = Metrics()
-        self.queue = RequestQueue(max_waiting=max_waiting)
+        self.queue = RequestQueue(max_waiting=max_waiting,
+                                  slots_for=lambda model: app.pool.config_for(model).replicas)
         self.ready = False
         self.draining = anyio.Event()
         self.in_flight = 0
@@ -504,7 +513,10 @@ class DaemonOps:
                                  "hint": "see /api/status (server.faults) or the daemon log for what to do"},
                                 status_code=503)
         if self.ready:
-            return JSONResponse({"status": "ready"})
+            # Still ready (other models serve), but a model that crashed too often is named here.
+            failed = {m["name"]: m.get("error", "") for m in self.pool_status().get("models", [])
+                      if m.get("state") == "failed"}
+            return JSONResponse({"status": "ready", **({"models_failed": failed} if failed else {})})
         state = "draining" if self.draining.is_set() else "starting"
         return JSONResponse({"status": state}, status_code=503, headers={"Retry-After": "1"})
 

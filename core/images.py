@@ -1,4 +1,5 @@
-"""Image input for the vision tools: where the bytes come from, and how they become pixels safely.
+"""Image input for every tool that takes a picture: where the bytes come from, and how they
+become pixels safely (shared by vision, imagegen and any third-party plugin).
 
 An image argument is one of
 - a path inside the configured allowed roots (``[paths] allowed_roots``);
@@ -56,6 +57,7 @@ class ImageLimits(msgspec.Struct, frozen=True, kw_only=True):
     allow_private_urls: bool = False
     url_timeout: float = 20.0
     max_redirects: int = 5
+    section: str = "plugin.vision"  # the loom.toml section whose settings these are (named in errors)
 
 
 # Magic bytes -> PIL format name. Only formats a VLM image processor takes.
@@ -168,13 +170,13 @@ def _data_url(url: str, limits: ImageLimits) -> bytes:
     return _b64(payload, limits, "the data URL")
 
 
-def confined_path(text: str, *, roots: list[Path], max_bytes: int) -> Path:
+def confined_path(text: str, *, roots: list[Path], max_bytes: int, section: str = "plugin.vision") -> Path:
     """The real path of ``text`` if it is a regular file inside the roots and within the byte cap."""
-    return confined_file(text, roots, max_bytes=max_bytes, limit_setting="[plugin.vision] settings")
+    return confined_file(text, roots, max_bytes=max_bytes, limit_setting=f"[{section}] settings")
 
 
 def read_path(text: str, *, roots: list[Path], limits: ImageLimits) -> bytes:
-    real = confined_path(text, roots=roots, max_bytes=limits.max_bytes)
+    real = confined_path(text, roots=roots, max_bytes=limits.max_bytes, section=limits.section)
     with real.open("rb") as f:
         data = f.read(limits.max_bytes + 1)  # the file may grow between stat and read
     if len(data) > limits.max_bytes:
@@ -185,7 +187,7 @@ def read_path(text: str, *, roots: list[Path], limits: ImageLimits) -> bytes:
 # --- URLs ----------------------------------------------------------------------------------
 
 
-def check_url(url: str, *, allow_private: bool) -> str | None:
+def check_url(url: str, *, allow_private: bool, section: str = "plugin.vision") -> str | None:
     """Refuse anything but http(s) to public addresses (every address the name resolves to).
 
     Returns the checked address to connect to (None with ``allow_private``): the fetch
@@ -216,7 +218,7 @@ def check_url(url: str, *, allow_private: bool) -> str | None:
         if not addr.is_global or addr.is_multicast:
             raise ToolError(
                 f"refusing to fetch {url!r}: {host} resolves to {addr}, a loopback/private/reserved address. "
-                "Images from the local network need [plugin.vision] allow_private_urls = true"
+                f"Images from the local network need [{section}] allow_private_urls = true"
             )
         checked.append(str(addr))
     if not checked:
@@ -244,7 +246,8 @@ def fetch_url(url: str, limits: ImageLimits) -> bytes:
     import httpx
 
     for _ in range(limits.max_redirects + 1):
-        target, headers, extensions = _pinned(url, check_url(url, allow_private=limits.allow_private_urls))
+        target, headers, extensions = _pinned(
+            url, check_url(url, allow_private=limits.allow_private_urls, section=limits.section))
         try:
             with httpx.Client(timeout=limits.url_timeout, follow_redirects=False) as client, \
                     client.stream("GET", target, headers=headers, extensions=extensions) as resp:
@@ -295,7 +298,7 @@ def decode(data: bytes, *, limits: ImageLimits, what: str = "the image") -> PILI
         raise ToolError(
             f"{what} is {width}x{height} = {width * height:,} pixels, over the {limits.max_decode_pixels:,}-pixel "
             "limit (a decompression bomb, or simply too large); downscale it first or raise "
-            "[plugin.vision] max_decode_pixels"
+            f"[{limits.section}] max_decode_pixels"
         )
     if max(width, height) / min(width, height) > limits.max_aspect:
         raise ToolError(f"{what} is {width}x{height}: an aspect ratio over {limits.max_aspect:.0f}:1 "
@@ -352,10 +355,52 @@ def load_image(source: ImageSource, *, roots: list[Path], limits: ImageLimits, f
     return im
 
 
-def png_bytes(im: PILImage) -> bytes:
+def png_bytes(im: PILImage, *, text: dict[str, str] | None = None, compress_level: int = 6) -> bytes:
+    """``im`` as PNG bytes, with ``text`` as tEXt chunks (parameters, seed...)."""
+    pnginfo = None
+    if text:
+        from PIL.PngImagePlugin import PngInfo
+
+        pnginfo = PngInfo()
+        for key, value in text.items():
+            pnginfo.add_text(key, value)
     buf = io.BytesIO()
-    im.save(buf, format="PNG")
+    im.save(buf, format="PNG", pnginfo=pnginfo, compress_level=compress_level)
     return buf.getvalue()
+
+
+def content_image(part: Any) -> tuple[bytes, str] | None:
+    """The image bytes and MIME type of a chat content part, or None when it is not an image.
+
+    Accepts ``{"type": "image", "data": bytes | base64, "mime_type"}``, an OpenAI
+    ``image_url`` part with a data: URL, and ``core.results.Image``. Remote URLs are refused:
+    fetch them with ``read_source`` (capped, public addresses only) and pass the bytes.
+    """
+    from .results import Image
+
+    if isinstance(part, Image):
+        return part.data, part.mime_type
+    if not isinstance(part, dict):
+        return None
+    kind = part.get("type")
+    if kind == "image" and isinstance(part.get("data"), bytes | str):
+        data = part["data"]
+        raw = base64.b64decode(data) if isinstance(data, str) else data
+        return raw, str(part.get("mime_type") or part.get("mimeType") or "image/png")
+    if kind == "image_url":
+        url = part.get("image_url")
+        url = url.get("url") if isinstance(url, dict) else url
+        if not isinstance(url, str) or not url.startswith("data:"):
+            raise ToolError("image URLs in chat messages must be inline data: URLs; fetch remote images with "
+                            "core.images.read_source (it caps size and refuses private addresses) and pass the bytes")
+        head, _, payload = url.partition(",")
+        mime = head[5:].split(";")[0] or "image/png"
+        try:
+            raw = base64.b64decode(payload, validate=False) if ";base64" in head else payload.encode()
+        except (binascii.Error, ValueError):
+            raise ToolError("an image_url data: URL holds invalid base64") from None
+        return raw, mime
+    return None
 
 
 def data_url(im: PILImage) -> str:
