@@ -1,22 +1,30 @@
 """Talking to the running daemon from the command line.
 
 ``loom serve`` records where it listens in ``<data_dir>/daemon.json`` while it holds the
-data-dir lock. Commands that act on the daemon's state (``loom models load`` should load
-the model *in the daemon*, not in a short-lived CLI process) find it here and call its
-tools over MCP with the bearer token, so the daemon's policy and events apply as for any
-other client.
+data-dir lock. The CLI's work commands (``ask``, ``call``, ``route``, ``chat``, ``models``,
+``tools``) find it here and call its tools over MCP with the bearer token, so the work
+runs on the daemon's warm models, under its policy, and shows up in its metrics and
+dashboard like any other client's. ``DaemonSession`` is that connection: progress
+notifications come back as they happen, and a consent question (MCP elicitation) is
+asked at the terminal.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from . import datadir
+from .results import Audio, Image, ResourceLink, Text, ToolResult
 
 ENDPOINT_FILE = "daemon.json"
+
+Progress = Callable[[float, float | None, str | None], Awaitable[None]]
+Asker = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
 
 class DaemonError(RuntimeError):
@@ -53,30 +61,117 @@ def running_daemon(data_dir: Path) -> dict[str, Any] | None:
     return info if info.get("pid") == pid and info.get("mcp_url") else None
 
 
+class DaemonSession:
+    """One MCP connection to the daemon for the life of a CLI command."""
+
+    def __init__(self, config: Any, daemon: dict[str, Any], *, ask: Asker | None = None) -> None:
+        self.config = config
+        self.daemon = daemon
+        self.ask = ask
+        self._client: Any = None
+        self._http: Any = None
+
+    async def __aenter__(self) -> DaemonSession:
+        import httpx2
+        from mcp.client import Client
+        from mcp.client.streamable_http import streamable_http_client
+
+        from .surfaces.http import token_path
+
+        headers = {}
+        token_file = token_path(self.config)
+        if token_file.exists():
+            headers["Authorization"] = f"Bearer {token_file.read_text(encoding='utf-8').strip()}"
+        self._http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=None))
+        kw: dict[str, Any] = {}
+        if self.ask is not None:
+            kw["elicitation_callback"] = self._elicit
+        try:
+            self._client = Client(streamable_http_client(self.daemon["mcp_url"], http_client=self._http), **kw)
+            await self._client.__aenter__()
+        except Exception as exc:
+            await self._http.aclose()
+            raise DaemonError(f"cannot reach the daemon (pid {self.daemon['pid']}) at {self.daemon['mcp_url']}: "
+                              f"{_reason(exc)}; run with --local to work in this process instead") from None
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        try:
+            await self._client.__aexit__(*exc)
+        finally:
+            await self._http.aclose()
+
+    async def _elicit(self, ctx: Any, params: Any) -> Any:
+        from mcp import types
+
+        answer = await self.ask(params.message, dict(getattr(params, "requested_schema", None) or {}))
+        if answer is None:
+            return types.ElicitResult(action="decline")
+        return types.ElicitResult(action="accept", content=answer)
+
+    async def call(self, tool: str, arguments: dict[str, Any], *, on_progress: Progress | None = None) -> ToolResult:
+        """Call ``tool``; a tool error raises ``ToolError`` with the daemon's message."""
+        from mcp import MCPError
+
+        from .tools import ToolError
+
+        try:
+            result = await self._client.call_tool(tool, arguments, progress_callback=on_progress)
+        except MCPError as exc:
+            raise ToolError(str(exc)) from None
+        content = [c for c in (_content(item) for item in result.content) if c is not None]
+        structured = result.structured_content
+        if isinstance(structured, dict) and set(structured) == {"result"}:
+            structured = structured["result"]
+        out = ToolResult(content, structured=structured, is_error=bool(result.is_error))
+        if out.is_error:
+            raise ToolError(out.text() or f"{tool} failed in the daemon")
+        return out
+
+    async def list_tools(self) -> list[dict[str, Any]]:
+        tools = (await self._client.list_tools()).tools
+        return [{"name": t.name, "description": t.description or "", "input_schema": t.input_schema,
+                 "annotations": _annotations(t.annotations)} for t in tools]
+
+
+def _annotations(a: Any) -> dict[str, Any]:
+    if a is None:
+        return {}
+    out = {"readOnlyHint": a.read_only_hint, "destructiveHint": a.destructive_hint,
+           "idempotentHint": a.idempotent_hint, "openWorldHint": a.open_world_hint}
+    if a.title:
+        out["title"] = a.title
+    return out
+
+
+def _content(item: Any) -> Any:
+    kind = getattr(item, "type", None)
+    if kind == "text":
+        return Text(item.text)
+    if kind == "image":
+        return Image(base64.b64decode(item.data), item.mime_type)
+    if kind == "audio":
+        return Audio(base64.b64decode(item.data), item.mime_type)
+    if kind == "resource_link":
+        return ResourceLink(uri=str(item.uri), name=item.name, mime_type=item.mime_type,
+                            description=item.description, size=item.size)
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost message of an exception group (anyio wraps transport errors)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
 async def call_tool(config: Any, daemon: dict[str, Any], tool: str, arguments: dict[str, Any]) -> Any:
-    """Call ``tool`` on the daemon; returns its structured result (or its text)."""
-    import httpx2
-    from mcp.client import Client
-    from mcp.client.streamable_http import streamable_http_client
+    """Call ``tool`` on the daemon once; returns its structured result (or its text)."""
+    from .tools import ToolError
 
-    from .surfaces.http import token_path
-
-    headers = {}
-    token_file = token_path(config)
-    if token_file.exists():
-        headers["Authorization"] = f"Bearer {token_file.read_text(encoding='utf-8').strip()}"
-    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=None))
     try:
-        async with Client(streamable_http_client(daemon["mcp_url"], http_client=http)) as client:
-            result = await client.call_tool(tool, arguments)
-    except Exception as exc:
-        raise DaemonError(f"cannot reach the daemon (pid {daemon['pid']}) at {daemon['mcp_url']}: {exc}") from None
-    finally:
-        await http.aclose()
-    text = "\n".join(getattr(c, "text", "") for c in result.content)
-    if result.is_error:
-        raise DaemonError(text or f"{tool} failed in the daemon")
-    structured = result.structured_content
-    if isinstance(structured, dict) and set(structured) == {"result"}:
-        structured = structured["result"]
-    return structured if structured is not None else text
+        async with DaemonSession(config, daemon) as session:
+            result = await session.call(tool, arguments)
+    except ToolError as exc:
+        raise DaemonError(str(exc)) from None
+    return result.structured if result.structured is not None else result.text()

@@ -1,4 +1,6 @@
-"""Show the plan Loom would run for a request, as JSON, without running it."""
+"""Show the plan Loom would run for a request, as JSON, without running it.
+
+Asks the running daemon's router when there is one (its embedder is warm)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import argparse
 import json
 import sys
 
-from . import add_request_arguments, make_app
+from . import absolute, add_local_argument, add_request_arguments, connect, request_text
 
 HELP = "print the plan for a request as JSON: loom route TEXT [--attach PATH ...]"
 
@@ -14,7 +16,8 @@ HELP = "print the plan for a request as JSON: loom route TEXT [--attach PATH ...
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_request_arguments(p, text_help="the request (may be empty when a file is attached)")
     p.add_argument("--llm", action="store_true", help="let the coordinator LLM decide when the rules are unsure")
-    p.add_argument("--verbose", "-v", action="store_true", help="also print steps' arguments, models and costs")
+    p.add_argument("--steps", action="store_true", help="also print how the plan was decided and its expected cost in seconds")
+    add_local_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,29 +25,22 @@ def run(args: argparse.Namespace) -> int:
 
     from core.tools import ToolError
 
-    app = make_app(args, configure_logs=False)
-    if "assistant.route" not in app.tools:
-        print("loom: the assistant plugin is not enabled", file=sys.stderr)
-        return 1
+    text = request_text(args)
 
     async def main() -> int:
-        async with app:
-            from plugins.assistant import get_assistant
-
-            svc = get_assistant(app)
+        async with connect(args) as target:
+            if not target.remote and not target.has("assistant.route"):
+                print("loom: the assistant plugin is not enabled", file=sys.stderr)
+                return 1
             try:
-                atts = svc.attachments(args.attach)
-                plan, _ = await svc.route(args.text, atts, use_llm=args.llm, transcribe=False)
+                result = await target.call("assistant.route", {"text": text, "attachments": absolute(args.attach),
+                                                               "use_llm": args.llm})
             except ToolError as exc:
                 print(f"loom: {exc}", file=sys.stderr)
                 return 1
-        out = plan.summary()
-        if args.verbose:
-            import msgspec
-
-            out["decided_by"] = plan.decided_by
-            out["cost_s"] = plan.cost_s()
-            out["plan"] = msgspec.to_builtins(plan.steps)
+        out = dict(result.structured)
+        if not args.steps:
+            out = {k: v for k, v in out.items() if k in ("intent", "steps", "reason", "confidence")}
         json.dump(out, sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")
         return 0
