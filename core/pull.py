@@ -246,7 +246,7 @@ def verify(f: RemoteFile, path: Path) -> None:
     if f.sha256:
         digest, expected = hashlib.sha256(), f.sha256
     elif f.git_sha1:
-        digest, expected = hashlib.sha1(f"blob {size}\0".encode()), f.git_sha1  # noqa: S324 - git's blob id
+        digest, expected = hashlib.sha1(f"blob {size}\0".encode()), f.git_sha1  # git's blob id
     else:
         return
     with open(path, "rb") as fh:

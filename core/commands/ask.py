@@ -62,8 +62,6 @@ def run(args: argparse.Namespace) -> int:
             return print_result(result, args, tool="assistant.ask", arguments=arguments)
         s = result.structured or {}
         stream.finish(s.get("answer") or result.text())
-        for line in s.get("skipped") or []:
-            print(f"skipped: {line}", file=sys.stderr)
         for f in s.get("files", []):
             print(f"file: {f}")
         return 0

@@ -38,7 +38,7 @@ def sources(args: argparse.Namespace) -> tuple[Any, dict[tuple[str, ...], tuple[
     """The loaded config and ``{key path: (value, source)}`` for every setting."""
     import msgspec
 
-    from core.config import LoomConfig, env_overrides, find_config_file, load_config
+    from core.config import env_overrides, find_config_file, load_config
 
     cfg = load_config(getattr(args, "config", None))
     file = find_config_file(getattr(args, "config", None))
@@ -47,7 +47,6 @@ def sources(args: argparse.Namespace) -> tuple[Any, dict[tuple[str, ...], tuple[
     env_names = {path: "env LOOM_" + "__".join(p.upper() for p in path) for path in _flatten(env)}
     effective = msgspec.to_builtins(cfg)
     effective.pop("source", None)
-    defaults = msgspec.to_builtins(LoomConfig())
     out: dict[tuple[str, ...], tuple[Any, str]] = {}
     for path, value in _flatten(effective).items():
         if path in env_names:
@@ -59,7 +58,6 @@ def sources(args: argparse.Namespace) -> tuple[Any, dict[tuple[str, ...], tuple[
         else:
             source = "default"
         out[path] = (value, source)
-    del defaults
     return cfg, out
 
 

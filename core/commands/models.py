@@ -115,7 +115,7 @@ def _done(action: str, result: dict[str, Any]) -> None:
 def _add(args: argparse.Namespace) -> int:
     import msgspec
 
-    from core.config import ConfigError, ModelConfig, find_config_file, write_model
+    from core.config import KNOWN_ROLES, ConfigError, ModelConfig, find_config_file, write_model
 
     if not args.name or not args.backend or not args.file:
         print("loom: usage: loom models add NAME --backend BACKEND --file PATH [--role ROLE] ...", file=sys.stderr)
@@ -135,6 +135,13 @@ def _add(args: argparse.Namespace) -> int:
             fields["keep_alive"] = parse_duration(fields["keep_alive"])
         model = msgspec.convert(fields, ModelConfig)
         model.memory_override()
+        if model.role and model.role not in KNOWN_ROLES:
+            from difflib import get_close_matches
+
+            close = get_close_matches(model.role, KNOWN_ROLES, n=1)
+            if close:
+                raise ValueError(f"--role {model.role!r} is not a role; did you mean {close[0]!r}? "
+                                 f"(roles: {', '.join(KNOWN_ROLES)})")
         if model.context_size <= 0:
             raise ValueError("--context-size must be positive")
     except (msgspec.ValidationError, ValueError) as exc:

@@ -83,7 +83,7 @@ def pull(args: argparse.Namespace, spec: str) -> int:
             bar.status.note(f"{f.local_name}: {format_bytes(f.size or 0)}, verified")
     except ImportError as exc:
         print(f"loom: `loom pull` needs huggingface_hub and httpx ({exc.name} is missing): "
-              "pip install 'loomd[pull]'", file=sys.stderr)
+              "pip install 'loomd[cli]'", file=sys.stderr)
         return 1
     except PullError as exc:
         print(f"loom: {exc}", file=sys.stderr)

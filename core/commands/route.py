@@ -16,7 +16,8 @@ HELP = "print the plan for a request as JSON: loom route TEXT [--attach PATH ...
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_request_arguments(p, text_help="the request (may be empty when a file is attached)")
     p.add_argument("--llm", action="store_true", help="let the coordinator LLM decide when the rules are unsure")
-    p.add_argument("--steps", action="store_true", help="also print how the plan was decided and its expected cost in seconds")
+    p.add_argument("--steps", action="store_true",
+                   help="also print how the plan was decided and its expected cost in seconds")
     add_local_argument(p)
 
 

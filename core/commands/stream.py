@@ -42,7 +42,7 @@ class TextStream:
         shown = self.printed
         if shown and answer.startswith(shown.rstrip()):
             rest = answer[len(shown.rstrip()):]
-            sys.stdout.write(rest if shown.endswith("\n") or rest.startswith("\n") else rest)
+            sys.stdout.write(rest)
             sys.stdout.write("\n")
         elif shown:
             if shown.strip() != answer.strip():

@@ -72,7 +72,7 @@ async def run_model(ctx: ToolContext, messages: list[dict[str, Any]], *, max_tok
                     seed: int | None = None) -> tuple[str, Any]:
     """Ask the coder model; returns (model name, ChatResult).
 
-    New text is reported as progress (tokens so far of max_tokens, with the text as the
+    New text is reported as progress (tokens so far, no total, with the text as the
     message): the first piece at once, then batched so a fast model does not flood the
     surface (or wake the event loop) once per token.
     """
@@ -93,7 +93,9 @@ async def run_model(ctx: ToolContext, messages: list[dict[str, Any]], *, max_tok
             nonlocal reported
             # MCP wants progress to grow with every notification; the model may have run ahead.
             reported = max(float(stream.generated), reported + 0.001)
-            await ctx.progress(reported, max_tokens, text)
+            # No total: max_tokens is a cap, not how long the answer will be (a bar against it
+            # would lie). Progress without a total carries streamed text (core.commands.stream).
+            await ctx.progress(reported, None, text)
 
         result = await stream.collect(on_delta)
     if result.finish_reason == "cancelled":
