@@ -105,9 +105,18 @@ class LocalTarget:
         from core.terminal import interactive
         from core.tools import ToolContext
 
+        from core.logging import get_logger
+        from core.tools import ToolError
+
         ctx = ToolContext(surface="cli", caller="terminal", on_progress=on_progress,
                           elicit=terminal_ask if interactive() else None)
-        return await self.app.call(tool, arguments, ctx=ctx)
+        try:
+            return await self.app.call(tool, arguments, ctx=ctx)
+        except ToolError:
+            raise
+        except Exception as exc:  # a plugin's bug: said in one line, as the daemon would; -v logs where
+            get_logger("loom.cli").info("tool crashed", tool=tool, exc_info=True)
+            raise ToolError(f"{tool} failed: {type(exc).__name__}: {exc}") from None
 
     async def list_tools(self) -> list[dict[str, Any]]:
         return [{"name": t.name, "description": t.description, "input_schema": t.input_schema,
