@@ -23,8 +23,9 @@ PLUGINS = "admin,models,policy,clitest,assistant,llamacpp,embed,imagegen"
 def daemon(tmp_path_factory):
     base = tmp_path_factory.mktemp("loom-cli")
     write_dist_info(base / "ep", {"clitest": "tests.cli_plugin.tools"})
-    d = LoomDaemon(base, PLUGINS, env={"PYTHONPATH": f"{base / 'ep'}{os.pathsep}{ROOT}", "LOOM_DISABLE_PLUGIN_AUTOLOAD": "",
-                                       "LOOM_PLUGIN__ASSISTANT__MAX_TOKENS": "24"}).start()
+    env = {"PYTHONPATH": f"{base / 'ep'}{os.pathsep}{ROOT}", "LOOM_DISABLE_PLUGIN_AUTOLOAD": "",
+           "LOOM_PLUGIN__ASSISTANT__MAX_TOKENS": "24"}
+    d = LoomDaemon(base, PLUGINS, env=env).start()
     yield d
     assert d.stop() == 0
 

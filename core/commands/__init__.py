@@ -102,11 +102,9 @@ class LocalTarget:
         self.app = app
 
     async def call(self, tool: str, arguments: dict[str, Any], *, on_progress: Any = None) -> ToolResult:
-        from core.terminal import interactive
-        from core.tools import ToolContext
-
         from core.logging import get_logger
-        from core.tools import ToolError
+        from core.terminal import interactive
+        from core.tools import ToolContext, ToolError
 
         ctx = ToolContext(surface="cli", caller="terminal", on_progress=on_progress,
                           elicit=terminal_ask if interactive() else None)
