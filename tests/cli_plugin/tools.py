@@ -60,6 +60,18 @@ async def steps(args: NoArgs, ctx: ToolContext) -> str:
     return "one two three"
 
 
+class Wait(msgspec.Struct, forbid_unknown_fields=True):
+    seconds: float = 30.0
+
+
+async def wait(args: Wait) -> str:
+    """Wait (a long request to cancel)."""
+    import anyio
+
+    await anyio.sleep(args.seconds)
+    return f"waited {args.seconds:g} s"
+
+
 @hookimpl
 def loom_register_tools(register):
     register(wipe, destructive=True)
@@ -67,3 +79,5 @@ def loom_register_tools(register):
     register(sound, read_only=True)
     register(lines, read_only=True)
     register(steps, read_only=True)
+    register(wait, read_only=True)
+
