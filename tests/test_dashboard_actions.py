@@ -124,7 +124,7 @@ def test_every_request_shows_and_a_running_one_can_be_cancelled(daemon, page):
     started = time.monotonic()
     page.click(f"{running} button[data-cancel]")
     page.wait_for_selector('#requests tr[data-state="cancelled"]:has-text("clitest.wait")', timeout=15000)
-    out, err = waiting.communicate(timeout=30)
+    _, err = waiting.communicate(timeout=30)
     assert waiting.returncode == 1 and "cancelled" in err
     assert time.monotonic() - started < 20, "cancelled, not waited out"
 
