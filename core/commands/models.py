@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import make_app, print_json
+from . import make_app, print_json, say
 
 HELP = "list, load, unload or add models (loom models [load|unload|add] NAME)"
 
@@ -203,6 +203,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"(the running daemon, pid {daemon['pid']})")
             _table(result)
         return 0
+    if not args.local:
+        say(args, "no daemon is running (start one with `loom serve`); "
+                  + ("showing this process's view" if args.action == "list" else
+                     f"{args.action}ing in this process, as a check"))
     app = make_app(args)
 
     async def main() -> int:
