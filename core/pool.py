@@ -305,10 +305,11 @@ class ModelPool:
     def _check_serves(self, name: str, capability: type[Capability]) -> None:
         cfg = self.config_for(name)
         backend = self.backend(cfg.backend)
-        if capability.kind not in backend.capabilities:
+        serves = getattr(backend, "capabilities", ())
+        if capability.kind not in serves:
             raise CapabilityError(
                 f"model {name!r} (backend {cfg.backend!r}) cannot serve {capability.kind!r}: that backend serves "
-                f"{', '.join(backend.capabilities) or 'nothing'}. Configure a model for this job in loom.toml.")
+                f"{', '.join(serves) or 'nothing'}. Configure a model for this job in loom.toml.")
 
     def _handle(self, lease: Lease, capability: type[C]) -> C:
         info: ModelInfo = lease.info
@@ -414,7 +415,7 @@ class ModelPool:
         """Load the model where its placement says; sets the lease's handle, invoker and info."""
         handle = await anyio.to_thread.run_sync(backend.load, spec, lease.device)
         try:
-            lease.info = backend.describe(handle, spec)
+            lease.info = _describe(backend, handle, spec)
         except BaseException:
             await anyio.to_thread.run_sync(_unload_and_collect, backend, handle)
             raise
@@ -591,6 +592,8 @@ class ModelPool:
             remaining = None if lease.expires_at is None else max(lease.expires_at - now, 0.0)
             out.update(state=lease.state, device=lease.device, reserved=lease.size, measured=lease.measured,
                        busy=lease.users, loaded_at=lease.loaded_at, reason=lease.reason,
+                       placement=getattr(lease.invoker, "placement", None),
+                       capabilities=list(lease.info.capabilities) if lease.info is not None else None,
                        keep_alive_remaining=round(remaining, 1) if remaining is not None else None,
                        until=("pinned" if lease.pinned else "in use" if lease.users else
                               "kept (keep_alive < 0)" if remaining is None else f"{remaining:.0f}s idle left"))
@@ -602,6 +605,15 @@ class ModelPool:
             "devices": [a.snapshot() for a in self._arbiters.values()],
             "models": [self.model_status(n) for n in sorted(self.models())],
         }
+
+
+def _describe(backend: Any, handle: Any, spec: ModelSpec) -> ModelInfo:
+    describe = getattr(backend, "describe", None)
+    if describe is not None:
+        return describe(handle, spec)
+    # A duck-typed backend (no ModelBackend base): it serves what it declares, if anything.
+    return ModelInfo(name=spec.name, backend=spec.config.backend,
+                     capabilities=tuple(getattr(backend, "capabilities", ())), context_size=spec.config.context_size)
 
 
 def _unload_and_collect(backend: ModelBackend, handle: Any) -> None:

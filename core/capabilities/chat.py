@@ -105,6 +105,7 @@ class ChatRequest(msgspec.Struct, kw_only=True):
 
 class ChatDelta(msgspec.Struct, frozen=True):
     text: str
+    tokens: int = 0  # tokens generated so far (the model may run ahead of the text handed over)
 
 
 class CountRequest(msgspec.Struct, kw_only=True):
@@ -123,23 +124,41 @@ COUNT = operation("chat.count", CountRequest, TokenCount)
 class ChatStream(OpStream[str, ChatResult]):
     """An ``OpStream`` whose events are the generated text deltas (``str``)."""
 
+    generated = 0  # tokens generated as of the last delta taken
+
     def _take(self, kind: str, value: Any) -> Any:
         out = super()._take(kind, value)
-        return out.text if isinstance(out, ChatDelta) else out
+        if isinstance(out, ChatDelta):
+            self.generated = max(self.generated, out.tokens)
+            return out.text
+        return out
 
     def drain_text(self) -> str:
         """Text already waiting, joined, without waiting."""
         return "".join(self.drain())
 
 
+def tool_dicts(tools: Sequence[Any]) -> list[dict[str, Any]]:
+    """Tools as plain dicts: OpenAI/MCP dicts stay as they are, Loom ``Tool`` objects become
+    ``{"name", "description", "parameters"}`` (so a request can cross a process boundary)."""
+    out = []
+    for t in tools:
+        if not isinstance(t, dict) and hasattr(t, "input_schema") and hasattr(t, "name"):
+            t = {"name": t.name, "description": t.description, "parameters": t.input_schema}
+        out.append(t)
+    return out
+
+
 def as_request(messages: ChatRequest | Sequence[Any] | str, options: dict[str, Any]) -> ChatRequest:
+    stop = options.pop("stop", None)
+    if stop is not None:
+        options["stop"] = [stop] if isinstance(stop, str) else list(stop or [])
+    if options.get("tools"):
+        options["tools"] = tool_dicts(options["tools"])
     if isinstance(messages, ChatRequest):
         return msgspec.structs.replace(messages, **options) if options else messages
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
-    stop = options.pop("stop", None)
-    if stop is not None:
-        options["stop"] = [stop] if isinstance(stop, str) else list(stop)
     return ChatRequest(messages=list(messages), **options)
 
 

@@ -17,7 +17,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_request_arguments(p, text_help="the request (may be empty when a file is attached)")
     p.add_argument("--llm", action="store_true", help="let the coordinator LLM decide when the rules are unsure")
     p.add_argument("--steps", action="store_true",
-                   help="also print how the plan was decided and its expected cost in seconds")
+                   help="also print how the plan was decided, each step with its arguments and model, and the "
+                        "expected cost in seconds (-v does too)")
     add_local_argument(p)
 
 
@@ -39,9 +40,13 @@ def run(args: argparse.Namespace) -> int:
             except ToolError as exc:
                 print(f"loom: {exc}", file=sys.stderr)
                 return 1
+        if not isinstance(result.structured, dict):
+            print(f"loom: {result.text()}", file=sys.stderr)
+            return 1
         out = dict(result.structured)
-        if not args.steps:
-            out = {k: v for k, v in out.items() if k in ("intent", "steps", "reason", "confidence")}
+        if not (args.steps or args.verbose):
+            for key in ("decided_by", "cost_s", "plan"):
+                out.pop(key, None)
         json.dump(out, sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")
         return 0

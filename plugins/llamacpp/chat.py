@@ -406,14 +406,14 @@ def generate(llm: Any, req: ChatRequest, emit: Callable[[Any], None], cancel: th
                             parts.append(text)
                             if first is None:
                                 first = last_post = time.perf_counter()
-                                emit(ChatDelta(text))
+                                emit(ChatDelta(text, gate.count))
                             elif not batch_s:
-                                emit(ChatDelta(text))
+                                emit(ChatDelta(text, gate.count))
                             else:
                                 unsent += 1
                                 now = time.perf_counter()
                                 if now - last_post >= batch_s:
-                                    emit(ChatDelta("".join(parts[-unsent:])))
+                                    emit(ChatDelta("".join(parts[-unsent:]), gate.count))
                                     unsent, last_post = 0, now
                         if req.logprobs and choice.get("logprobs"):
                             logprobs.extend(_logprobs(choice["logprobs"]))
@@ -426,7 +426,7 @@ def generate(llm: Any, req: ChatRequest, emit: Callable[[Any], None], cancel: th
                 finally:
                     stream.close()
                     if unsent:
-                        emit(ChatDelta("".join(parts[-unsent:])))
+                        emit(ChatDelta("".join(parts[-unsent:]), gate.count))
             if cancel.is_set():
                 finish = "cancelled"
         end = time.perf_counter()
