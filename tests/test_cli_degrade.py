@@ -36,3 +36,22 @@ def test_steps_that_can_run_are_kept_and_a_disabled_plugin_is_named(make_app):
                        "loom call admin.enable_plugin name=voice"]
     whole = plan(Step(id="s1", tool="assistant.chat", args={"text": "{request}"}))
     assert skip_unavailable(whole, app) == [] and len(whole.steps) == 1
+
+
+def test_research_searches_by_default_and_the_search_can_be_turned_off(make_app):
+    import anyio
+    import pytest
+
+    from core.config import LoomConfig
+    from core.tools import ToolError
+    from plugins.browser.manager import BrowserSettings
+
+    assert BrowserSettings().search_url.startswith("https://html.duckduckgo.com/html/?q={query}")
+    app = make_app("browser", config=LoomConfig(plugin={"browser": {"search_url": ""}}))
+
+    async def research() -> None:
+        async with app:
+            await app.call("browser.research", {"question": "what is a lighthouse"})
+
+    with pytest.raises(ToolError, match=r'searching is turned off \(\[plugin.browser\] search_url = ""\)'):
+        anyio.run(research)
