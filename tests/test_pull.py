@@ -199,3 +199,23 @@ def test_progress_bar_on_a_terminal_has_the_real_total(env, tmp_path):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_pull_tells_the_running_daemon(hub, tmp_path):
+    from tests.openai_helpers import LoomDaemon
+
+    daemon = LoomDaemon(tmp_path / "d", "admin,models,llamacpp").start()
+    try:
+        env = {**daemon.env, "HF_ENDPOINT": hub.url}
+        for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            env.pop(k, None)
+        out = loom(env, "pull", f"{REPO}:Q4_K_M", "--name", "tiny", "--role", "coder")
+        assert out.returncode == 0, out.stderr
+        assert f"the running daemon (pid {daemon.proc.pid}) re-read its configuration" in out.stderr
+        listed = json.loads(loom(env, "models", "--json").stdout)  # the daemon's view
+        tiny = next(m for m in listed["models"] if m["name"] == "tiny")
+        assert tiny["roles"] == ["coder"] and tiny["default"] is False
+        assert loom(env, "rm", "tiny").returncode == 0
+        assert "tiny" not in {m["name"] for m in json.loads(loom(env, "models", "--json").stdout)["models"]}
+    finally:
+        assert daemon.stop() == 0

@@ -132,7 +132,6 @@ class DaemonTarget:
     def __init__(self, session: Any, daemon: dict[str, Any]) -> None:
         self.session = session
         self.daemon = daemon
-        self._names: set[str] | None = None
 
     async def call(self, tool: str, arguments: dict[str, Any], *, on_progress: Any = None) -> ToolResult:
         return await self.session.call(tool, arguments, on_progress=on_progress)
