@@ -86,3 +86,20 @@ def test_commands_do_not_import_heavy_libraries(argv, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env,
                          timeout=60)
     assert json.loads(out.stderr.strip().splitlines()[-1]) == []
+
+
+def test_logs_show_warnings_only_unless_verbose_and_never_as_json(tmp_path):
+    from tests.gguf_factory import write_tiny_gguf
+
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
+    (tmp_path / "loom.toml").write_text(f'[models.tiny]\nbackend = "llama_cpp"\nfile = "{gguf}"\ncontext_size = 128\n'
+                                        f'[paths]\ndata_dir = "{tmp_path / "data"}"\n')
+    env = {"LOOM_PLUGINS": "admin,models,llamacpp", "LOOM_CONFIG": str(tmp_path / "loom.toml")}
+    plain = loom("models", "load", "tiny", cwd=tmp_path, **env)
+    assert plain.returncode == 0, plain.stderr
+    assert "model loaded" not in plain.stderr and '{"' not in plain.stderr
+    assert plain.stdout.startswith("tiny: ready on cpu")
+    verbose = loom("-v", "models", "load", "tiny", cwd=tmp_path, **env)
+    assert "[info" in verbose.stderr and "model loaded" in verbose.stderr and '{"' not in verbose.stderr
+    quiet = loom("models", "load", "tiny", "-q", cwd=tmp_path, **env)
+    assert quiet.returncode == 0 and quiet.stderr == ""

@@ -188,8 +188,7 @@ def run(args: argparse.Namespace) -> int:
         tool, arguments = {"list": ("models.status", {}), "load": ("models.load", {"name": args.name}),
                            "unload": ("models.unload", {"name": args.name})}[args.action]
         if args.action != "list":
-            print(f"loom: {args.action}ing {args.name} in the daemon (pid {daemon['pid']})...", file=sys.stderr,
-                  flush=True)
+            say(args, f"{args.action}ing {args.name} in the daemon (pid {daemon['pid']})...")
         try:
             result = anyio.run(call_tool, config, daemon, tool, arguments)
         except DaemonError as exc:
@@ -217,8 +216,7 @@ def run(args: argparse.Namespace) -> int:
                     result: Any = pool.status()
                 elif args.action == "load":
                     est = pool.estimate(args.name)
-                    print(f"loom: loading {args.name} on {est.device} (estimated {_fmt(est.total)})...",
-                          file=sys.stderr, flush=True)
+                    say(args, f"loading {args.name} on {est.device} (estimated {_fmt(est.total)})...")
                     result = await pool.load(args.name)
                 else:
                     result = await pool.unload(args.name)
