@@ -142,3 +142,27 @@ def test_ask_reads_stdin_and_degrades_when_a_model_is_missing(daemon):
     assert "Skipped imagegen.generate" in drawn.stdout and "--role imagegen" in drawn.stdout
     answer = drawn.stdout.split("(Skipped", 1)[0].strip()
     assert answer, "the part that could run still answered"
+
+
+def test_chat_goes_to_the_daemon_and_streams(daemon):
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(sys.executable, ["-m", "core.cli", "chat", "--session", "daemon-chat"], env=daemon.env,
+                          cwd=str(daemon.base), encoding="utf-8", timeout=120, dimensions=(40, 200))
+    child.expect(rf"conversation daemon-chat with loom in the daemon \(pid {daemon.proc.pid}\)")
+    child.expect_exact(">>> ")
+    before = tool_count(daemon, "assistant.ask")
+    child.sendline("Say hello.")
+    child.expect_exact(">>> ")
+    assert tool_count(daemon, "assistant.ask") == before + 1, "the daemon answered"
+    child.sendline("/model smollm2")
+    child.expect("talking to smollm2 directly")
+    child.sendline("Name a colour.")
+    child.expect(r"\S+")
+    child.expect_exact(">>> ")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    turns = (Path(daemon.env["XDG_DATA_HOME"]) / "loom" / "chat" / "daemon-chat.jsonl").read_text().splitlines()
+    assert [json.loads(t)["role"] for t in turns] == ["user", "assistant", "user", "assistant"]
+    assert json.loads(turns[3])["model"] == "smollm2" and json.loads(turns[3])["content"].strip()
