@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command not in DAEMONS:
         configure_cli_logging(args)
+    from .client import DaemonError
     from .config import ConfigError
 
     try:
@@ -88,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"loom: configuration error: {exc}", file=sys.stderr)
         return 2
+    except DaemonError as exc:
+        print(f"loom: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
