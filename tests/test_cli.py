@@ -103,3 +103,23 @@ def test_logs_show_warnings_only_unless_verbose_and_never_as_json(tmp_path):
     assert "[info" in verbose.stderr and "model loaded" in verbose.stderr and '{"' not in verbose.stderr
     quiet = loom("models", "load", "tiny", "-q", cwd=tmp_path, **env)
     assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_the_assistants_answer_streams_once_and_steps_stay_off_stdout(capsys):
+    import anyio
+
+    from core.commands.stream import TextStream
+
+    async def feed(stream: TextStream, messages: list[str]) -> None:
+        for i, m in enumerate(messages):
+            await stream.on_progress(i + 1, None, m)
+
+    stream = TextStream("ask", assistant=True)
+    anyio.run(feed, stream, ["step 1 assistant.chat: started", "answer: Light", "answer: Lighthouses guide",
+                             "step 1 assistant.chat: done in 1.00 s", "answer: Lighthouses guide ships."])
+    stream.finish("Lighthouses guide ships.\n\n(Skipped imagegen.generate: ...)")
+    assert capsys.readouterr().out == "Lighthouses guide ships.\n\n(Skipped imagegen.generate: ...)\n"
+    coder = TextStream("call")  # any tool: progress without a total is streamed text
+    anyio.run(feed, coder, ["def add", "(a, b):"])
+    coder.finish("def add(a, b):")
+    assert capsys.readouterr().out == "def add(a, b):\n"

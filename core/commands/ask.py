@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     arguments = {"text": text, "attachments": absolute(args.attach), "session_id": args.session}
-    stream = TextStream("ask", quiet=args.quiet, live=not args.json)
+    stream = TextStream("ask", quiet=args.quiet, live=not args.json, assistant=True)
 
     async def main() -> int:
         async with connect(args) as target:

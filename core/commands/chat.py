@@ -85,7 +85,7 @@ def read_message(first: str) -> str | None:
 async def ask_assistant(target: Any, conv: Conversation, text: str, attachments: list[str], quiet: bool) -> str:
     from .stream import TextStream
 
-    stream = TextStream("", quiet=quiet)
+    stream = TextStream("", quiet=quiet, assistant=True)
     result = await target.call("assistant.ask", {"text": text, "attachments": attachments,
                                                  "session_id": conv.id}, on_progress=stream.on_progress)
     s = result.structured or {}

@@ -17,14 +17,18 @@ class Ask(msgspec.Struct):
 
 async def stand_in_ask(args: Ask, ctx: ToolContext) -> dict:
     """A stand-in for assistant.ask, for dashboard tests that are about the streaming
-    plumbing (SSE to the chat panel), not about a model: it streams its answer word by word
-    the way the assistant does (progress without a total)."""
+    plumbing (SSE to the chat panel), not about a model: it reports the way the assistant
+    does (docs/agents.md): a step line, then "answer: <the answer so far>" as it grows."""
     import anyio
 
     words = ["You", " said:", f" {args.text}"]
-    for w in words:
-        await ctx.progress(1, None, w)
+    n = 1
+    await ctx.progress(n, None, "step 1 assistant.chat: started")
+    for i in range(len(words)):
+        n += 1
+        await ctx.progress(n, None, "answer: " + "".join(words[:i + 1]))
         await anyio.sleep(0.2)
+    await ctx.progress(n + 1, None, "step 1 assistant.chat: done in 0.60 s")
     return {"answer": "".join(words), "files": []}
 
 

@@ -187,7 +187,8 @@ class DashboardApi:
         return JSONResponse(msgspec.to_builtins(result))
 
     async def chat(self, request: Request) -> Response:
-        """The assistant's answer as server-sent events: ``delta`` (text), ``status``, ``done``, ``error``."""
+        """The assistant's answer as server-sent events: ``answer`` (the answer so far),
+        ``status`` (plan steps), ``done`` (``{"answer", "files"}``), ``error``."""
         from core.tools import ToolContext, ToolError
 
         try:
@@ -200,8 +201,12 @@ class DashboardApi:
         send, receive = anyio.create_memory_object_stream[tuple[str, Any]](256)
 
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-            if message:
-                await send.send(("delta" if total is None else "status", message))
+            # The assistant's contract (docs/agents.md): "answer: <the answer so far>", step
+            # and audio lines; anything else is shown as a status line.
+            if message and message.startswith("answer: "):
+                await send.send(("answer", message[len("answer: "):]))
+            elif message:
+                await send.send(("status", message))
 
         async def run() -> None:
             ctx = ToolContext(surface="dashboard", caller="dashboard", on_progress=on_progress)
