@@ -25,7 +25,7 @@ from typing import Any
 
 from . import make_app, print_json, say
 
-HELP = "list, load, unload or add models (loom models [load|unload|add] NAME)"
+HELP = "list, load, unload, add, pull or remove models (loom models [load|unload|add|pull|rm] NAME)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
