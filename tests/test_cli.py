@@ -123,3 +123,15 @@ def test_the_assistants_answer_streams_once_and_steps_stay_off_stdout(capsys):
     anyio.run(feed, coder, ["def add", "(a, b):"])
     coder.finish("def add(a, b):")
     assert capsys.readouterr().out == "def add(a, b):\n"
+
+
+def test_a_mistyped_tool_loads_no_model(tmp_path):
+    from tests.gguf_factory import write_tiny_gguf
+
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
+    (tmp_path / "loom.toml").write_text(f'[models.tiny]\nbackend = "llama_cpp"\nfile = "{gguf}"\npin = true\n'
+                                        f'context_size = 128\n[paths]\ndata_dir = "{tmp_path / "data"}"\n')
+    out = loom("-v", "call", "admin.plugin", cwd=tmp_path, LOOM_PLUGINS="admin,models,llamacpp",
+               LOOM_CONFIG=str(tmp_path / "loom.toml"))
+    assert out.returncode == 1 and "Unknown tool 'admin.plugin'" in out.stderr
+    assert "model loaded" not in out.stderr, "a pinned model is not loaded for a call that cannot run"

@@ -144,10 +144,13 @@ class DaemonTarget:
 
 
 @asynccontextmanager
-async def connect(args: argparse.Namespace, *, start: bool = True) -> AsyncIterator[LocalTarget | DaemonTarget]:
+async def connect(args: argparse.Namespace, *, start: bool = True,
+                  needs: str | None = None) -> AsyncIterator[LocalTarget | DaemonTarget]:
     """The daemon when one runs (unless ``--local``), else an app in this process.
 
-    ``start=False`` skips starting the local app's services (listing tools needs none).
+    ``start=False`` skips starting the local app's services (listing tools needs none);
+    ``needs`` names the tool the command will call, so a local run with a mistyped name
+    fails before any model is loaded (a pinned one loads when the app starts).
     """
     from core.client import DaemonSession, running_daemon
     from core.config import load_config
@@ -165,6 +168,8 @@ async def connect(args: argparse.Namespace, *, start: bool = True) -> AsyncItera
     from core.app import Loom
 
     app = Loom.create(config, configure_logs=False)
+    if needs is not None:
+        app.tools.get(needs)  # ToolNotFound, with the close names, before anything loads
     if not start:
         yield LocalTarget(app)
         return

@@ -79,15 +79,15 @@ def run(args: argparse.Namespace) -> int:
     stream = TextStream(args.tool, quiet=args.quiet, live=False)
 
     async def main() -> int:
-        async with connect(args) as target:
-            try:
+        try:
+            async with connect(args, needs=args.tool) as target:
                 result = await target.call(args.tool, arguments, on_progress=stream.on_progress)
-            except ToolError as exc:
-                stream.status.clear()
-                print(f"loom: {exc}", file=sys.stderr)
-                if "consent" in str(exc) and not sys.stdin.isatty():
-                    print("loom: run it at an interactive terminal to be asked y/N", file=sys.stderr)
-                return 1
+        except ToolError as exc:
+            stream.status.clear()
+            print(f"loom: {exc}", file=sys.stderr)
+            if "consent" in str(exc) and not sys.stdin.isatty():
+                print("loom: run it at an interactive terminal to be asked y/N", file=sys.stderr)
+            return 1
         stream.status.clear()
         return print_result(result, args, tool=args.tool, arguments=arguments)
 
