@@ -88,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
               + (f" (with {', '.join(env)})" if env else ""))
         return 0
     cfg, table = sources(args)
+    from core.pull import endpoint_of, models_dir
+
+    derived = {("paths", "data_dir"): cfg.data_dir, ("paths", "cache_dir"): cfg.cache_dir,
+               ("pull", "endpoint"): endpoint_of(cfg), ("pull", "models_dir"): models_dir(cfg)}
     if args.json:
         json.dump({".".join(p): {"value": v, "source": s} for p, (v, s) in table.items()}, sys.stdout, indent=2,
                   default=str)
@@ -101,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         if head != section:
             print(f"\n[{'.'.join(head)}]")
             section = head
-        line = f"{'.'.join(key) or '(empty)'} = {_toml(value)}"
+        shown = _toml(value) if value is not None or path not in derived else f"(unset: {derived[path]})"
+        line = f"{'.'.join(key) or '(empty)'} = {shown}"
         print(f"{line:<48} # {source}")
     return 0
