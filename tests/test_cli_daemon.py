@@ -24,7 +24,7 @@ def daemon(tmp_path_factory):
     base = tmp_path_factory.mktemp("loom-cli")
     write_dist_info(base / "ep", {"clitest": "tests.cli_plugin.tools"})
     env = {"PYTHONPATH": f"{base / 'ep'}{os.pathsep}{ROOT}", "LOOM_DISABLE_PLUGIN_AUTOLOAD": "",
-           "LOOM_PLUGIN__ASSISTANT__MAX_TOKENS": "24"}
+           "LOOM_PLUGIN__ASSISTANT__MAX_TOKENS": "24", "LOOM_PLUGIN__ASSISTANT__LLM_FALLBACK": "false"}
     d = LoomDaemon(base, PLUGINS, env=env).start()
     yield d
     assert d.stop() == 0
@@ -146,7 +146,8 @@ def test_ask_reads_stdin_and_degrades_when_a_model_is_missing(daemon):
 
 def test_chat_goes_to_the_daemon_and_streams(daemon):
     pexpect = pytest.importorskip("pexpect")
-    child = pexpect.spawn(sys.executable, ["-m", "core.cli", "chat", "--session", "daemon-chat"], env=daemon.env,
+    child = pexpect.spawn(sys.executable, ["-m", "core.cli", "chat", "--session", "daemon-chat", "--max-tokens", "16"],
+                          env=daemon.env,
                           cwd=str(daemon.base), encoding="utf-8", timeout=120, dimensions=(40, 200))
     child.expect(rf"conversation daemon-chat with loom in the daemon \(pid {daemon.proc.pid}\)")
     child.expect_exact(">>> ")
