@@ -78,16 +78,22 @@ def run(args: argparse.Namespace) -> int:
     # A tool's streamed text is shown on the status line; the whole result prints at the end.
     stream = TextStream(args.tool, quiet=args.quiet, live=False)
 
+    def failed(exc: Exception) -> int:
+        stream.status.clear()
+        print(f"loom: {exc}", file=sys.stderr)
+        if "consent" in str(exc) and not sys.stdin.isatty():
+            print("loom: run it at an interactive terminal to be asked y/N", file=sys.stderr)
+        return 1
+
     async def main() -> int:
         try:
             async with connect(args, needs=args.tool) as target:
-                result = await target.call(args.tool, arguments, on_progress=stream.on_progress)
-        except ToolError as exc:
-            stream.status.clear()
-            print(f"loom: {exc}", file=sys.stderr)
-            if "consent" in str(exc) and not sys.stdin.isatty():
-                print("loom: run it at an interactive terminal to be asked y/N", file=sys.stderr)
-            return 1
+                try:  # caught inside: the MCP client's task group would wrap it in a group
+                    result = await target.call(args.tool, arguments, on_progress=stream.on_progress)
+                except ToolError as exc:
+                    return failed(exc)
+        except ToolError as exc:  # a mistyped tool, found before anything started
+            return failed(exc)
         stream.status.clear()
         return print_result(result, args, tool=args.tool, arguments=arguments)
 
