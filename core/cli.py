@@ -18,7 +18,7 @@ from . import __version__
 
 # Order is the order shown in --help.
 COMMANDS = ("serve", "mcp", "ask", "chat", "route", "tools", "call", "models", "pull", "rm", "config", "plugins",
-            "doctor")
+            "memory", "doctor")
 DAEMONS = ("serve", "mcp")
 
 
@@ -89,8 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"loom: configuration error: {exc}", file=sys.stderr)
         return 2
-    except DaemonError as exc:
-        print(f"loom: {exc}", file=sys.stderr)
+    except Exception as exc:  # a daemon that went away mid-command: said in one line
+        from .client import _leaves
+
+        daemon_errors = [leaf for leaf in _leaves(exc) if isinstance(leaf, DaemonError)]
+        if not daemon_errors:
+            raise
+        print(f"loom: {daemon_errors[0]}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(file=sys.stderr)

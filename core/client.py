@@ -82,7 +82,15 @@ class DaemonSession:
         token_file = token_path(self.config)
         if token_file.exists():
             headers["Authorization"] = f"Bearer {token_file.read_text(encoding='utf-8').strip()}"
-        self._http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=None))
+        self.token_file = token_file
+        self.refused: list[int] = []  # HTTP statuses the daemon answered with: the MCP client hides them
+
+        async def record(response: Any) -> None:
+            if response.status_code >= 400:
+                self.refused.append(response.status_code)
+
+        self._http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=None),
+                                        event_hooks={"response": [record]})
         kw: dict[str, Any] = {}
         if self.ask is not None:
             kw["elicitation_callback"] = self._elicit
@@ -91,8 +99,8 @@ class DaemonSession:
             await self._client.__aenter__()
         except Exception as exc:
             await self._http.aclose()
-            raise DaemonError(f"cannot reach the daemon (pid {self.daemon['pid']}) at {self.daemon['mcp_url']}: "
-                              f"{_reason(exc)}; run with --local to work in this process instead") from None
+            raise DaemonError(_explain(exc, self.daemon, token_file, self.refused)
+                              + "; or run with --local to work in this process instead") from None
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -119,6 +127,8 @@ class DaemonSession:
             result = await self._client.call_tool(tool, arguments, progress_callback=on_progress)
         except MCPError as exc:
             raise ToolError(str(exc)) from None
+        except Exception as exc:  # the connection broke (the daemon stopped, a proxy, ...)
+            raise DaemonError(_explain(exc, self.daemon, self.token_file, self.refused)) from None
         content = [c for c in (_content(item) for item in result.content) if c is not None]
         structured = result.structured_content
         if isinstance(structured, dict) and set(structured) == {"result"}:
@@ -158,20 +168,42 @@ def _content(item: Any) -> Any:
     return None
 
 
-def _reason(exc: BaseException) -> str:
-    """The innermost message of an exception group (anyio wraps transport errors)."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The real errors inside (nested) exception groups: the MCP client's task groups wrap
+    an HTTP 401 as "unhandled errors in a TaskGroup"."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def _explain(exc: BaseException, daemon: dict[str, Any], token_file: Path, refused: list[int]) -> str:
+    where = f"the daemon (pid {daemon['pid']}) at {daemon['mcp_url']}"
+    statuses = [getattr(getattr(leaf, "response", None), "status_code", None) for leaf in _leaves(exc)]
+    for status in [*refused, *statuses]:
+        if status == 401:
+            return (f"{where} refused the token (HTTP 401): check {token_file} is the file `loom serve` printed "
+                    "(set [server] token_file, or run the command with the daemon's --config)")
+        if status == 403 or status == 421:
+            return f"{where} refused this client (HTTP {status}): check [server] allowed_hosts / allowed_origins"
+        if isinstance(status, int):
+            return f"{where} answered HTTP {status}: {exc}"
+    first = _leaves(exc)[0]
+    return f"cannot reach {where}: {type(first).__name__}: {first}"
 
 
 async def call_tool(config: Any, daemon: dict[str, Any], tool: str, arguments: dict[str, Any]) -> Any:
     """Call ``tool`` on the daemon once; returns its structured result (or its text)."""
     from .tools import ToolError
 
+    session = DaemonSession(config, daemon)
     try:
-        async with DaemonSession(config, daemon) as session:
-            result = await session.call(tool, arguments)
-    except ToolError as exc:
-        raise DaemonError(str(exc)) from None
+        async with session:
+            try:  # caught inside: the MCP client's task group would wrap it in a group
+                result = await session.call(tool, arguments)
+            except ToolError as exc:
+                raise DaemonError(str(exc)) from None
+    except DaemonError:
+        raise
+    except Exception as exc:  # the connection broke during the call
+        raise DaemonError(_explain(exc, daemon, session.token_file, session.refused)) from None
     return result.structured if result.structured is not None else result.text()

@@ -36,7 +36,8 @@ def test_add_list_load_unload(cli_env, capsys):
     table = capsys.readouterr().out
     assert "tiny" in table and "coder" in table and "smollm2*" in table and "used of" in table
     rows = {r.split()[0]: r for r in table.splitlines()[1:] if r.strip()}
-    assert table.splitlines()[0].split() == ["NAME", "ROLES", "STATE", "SIZE", "DEVICE", "UNTIL", "BACKEND"]
+    assert table.splitlines()[0].split() == ["NAME", "ROLES", "STATE", "SIZE", "DEVICE", "WHERE", "UNTIL",
+                                                 "BACKEND"]
     assert "ready" in rows["tiny"] and "forever (pinned)" in rows["tiny"]  # pinned: loaded at start
     assert "unloaded" in rows["smollm2*"] and " ~" in rows["smollm2*"], "an unmeasured size is marked estimated"
 

@@ -83,16 +83,19 @@ def _size(m: dict[str, Any]) -> str:
 
 
 def _table(status: dict[str, Any]) -> None:
-    rows = [("NAME", "ROLES", "STATE", "SIZE", "DEVICE", "UNTIL", "BACKEND")]
+    rows = [("NAME", "ROLES", "STATE", "SIZE", "DEVICE", "WHERE", "UNTIL", "BACKEND")]
     for m in status["models"]:
+        where = m.get("placement", "-") + (f"@{m['node']}" if m.get("node") else "")
         rows.append((m["name"] + ("*" if m["default"] else ""), ",".join(m["roles"]) or "-", m["state"], _size(m),
-                     m.get("device", "-"), _until(m), m["backend"]))
+                     m.get("device", "-"), where, _until(m), m["backend"]))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
     for m in status["models"]:
         if m.get("estimate_error"):
             print(f"  {m['name']}: {m['estimate_error']}")
+        if m.get("state") == "failed":
+            print(f"  {m['name']}: failed: {m.get('error')}")
     for d in status["devices"]:
         print(f"{d['device']}: {_fmt(d['used'])} used of {_fmt(d['budget'])} ({d['budget_source']})")
     print("~ estimated before loading", end="")
