@@ -191,11 +191,13 @@ def _explain(exc: BaseException, daemon: dict[str, Any], token_file: Path, refus
     return f"cannot reach {where}: {type(first).__name__}: {first}"
 
 
-async def call_tool(config: Any, daemon: dict[str, Any], tool: str, arguments: dict[str, Any]) -> Any:
-    """Call ``tool`` on the daemon once; returns its structured result (or its text)."""
+async def call_tool(config: Any, daemon: dict[str, Any], tool: str, arguments: dict[str, Any], *,
+                    ask: Asker | None = None) -> Any:
+    """Call ``tool`` on the daemon once; returns its structured result (or its text).
+    ``ask`` answers a consent question (the policy may ask before admin tools run)."""
     from .tools import ToolError
 
-    session = DaemonSession(config, daemon)
+    session = DaemonSession(config, daemon, ask=ask)
     try:
         async with session:
             try:  # caught inside: the MCP client's task group would wrap it in a group
@@ -204,6 +206,9 @@ async def call_tool(config: Any, daemon: dict[str, Any], tool: str, arguments: d
                 raise DaemonError(str(exc)) from None
     except DaemonError:
         raise
-    except Exception as exc:  # the connection broke during the call
+    except Exception as exc:  # the tool's own error inside the client's task group, or a broken connection
+        ours = [leaf for leaf in _leaves(exc) if isinstance(leaf, DaemonError)]
+        if ours:
+            raise ours[0] from None
         raise DaemonError(_explain(exc, daemon, session.token_file, session.refused)) from None
     return result.structured if result.structured is not None else result.text()

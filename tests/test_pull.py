@@ -204,7 +204,9 @@ def test_progress_bar_on_a_terminal_has_the_real_total(env, tmp_path):
 def test_pull_tells_the_running_daemon(hub, tmp_path):
     from tests.openai_helpers import LoomDaemon
 
-    daemon = LoomDaemon(tmp_path / "d", "admin,models,llamacpp").start()
+    # admin tools ask for consent; an operator allows this one (at a terminal, pull would ask y/N)
+    daemon = LoomDaemon(tmp_path / "d", "admin,models,llamacpp,policy",
+                        toml='[plugin.policy]\nallow = ["admin.reload_config"]\n').start()
     try:
         env = {**daemon.env, "HF_ENDPOINT": hub.url}
         for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):

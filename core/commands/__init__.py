@@ -93,6 +93,19 @@ async def terminal_ask(message: str, schema: dict[str, Any]) -> dict[str, Any] |
     return await anyio.to_thread.run_sync(fields)
 
 
+def daemon_call(config: Any, daemon: dict[str, Any], tool: str, arguments: dict[str, Any]) -> Any:
+    """One tool call on the daemon from a synchronous command; consent asked at the terminal."""
+    import anyio
+
+    from core.client import call_tool
+    from core.terminal import interactive
+
+    async def go() -> Any:
+        return await call_tool(config, daemon, tool, arguments, ask=terminal_ask if interactive() else None)
+
+    return anyio.run(go)
+
+
 class LocalTarget:
     """Tool calls in this process, on a freshly started app."""
 

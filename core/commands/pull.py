@@ -113,15 +113,15 @@ def pull(args: argparse.Namespace, spec: str) -> int:
 
 def tell_daemon(args: argparse.Namespace, config: Any) -> None:
     """The running daemon re-reads loom.toml, so the change applies without a restart."""
-    import anyio
+    from core.client import DaemonError, running_daemon
 
-    from core.client import DaemonError, call_tool, running_daemon
+    from . import daemon_call
 
     daemon = running_daemon(config.data_dir)
     if daemon is None:
         return
     try:
-        anyio.run(call_tool, config, daemon, "admin.reload_config", {})
+        daemon_call(config, daemon, "admin.reload_config", {})
         say(args, f"the running daemon (pid {daemon['pid']}) re-read its configuration")
     except DaemonError as exc:
         say(args, f"could not tell the daemon ({exc}); restart it or run `loom call admin.reload_config`")

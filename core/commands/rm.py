@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import say
+from . import daemon_call, say
 
 HELP = "remove a model (and the files `loom pull` downloaded for it): loom rm NAME"
 
@@ -19,9 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import anyio
-
-    from core.client import DaemonError, call_tool, running_daemon
+    from core.client import DaemonError, running_daemon
     from core.config import find_config_file, load_config, remove_model
     from core.pull import models_dir
 
@@ -35,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     daemon = running_daemon(config.data_dir)
     if daemon is not None:
         try:
-            anyio.run(call_tool, config, daemon, "models.unload", {"name": args.name})
+            daemon_call(config, daemon, "models.unload", {"name": args.name})
         except DaemonError as exc:
             say(args, f"the daemon could not unload it ({exc})")
     root = models_dir(config).resolve()
@@ -61,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"removed [models.{args.name}] from {source}")
     if daemon is not None:
         try:
-            anyio.run(call_tool, config, daemon, "admin.reload_config", {})
+            daemon_call(config, daemon, "admin.reload_config", {})
         except DaemonError as exc:
             say(args, f"could not tell the daemon ({exc}); restart it")
     return 0
