@@ -89,23 +89,30 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"loom: configuration error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # a daemon that went away mid-command: said in one line
-        from .client import _leaves
-
-        daemon_errors = [leaf for leaf in _leaves(exc) if isinstance(leaf, DaemonError)]
-        if not daemon_errors:
-            raise
-        print(f"loom: {daemon_errors[0]}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(file=sys.stderr)
         return 130
     except BrokenPipeError:
-        # The reader went away (`loom models | head`): stop writing, quietly. Point stdout
-        # at /dev/null so the interpreter's final flush does not raise again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by the pipe
+        return _pipe_closed()
+    except Exception as exc:  # inside a task group: a closed pipe, or a daemon gone mid-command
+        from .client import _leaves
+
+        leaves = _leaves(exc)
+        if any(isinstance(leaf, BrokenPipeError) for leaf in leaves):
+            return _pipe_closed()
+        daemon_errors = [leaf for leaf in leaves if isinstance(leaf, DaemonError)]
+        if not daemon_errors:
+            raise
+        print(f"loom: {daemon_errors[0]}", file=sys.stderr)
+        return 1
+
+
+def _pipe_closed() -> int:
+    """The reader went away (`loom models | head`): stop writing, quietly. stdout now points
+    at /dev/null so the interpreter's final flush does not raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by the pipe
 
 
 if __name__ == "__main__":  # pragma: no cover
