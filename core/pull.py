@@ -257,3 +257,165 @@ def verify(f: RemoteFile, path: Path) -> None:
         raise PullError(f"{f.name}: checksum mismatch (expected {expected[:16]}..., got "
                         f"{digest.hexdigest()[:16]}...); the damaged download was removed, run the same command "
                         "again to fetch it afresh")
+
+
+# --- configuring what was pulled (the CLI and the daemon's Ollama-compatible /api/pull) -----
+
+
+def guess_role(repo: str, has_mmproj: bool) -> str | None:
+    if has_mmproj:
+        return "vlm"
+    if "coder" in repo.lower():
+        return "coder"
+    return None
+
+
+def configure(plan: PullPlan, paths: dict[str, Path], config_path: Path, *, name: str | None = None,
+              role: str | None = None, context_size: int | None = None) -> tuple[str, str | None]:
+    """Write ``[models.NAME]`` for the pulled files into ``config_path``; returns (name, role)."""
+    import msgspec
+
+    from .config import ModelConfig, write_model
+
+    name = name or plan.model_name()
+    fields: dict[str, Any] = {"backend": "llama_cpp", "file": str(paths[plan.model[0].name])}
+    if plan.mmproj:
+        fields["mmproj"] = str(paths[plan.mmproj.name])
+    role = role or guess_role(plan.repo, plan.mmproj is not None)
+    if role:
+        fields["role"] = role
+    if context_size:
+        fields["context_size"] = context_size
+    write_model(config_path, name, msgspec.convert(fields, ModelConfig))
+    return name, role
+
+
+def config_path_of(config: Any) -> Path:
+    from .config import default_config_path
+
+    return Path(config.source) if config.source else default_config_path()
+
+
+async def pull_for_api(app: Any, spec: str, *, stream: bool = True) -> Any:
+    """Ollama's ``POST /api/pull`` on the daemon: the same download as ``loom pull``, its
+    progress as NDJSON status lines (``pulling manifest``, ``downloading`` with ``total`` and
+    ``completed``, ``verifying sha256 digest``, ``writing manifest``, ``success``), then the
+    daemon re-reads its configuration."""
+    import anyio
+    import anyio.to_thread
+    import msgspec
+    from starlette.responses import JSONResponse, StreamingResponse
+
+    send, receive = anyio.create_memory_object_stream[dict[str, Any]](256)
+
+    def work(report: Any) -> dict[str, Any]:
+        report({"status": "pulling manifest"})
+        plan = plan_pull(app.config, spec)
+        check_space(plan)
+        paths: dict[str, Path] = {}
+        for f in plan.files():
+            digest = f"sha256:{f.sha256}" if f.sha256 else f.name
+
+            def progress(rf: RemoteFile, done: int, total: int | None, digest: str = digest) -> None:
+                report({"status": f"pulling {rf.local_name}", "digest": digest, "total": total, "completed": done})
+
+            paths[f.name] = download(plan, f, on_progress=_throttled(progress))
+            report({"status": "verifying sha256 digest"})
+        report({"status": "writing manifest"})
+        name, role = configure(plan, paths, config_path_of(app.config))
+        return {"name": name, "role": role}
+
+    async def run() -> None:
+        def report(status: dict[str, Any]) -> None:
+            anyio.from_thread.run(send.send, status)
+
+        try:
+            done = await anyio.to_thread.run_sync(work, report)
+            app.reload_config()
+            await send.send({"status": "success", "model": done["name"]})
+        except (ToolError, OSError, ImportError) as exc:
+            await send.send({"error": str(exc)})
+        finally:
+            send.close()
+
+    if not stream:
+        last: dict[str, Any] = {}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            async with receive:
+                async for status in receive:
+                    last = status
+        return JSONResponse(last, status_code=500 if "error" in last else 200)
+
+    async def body() -> Any:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run)
+            async with receive:
+                async for status in receive:
+                    yield msgspec.json.encode(status) + b"\n"
+
+    return StreamingResponse(body(), media_type="application/x-ndjson")
+
+
+def remove_files(config: Any, model: Any) -> list[Path]:
+    """Delete the files ``loom pull`` fetched for ``model`` (only those under the pulled-models
+    folder; a model configured by path keeps its files) and the folders left empty."""
+    root = models_dir(config).resolve()
+    removed = []
+    for value in (model.file, model.mmproj):
+        if not value or value.startswith("pkg:"):
+            continue
+        path = Path(value).expanduser().resolve()
+        if path.is_relative_to(root) and path.exists():
+            path.unlink()
+            removed.append(path)
+            parent = path.parent
+            while parent != root and parent.is_relative_to(root) and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+    return removed
+
+
+def was_pulled(config: Any, model: Any) -> bool:
+    root = models_dir(config).resolve()
+    return any(v and Path(v).expanduser().resolve().is_relative_to(root) for v in (model.file, model.mmproj))
+
+
+async def remove_for_api(app: Any, name: str) -> Any:
+    """Ollama's ``DELETE /api/delete``: a pulled model's files and its ``[models.NAME]`` block."""
+    from starlette.responses import JSONResponse
+
+    from .config import remove_model
+
+    model = app.config.models.get(name)
+    if model is None:
+        return JSONResponse({"error": f"model {name!r} not found"}, status_code=404)
+    import anyio.to_thread
+
+    if not await anyio.to_thread.run_sync(was_pulled, app.config, model):
+        return JSONResponse({"error": f"model {name!r} was not pulled (it is configured by path): remove its "
+                                      f"[models.{name}] block from loom.toml to delete it"}, status_code=400)
+    try:
+        await app.pool.unload(name)
+    except ToolError:
+        pass  # not loaded
+    await anyio.to_thread.run_sync(remove_files, app.config, model)
+    remove_model(config_path_of(app.config), name)
+    app.reload_config()
+    return JSONResponse({})
+
+
+def _throttled(progress: Progress, every: float = 0.25) -> Progress:
+    """At most a few progress lines a second (and always the last one)."""
+    import time
+
+    last = 0.0
+
+    def report(f: RemoteFile, done: int, total: int | None) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= every or (total is not None and done >= total):
+            last = now
+            progress(f, done, total)
+
+    return report

@@ -221,3 +221,29 @@ def test_pull_tells_the_running_daemon(hub, tmp_path):
         assert "tiny" not in {m["name"] for m in json.loads(loom(env, "models", "--json").stdout)["models"]}
     finally:
         assert daemon.stop() == 0
+
+
+def test_the_daemons_ollama_pull_and_delete(hub, tmp_path):
+    """Ollama clients pull through the daemon: the same download, progress as NDJSON."""
+    import httpx
+
+    from tests.openai_helpers import LoomDaemon
+
+    daemon = LoomDaemon(tmp_path / "d", "admin,models,llamacpp",
+                        env={"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "", "TRANSFORMERS_OFFLINE": ""}).start()
+    try:
+        with httpx.stream("POST", daemon.base_url + "/api/pull", headers=daemon.headers, timeout=60,
+                          json={"model": f"{REPO}:Q4_K_M"}) as r:
+            lines = [json.loads(line) for line in r.iter_lines() if line]
+        assert lines[0] == {"status": "pulling manifest"} and lines[-1]["status"] == "success", lines[-3:]
+        last_progress = [ln for ln in lines if ln.get("total")][-1]
+        assert last_progress["completed"] == last_progress["total"] and last_progress["digest"].startswith("sha256:")
+        name = lines[-1]["model"]
+        tags = daemon.get("/api/tags").json()["models"]
+        assert any(m["name"].startswith(name) for m in tags)
+        gone = httpx.request("DELETE", daemon.base_url + "/api/delete", headers=daemon.headers, timeout=30,
+                             json={"model": name})
+        assert gone.status_code == 200, gone.text
+        assert not (tmp_path / "d" / "data" / "loom" / "models" / REPO).exists()
+    finally:
+        assert daemon.stop() == 0

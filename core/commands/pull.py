@@ -36,14 +36,6 @@ def add_pull_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context-size", type=int, help="context length in tokens for [models.NAME]")
 
 
-def guess_role(repo: str, has_mmproj: bool) -> str | None:
-    if has_mmproj:
-        return "vlm"
-    if "coder" in repo.lower():
-        return "coder"
-    return None
-
-
 class BarPrinter:
     """One progress bar per file on a terminal (bytes, rate); nothing when piped or -q."""
 
@@ -66,8 +58,8 @@ class BarPrinter:
 
 
 def pull(args: argparse.Namespace, spec: str) -> int:
-    from core.config import ConfigError, ModelConfig, default_config_path, find_config_file, load_config, write_model
-    from core.pull import PullError, check_space, download, plan_pull
+    from core.config import ConfigError, default_config_path, find_config_file, load_config
+    from core.pull import PullError, check_space, configure, download, plan_pull
     from core.units import format_bytes
 
     config = load_config(getattr(args, "config", None))
@@ -88,22 +80,11 @@ def pull(args: argparse.Namespace, spec: str) -> int:
     except PullError as exc:
         print(f"loom: {exc}", file=sys.stderr)
         return 1
-    name = args.name or plan.model_name()
-    fields: dict[str, Any] = {"backend": "llama_cpp", "file": str(paths[plan.model[0].name])}
-    if plan.mmproj:
-        fields["mmproj"] = str(paths[plan.mmproj.name])
-    role = args.role or guess_role(plan.repo, plan.mmproj is not None)
-    if role:
-        fields["role"] = role
-    if args.context_size:
-        fields["context_size"] = args.context_size
-    import msgspec
-
     try:
         target = find_config_file(getattr(args, "config", None)) or default_config_path()
     except ConfigError:
         target = Path(args.config)
-    write_model(target, name, msgspec.convert(fields, ModelConfig))
+    name, role = configure(plan, paths, target, name=args.name, role=args.role, context_size=args.context_size)
     print(f"{name}: pulled {plan.repo}{':' + plan.tag if plan.tag else ''}; [models.{name}] written to {target}"
           + (f" (role {role})" if role else f" (no role: add --role coordinator to answer with it, or "
                                              f"use it by name: loom chat --model {name})"))

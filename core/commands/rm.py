@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from . import daemon_call, say
 
@@ -21,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from core.client import DaemonError, running_daemon
     from core.config import find_config_file, load_config, remove_model
-    from core.pull import models_dir
+    from core.pull import remove_files
 
     config = load_config(getattr(args, "config", None))
     model = config.models.get(args.name)
@@ -36,19 +35,7 @@ def run(args: argparse.Namespace) -> int:
             daemon_call(config, daemon, "models.unload", {"name": args.name})
         except DaemonError as exc:
             say(args, f"the daemon could not unload it ({exc})")
-    root = models_dir(config).resolve()
-    removed = []
-    for value in (model.file, model.mmproj):
-        if not value or value.startswith("pkg:"):
-            continue
-        path = Path(value).expanduser().resolve()
-        if path.is_relative_to(root) and path.exists():
-            path.unlink()
-            removed.append(path)
-            parent = path.parent
-            while parent != root and parent.is_relative_to(root) and not any(parent.iterdir()):
-                parent.rmdir()
-                parent = parent.parent
+    removed = remove_files(config, model)
     source = find_config_file(getattr(args, "config", None))
     if source is None or not remove_model(source, args.name):
         print(f"loom: [models.{args.name}] is not in a file this command can edit (set by the environment?)",
