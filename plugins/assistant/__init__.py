@@ -77,6 +77,7 @@ async def ask(args: AskArgs, ctx: ToolContext) -> dict:
         "answer_confidence": turn.confidence,
         "session_id": turn.session_id,
         "plan_id": plan.id if plan else None,
+        "skipped": turn.metadata.get("skipped", []),
     }
 
 

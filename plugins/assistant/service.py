@@ -144,6 +144,7 @@ class Assistant:
         turn._generate = lambda prompt, **kw: self.generate(prompt, **kw)
         plan, precomputed = await self.route(text, atts, session_id=session_id, ctx=ctx)
         turn.plan = plan
+        turn.metadata["skipped"] = skip_unavailable(plan, self.app)
         if "s1" in precomputed:
             turn.metadata["transcript"] = precomputed["s1"].text()
         await self._delegations(turn, plan)
@@ -172,6 +173,8 @@ class Assistant:
             turn.answer = _answer_text(plan, ns)
         for stage in reversed(stages):
             await self._stage(turn, stage, "after")
+        if turn.metadata["skipped"] and turn.answer is not None:
+            turn.answer += "\n\n" + "\n".join(f"(Skipped {line})" for line in turn.metadata["skipped"])
         if turn.uncertain and turn.answer and not turn.metadata.get("uncertainty_marked"):
             turn.answer = f"(I am not certain about this.) {turn.answer}"
         return turn
@@ -249,6 +252,60 @@ class Assistant:
         if turn is not None:
             turn.candidates = answers
         return {"answer": answers[0], "samples": len(answers)}
+
+
+# The one command that makes a missing role available (what `loom ask` tells the user).
+ENABLE_ROLE = {
+    "vlm": "loom pull Qwen/Qwen3-VL-2B-Instruct-GGUF:Q4_K_M",
+    "coder": "loom pull Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF:Q4_K_M",
+    "coordinator": "loom pull Qwen/Qwen3-1.7B-GGUF:Q4_K_M --role coordinator",
+    "imagegen": "loom models add flux --backend diffusers --file /path/to/FLUX.1-schnell --role imagegen",
+    "video": "loom models add wan --backend diffusers --file /path/to/Wan2.1-T2V-1.3B-Diffusers --role video",
+}
+
+
+def skip_unavailable(plan: Plan, app: Any) -> list[str]:
+    """Degrade instead of failing: drop the steps whose tool is not there or whose model role
+    nothing serves (and the steps that need their output); returns one line per skipped part
+    with the command that would enable it. When nothing is left, the coordinator answers the
+    request itself, so "draw a lighthouse and tell me about it" still tells.
+    """
+    from core.pool import ModelUnavailable
+
+    from .costs import role_of
+    from .plan import refs
+
+    missing: dict[str, str] = {}
+    for step in plan.steps:
+        role = step.role or role_of(step.tool)
+        if step.tool not in app.tools:
+            plugin = step.tool.split(".", 1)[0]
+            missing[step.id] = (f"{step.tool}: the {plugin} plugin is not enabled; enable it with: "
+                                f"loom call admin.enable_plugin name={plugin}")
+            continue
+        if role is None or step.model:
+            continue
+        try:
+            app.pool.model_for(role)
+        except ModelUnavailable:
+            missing[step.id] = (f"{step.tool}: no {role} model is configured; enable it with: "
+                                f"{ENABLE_ROLE.get(role, f'loom models add NAME --file PATH --role {role}')}")
+    if not missing:
+        return []
+    gone = set(missing)
+    grew = True
+    while grew:  # a step that reads a skipped step's output cannot run either
+        grew = False
+        for step in plan.steps:
+            if step.id not in gone and refs(step) & gone:
+                gone.add(step.id)
+                grew = True
+    kept = [s for s in plan.steps if s.id not in gone]
+    if not kept and "assistant.chat" in app.tools:
+        kept = [Step(id="s1", tool="assistant.chat", args={"text": "{request}"}, role="coordinator")]
+    plan.steps[:] = kept
+    plan.reason += f"; skipped {', '.join(sorted(gone))} (not available here)"
+    return list(missing.values())
 
 
 def _sub(ctx: ToolContext | None) -> ToolContext:
