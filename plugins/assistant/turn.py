@@ -90,6 +90,15 @@ class Turn:
     step_results: dict[str, Any] = field(default_factory=dict)  # step id -> ToolResult
     _generate: Generate | None = None
 
+    # The conversation this turn belongs to (see ``conversation.py``).
+    conversation_id: str | None = None  # None: a single request, or a client-held history
+    history: list[dict[str, str]] = field(default_factory=list)  # earlier turns, oldest first
+    summary: str = ""  # the rolling summary of turns older than ``history``
+    folded: tuple[int, str] | None = None  # (turns folded, new summary) once this turn folded some
+    messages: list[dict[str, Any]] = field(default_factory=list)  # what the coordinator was given
+    documents: list[dict[str, Any]] = field(default_factory=list)  # attachments read as documents
+    on_text: Callable[[str], Awaitable[None]] | None = None  # receives the answer as it is written
+
     @property
     def transcript(self) -> str:
         """The user's words: the typed text, or what a ``voice.transcribe`` step heard."""

@@ -1,0 +1,117 @@
+"""FakeCoordinator: a STAND-IN for the coordinator LLM, for behaviour tests.
+
+The packaged SmolLM2-135M is real but too small to follow a conversation reliably, so the
+tests that check *behaviour* (a follow-up answered from an earlier turn, a summary that
+carries a fact forward) use this fake, and the tests that check *plumbing* use SmolLM2.
+It is loaded by the pool like any model (backend ``fake-coordinator``) and driven through
+the real llama.cpp streaming code (``plugins.llamacpp.chat``): it implements the one method
+that code calls, ``create_chat_completion(stream=True)``, and yields OpenAI-shaped chunks
+word by word, optionally with a delay per word.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from core.hookspecs import hookimpl
+
+SISTER = r"\bsister (?:is )?(?:called |named )?([A-Z]\w+)"
+STORY = ("Once upon a time a small fox lived at the edge of a wood. She was quick and very clever. "
+         "One winter morning she met a crow who had found some cheese. The fox smiled and began to talk.")
+
+
+class FakeCoordinator:
+    """Answers from what it is given (see ``answer``); records every call and when each word left."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.calls: list[list[dict[str, Any]]] = []
+        self.word_times: list[float] = []  # perf_counter() as each word is handed out
+        self.finished_at: list[float] = []
+
+    # The rest of llama.cpp's surface that plugins.llamacpp.chat touches.
+    def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - never called
+        raise NotImplementedError("FakeCoordinator only streams chat completions")
+
+    def token_eos(self) -> int:
+        return -1
+
+    def create_chat_completion(self, messages: list[dict[str, Any]], stream: bool = True, **kw: Any) -> Any:
+        self.calls.append(messages)
+        return self._chunks(self.answer(messages), kw.get("max_tokens"))
+
+    def _chunks(self, text: str, limit: int | None) -> Any:
+        words = re.findall(r"\S+\s*", text)[: limit or None]
+        for word in words:
+            if self.delay:
+                time.sleep(self.delay)
+            self.word_times.append(time.perf_counter())
+            yield {"choices": [{"delta": {"content": word}, "finish_reason": None}]}
+        self.finished_at.append(time.perf_counter())
+        yield {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+
+    @staticmethod
+    def answer(messages: list[dict[str, Any]]) -> str:
+        system = str(messages[0]["content"])
+        user = str(messages[-1]["content"])
+        seen = "\n".join(str(m["content"]) for m in messages)
+        if "summarise conversations" in system:  # the rolling summary
+            return _summary(user)
+        if re.search(r"\bpacking list\b", user, re.I):
+            who = re.findall(SISTER, seen, re.I)
+            return f"Packing list for {who[-1]}: passport, sun hat, walking shoes." if who else \
+                "Packing list for whom? I do not know who you mean."
+        if re.search(r"\bstory\b", user, re.I):
+            return STORY
+        return f"Noted: {user[:80].strip()}"
+
+
+def _summary(prompt: str) -> str:
+    before = re.search(r"Summary so far:\n(.*?)\n\nNew turns:", prompt, re.S)
+    names = re.findall(SISTER, prompt, re.I)
+    facts = [] if before is None or "nothing yet" in before.group(1) else [before.group(1).strip()]
+    facts += [f"The user's sister is called {n}." for n in names if n not in " ".join(facts)]
+    turns = len(re.findall(r"^User:", prompt, re.M))
+    return " ".join([*facts, f"They chatted about {turns} more things."])
+
+
+class FakeCoordinatorBackend:
+    """Backend ``fake-coordinator``: hands out one shared ``FakeCoordinator``."""
+
+    name = "fake-coordinator"
+    devices = ("cpu",)
+
+    def __init__(self, model: FakeCoordinator) -> None:
+        self.model = model
+
+    def estimate(self, spec: Any, device: str) -> Any:
+        from core.backends import MemoryEstimate
+
+        return MemoryEstimate(total=1_000_000, device="cpu")
+
+    def load(self, spec: Any, device: str) -> Any:
+        return self.model
+
+    def unload(self, handle: Any) -> None:
+        pass
+
+
+def plugin(model: FakeCoordinator) -> Any:
+    """A plugin object registering the backend (pass it in ``make_app(extra=...)``)."""
+    return SimpleNamespace(loom_register_backends=hookimpl(
+        lambda register: register("fake-coordinator", lambda: FakeCoordinatorBackend(model))))
+
+
+def config(**assistant: Any) -> Any:
+    """A ``LoomConfig`` whose coordinator is the fake (and ``[plugin.assistant]`` settings)."""
+    from core.config import LoomConfig, ModelConfig, PoolConfig
+
+    cfg = LoomConfig(pool=PoolConfig(ram_budget="8GiB"),
+                     models={"fake": ModelConfig(backend="fake-coordinator", role="coordinator")})
+    # Rules-only routing: the requests in these tests are plainly chat, and building the
+    # router's embedding prototypes would cost each test seconds on a small CPU.
+    cfg.plugin["assistant"] = {"llm_fallback": False, "use_embeddings": False, **assistant}
+    return cfg
