@@ -84,14 +84,12 @@ async def _similarities(app: Any, model: str, question: str, texts: list[str]) -
     import numpy as np
 
     keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
-    todo = [question] + [t for t, k in zip(texts, keys, strict=True) if k not in _VECTORS]
+    new = {k: t for t, k in zip(texts, keys, strict=True) if k not in _VECTORS}  # repeated passages once
     async with app.pool.use(model, reason="document retrieval") as handle:
-        vecs = np.asarray(await anyio.to_thread.run_sync(handle.embed, todo), np.float32)
+        vecs = np.asarray(await anyio.to_thread.run_sync(handle.embed, [question, *new.values()]), np.float32)
     vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
-    fresh = iter(vecs[1:])
-    for t, k in zip(texts, keys, strict=True):
-        if k not in _VECTORS:
-            _VECTORS[k] = next(fresh)
+    _VECTORS.update(zip(new, vecs[1:], strict=True))
+    for k in keys:
         _VECTORS.move_to_end(k)
     out = np.stack([_VECTORS[k] for k in keys]) @ vecs[0]
     while len(_VECTORS) > _MAX_VECTORS:

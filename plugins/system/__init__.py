@@ -1,6 +1,6 @@
 """PC control with pyautogui: screenshot, locate, move, click, type, hotkey, scroll, drag,
 focus, open_app, windows. Click, type, scroll and drag take a target by its label or a
-description as well as coordinates: it is found on a screenshot (``locate.py``).
+description as well as coordinates: it is found on a screenshot (``finder.py``).
 
 Every action is destructive by annotation, and the policy plugin asks the user before
 any ``system.*`` tool runs unless an operator allows it. Coordinates are checked

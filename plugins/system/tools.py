@@ -1,6 +1,6 @@
 """The system.* tools. Pointer and keyboard work runs in worker threads; the tools that
 may locate a target on the screen first (click, type, scroll, drag) are async, because
-locating may ask the vision model (see ``locate.py``)."""
+locating may ask the vision model (see ``finder.py``)."""
 
 from __future__ import annotations
 
@@ -74,13 +74,13 @@ class LocateArgs(msgspec.Struct, forbid_unknown_fields=True):
 
 async def find(ctx: ToolContext, description: str) -> Any:
     """Screenshot, then locate ``description`` (vision model when configured, else OCR)."""
-    from .locate import locate_ocr, parse_vision_point, vision_prompt
+    from .finder import locate_ocr, parse_vision_point, vision_prompt
 
     g = gui(ctx)
     img = await anyio.to_thread.run_sync(lambda: grab(g))
     engine = g.settings.locate_engine
     if engine != "ocr" and _has_vlm(ctx):
-        from .locate import Found
+        from .finder import Found
 
         buf = io.BytesIO()
         img.save(buf, "PNG")
