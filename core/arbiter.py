@@ -92,7 +92,9 @@ class Lease:
     keep_alive: float = 300.0
     state: str = "loading"  # loading -> ready -> unloading
     users: int = 0
-    handle: Any = None
+    handle: Any = None  # the backend's loaded object (inline) or the worker that holds it
+    invoker: Any = None  # how capability handles reach the model (core.capabilities.Invoker)
+    info: Any = None  # core.capabilities.ModelInfo, read at load
     error: BaseException | None = None
     ready: anyio.Event = field(default_factory=anyio.Event)
     loaded_at: float | None = None  # wall time

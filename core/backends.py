@@ -9,6 +9,8 @@ a worker process or on a remote node without changing this contract.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import msgspec
@@ -40,13 +42,19 @@ class ModelBackend:
     """Base class for backends. Subclasses implement ``estimate``, ``load`` and ``unload``.
 
     ``load`` and ``unload`` are synchronous and may take seconds: the pool runs them in a
-    worker thread. ``load`` returns a handle (the loaded model object) that tools receive
-    from ``pool.use(name)``.
+    worker thread (or in a worker process, see ``core.workers``). ``load`` returns the
+    loaded model object; nobody outside the backend ever sees it. Callers get typed
+    capability handles (``core.capabilities``) whose operations arrive in ``run``.
     """
 
     name: ClassVar[str] = "base"
     #: the device kinds this backend can place a model on
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    #: capability kinds this backend can serve ("chat", "embed", "image", ...)
+    capabilities: ClassVar[tuple[str, ...]] = ()
+    #: where models go when their config says placement = "auto": "process" for backends that
+    #: load native code or big weights (a crash there must not take the daemon down)
+    default_placement: ClassVar[str] = "process"
 
     def estimate(self, spec: ModelSpec, device: str) -> MemoryEstimate:
         raise NotImplementedError
@@ -57,6 +65,24 @@ class ModelBackend:
     def unload(self, handle: Any) -> None:
         """Release everything ``load`` took; after this the memory must be free."""
         raise NotImplementedError
+
+    def describe(self, handle: Any, spec: ModelSpec) -> Any:
+        """The loaded model's ``core.capabilities.ModelInfo`` (what it can serve, context size...)."""
+        from .capabilities import ModelInfo
+
+        return ModelInfo(name=spec.name, backend=self.name, capabilities=self.capabilities,
+                         context_size=spec.config.context_size)
+
+    def run(self, handle: Any, op: str, request: Any, emit: Callable[[Any], None],
+            cancel: threading.Event) -> Any:
+        """Serve one operation (``"chat.generate"``...) on a loaded model; blocking.
+
+        ``emit`` hands an event (a text delta, progress) to the caller as it happens; check
+        ``cancel`` between steps and stop early when it is set.
+        """
+        from .capabilities import CapabilityError
+
+        raise CapabilityError(f"backend {self.name!r} does not serve {op!r}")
 
     def offload(self, handle: Any, mode: str) -> bool:
         """Optionally move part of a loaded model to the CPU (``model`` or ``sequential``).

@@ -71,6 +71,16 @@ class ModelConfig(_Section):
     memory: int | str | None = None  # override the estimate, e.g. "6GiB"
     role: str | None = None  # "coordinator", "coder", "embed", "imagegen", ...
     options: dict[str, Any] = {}
+    # Where the model runs: "inline" (a thread of the daemon), "process" (a worker subprocess:
+    # a crash cannot take the daemon down, unloading returns all its memory), "ray" (a Ray
+    # actor, see docs/cluster.md) or "auto" (the backend's own choice, see docs/workers.md).
+    placement: str = "auto"
+    replicas: int = 1  # workers serving this model in parallel, each counted in the budget
+    node: str | None = None  # ray placement: a node label (or node id) to pin the model to
+    # Speculative decoding (llama.cpp): "auto", true/false; draft_model names a small GGUF
+    # with the same tokenizer (a path, pkg:<package> or another [models.*] name).
+    speculative: bool | str = "auto"
+    draft_model: str | None = None
 
     def memory_override(self) -> int | None:
         return None if self.memory is None else parse_bytes(self.memory)

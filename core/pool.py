@@ -2,9 +2,9 @@
 
 ::
 
-    name = app.pool.model_for("coder")         # who serves a role (ModelUnavailable if nobody)
-    async with app.pool.use(name) as llm:      # loaded on demand, busy while inside
-        ...
+    name = app.pool.model_for("coder")            # who serves a role (ModelUnavailable if nobody)
+    async with app.pool.use(name, Chat) as chat:  # loaded on demand, busy while inside
+        await chat.complete(...)                  # a typed capability handle, never the raw model
 
 A load estimates the model's memory (backend ``estimate``, or the ``memory`` override),
 reserves it on the device's ``Arbiter`` (evicting idle models or waiting), loads in a
@@ -26,7 +26,7 @@ import gc
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import msgspec
@@ -42,6 +42,7 @@ from .arbiter import (
     PoolTimeout,
 )
 from .backends import MemoryEstimate, ModelBackend, ModelSpec
+from .capabilities import Capability, CapabilityError, InlineInvoker, ModelInfo
 from .config import ModelConfig
 from .events import Event
 from .logging import get_logger
@@ -63,6 +64,7 @@ __all__ = [
 ]
 
 log = get_logger("loom.pool")
+C = TypeVar("C", bound=Capability)
 
 
 class ModelUnavailable(ToolError):
@@ -280,14 +282,43 @@ class ModelPool:
             await bus.publish(event)
 
     @asynccontextmanager
-    async def use(self, name: str, *, reason: str = "requested") -> AsyncIterator[Any]:
-        """Hold ``name`` loaded while inside; yields the backend's handle."""
+    async def use(self, name: str, capability: type[C] | None = None, *,
+                  reason: str = "requested") -> AsyncIterator[Any]:
+        """Hold ``name`` loaded while inside; yields a ``capability`` handle on it.
+
+        Without a capability it yields the model's ``ModelInfo`` (for callers that only need
+        it loaded, or want to see what it serves).
+        """
+        if capability is not None:
+            self._check_serves(name, capability)
         lease = await self._acquire(name, reason)
         try:
-            yield lease.handle
+            yield lease.info if capability is None else self._handle(lease, capability)
         finally:
             with anyio.CancelScope(shield=True):
                 await self._release(lease)
+
+    def use_role(self, role: str, capability: type[C], *, reason: str | None = None) -> Any:
+        """``use`` on the model serving ``role`` (ModelUnavailable, with the fix, if none does)."""
+        return self.use(self.model_for(role), capability, reason=reason or role)
+
+    def _check_serves(self, name: str, capability: type[Capability]) -> None:
+        cfg = self.config_for(name)
+        backend = self.backend(cfg.backend)
+        serves = getattr(backend, "capabilities", ())
+        if capability.kind not in serves:
+            raise CapabilityError(
+                f"model {name!r} (backend {cfg.backend!r}) cannot serve {capability.kind!r}: that backend serves "
+                f"{', '.join(serves) or 'nothing'}. Configure a model for this job in loom.toml.")
+
+    def _handle(self, lease: Lease, capability: type[C]) -> C:
+        info: ModelInfo = lease.info
+        if capability.kind not in info.capabilities:
+            hint = {"embed": " (llama.cpp models need options = { embedding = true } for embeddings)",
+                    "chat": ""}.get(capability.kind, "")
+            raise CapabilityError(f"model {lease.name!r} as configured cannot serve {capability.kind!r}; it serves "
+                                  f"{', '.join(info.capabilities) or 'nothing'}{hint}")
+        return capability(lease.name, lease.invoker, info)
 
     async def _acquire(self, name: str, reason: str) -> Lease:
         self.config_for(name)
@@ -355,7 +386,7 @@ class ModelPool:
             before = await anyio.to_thread.run_sync(memprobe.device_used, lease.device)
             t0 = time.perf_counter()
             t0v = self.clock()
-            lease.handle = await anyio.to_thread.run_sync(backend.load, spec, lease.device)
+            await self._place(lease, backend, spec)
             seconds = time.perf_counter() - t0
             virtual = self.clock() - t0v
             after = await anyio.to_thread.run_sync(memprobe.device_used, lease.device)
@@ -380,6 +411,17 @@ class ModelPool:
         log.info("model loaded", model=spec.name, device=lease.device, seconds=round(seconds, 3),
                  estimate=format_bytes(est), measured=format_bytes(measured) if measured is not None else None)
 
+    async def _place(self, lease: Lease, backend: ModelBackend, spec: ModelSpec) -> None:
+        """Load the model where its placement says; sets the lease's handle, invoker and info."""
+        handle = await anyio.to_thread.run_sync(backend.load, spec, lease.device)
+        try:
+            lease.info = _describe(backend, handle, spec)
+        except BaseException:
+            await anyio.to_thread.run_sync(_unload_and_collect, backend, handle)
+            raise
+        lease.handle = handle
+        lease.invoker = InlineInvoker(backend, handle, spec.name)
+
     async def _release(self, lease: Lease) -> None:
         lease.users -= 1
         now = self.clock()
@@ -401,7 +443,7 @@ class ModelPool:
         arb = self.arbiter(lease.device)
         lease.mark_unloading()  # requests arriving now wait for the unload, then reload
         backend = self.backend(lease.backend)
-        handle, lease.handle = lease.handle, None
+        handle, lease.handle, lease.invoker = lease.handle, None, None
         try:
             with anyio.CancelScope(shield=True):
                 async with arb.io_lock:
@@ -534,6 +576,8 @@ class ModelPool:
             remaining = None if lease.expires_at is None else max(lease.expires_at - now, 0.0)
             out.update(state=lease.state, device=lease.device, reserved=lease.size, measured=lease.measured,
                        busy=lease.users, loaded_at=lease.loaded_at, reason=lease.reason,
+                       placement=getattr(lease.invoker, "placement", None),
+                       capabilities=list(lease.info.capabilities) if lease.info is not None else None,
                        keep_alive_remaining=round(remaining, 1) if remaining is not None else None,
                        until=("pinned" if lease.pinned else "in use" if lease.users else
                               "kept (keep_alive < 0)" if remaining is None else f"{remaining:.0f}s idle left"))
@@ -545,6 +589,15 @@ class ModelPool:
             "devices": [a.snapshot() for a in self._arbiters.values()],
             "models": [self.model_status(n) for n in sorted(self.models())],
         }
+
+
+def _describe(backend: Any, handle: Any, spec: ModelSpec) -> ModelInfo:
+    describe = getattr(backend, "describe", None)
+    if describe is not None:
+        return describe(handle, spec)
+    # A duck-typed backend (no ModelBackend base): it serves what it declares, if anything.
+    return ModelInfo(name=spec.name, backend=spec.config.backend,
+                     capabilities=tuple(getattr(backend, "capabilities", ())), context_size=spec.config.context_size)
 
 
 def _unload_and_collect(backend: ModelBackend, handle: Any) -> None:

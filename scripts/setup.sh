@@ -44,12 +44,27 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
 
+# llama.cpp is compiled for a portable x86-64-v3 CPU (AVX2/FMA/F16C), not -march=native: a
+# native build on a CPU that lists AMX uses AMX tiles for batched matmuls, and where the
+# kernel does not grant AMX (as in some VMs) every prompt longer than one token dies with
+# SIGILL. The wheel is built once per machine into a cache keyed by these flags; pip's own
+# wheel cache would hand back a build with other flags.
+LLAMA_VERSION=0.3.36
+LLAMA_FLAGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+LLAMA_WHEELS="${XDG_CACHE_HOME:-$HOME/.cache}/loom/wheels/llama-$LLAMA_VERSION-$(echo "$LLAMA_FLAGS" | sha1sum | cut -c1-12)"
+
 if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ] || [ scripts/setup.sh -nt "$STAMP" ]; then
   # torch first, pinned: a bare `torch` requirement elsewhere would pull a multi-GB CUDA
   # build; 2.13.0 takes the CPU build where one is provided.
   "${PIP[@]}" "torch==2.13.0"
-  # llama-cpp-python compiles llama.cpp (4-7 minutes on 2 cores, cached by pip afterwards).
-  echo "setup: installing Loom and every plugin family (llama.cpp compiles on the first run)" >&2
+  if ! ls "$LLAMA_WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    echo "setup: compiling llama.cpp (4-7 minutes on 2 cores, once per machine)" >&2
+    mkdir -p "$LLAMA_WHEELS"
+    CMAKE_ARGS="$LLAMA_FLAGS" "$VENV/bin/python" -m pip wheel -q --disable-pip-version-check --no-cache-dir \
+      --no-deps "llama-cpp-python==$LLAMA_VERSION" -w "$LLAMA_WHEELS"
+  fi
+  "${PIP[@]}" --force-reinstall --no-deps "$LLAMA_WHEELS"/llama_cpp_python-*.whl
+  echo "setup: installing Loom and every plugin family" >&2
   "${PIP[@]}" -e ".[all,dev]"
   touch "$STAMP"
 fi

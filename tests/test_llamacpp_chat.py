@@ -14,15 +14,10 @@ import anyio
 import msgspec
 import pytest
 
+from core.capabilities import Chat, Embed, EmbedRequest, InlineInvoker, ModelInfo
 from core.results import Image
-from plugins.llamacpp.chat import (
-    LlamaChatError,
-    chat,
-    embed,
-    image_part,
-    parse_tool_calls,
-    stream_chat,
-)
+from plugins.llamacpp.backend import LlamaCppBackend
+from plugins.llamacpp.chat import LlamaChatError, image_part, parse_tool_calls
 from tests.gguf_factory import write_tiny_gguf
 
 pytestmark = pytest.mark.anyio
@@ -33,17 +28,31 @@ UNIT_TOOL = {"type": "function", "function": {
                    "required": ["unit", "loud"]}}}
 
 
-def ascii_only():
-    """Random weights emit stray bytes that llama-cpp-python holds back as unfinished UTF-8
-    for many tokens; a grammar keeps the tiny model to letters so each token is a delta."""
-    from llama_cpp import LlamaGrammar
-
-    return LlamaGrammar.from_string('root ::= [a-z ]+', verbose=False)
+# Random weights emit stray bytes that llama-cpp-python holds back as unfinished UTF-8 for
+# many tokens; a grammar keeps the tiny model to letters so each token is a delta.
+ASCII_ONLY = 'root ::= [a-z ]+'
 
 
 def endless():
     """Letters only and no end-of-generation token: an answer that runs until stopped."""
-    return {"grammar": ascii_only(), "logit_bias": {"0": -100.0, "1": -100.0, "2": -100.0}}
+    return {"grammar": ASCII_ONLY, "logit_bias": {0: -100.0, 1: -100.0, 2: -100.0}}
+
+
+def handle(llm, cls=Chat):
+    """The capability handle the pool would give for this loaded model (inline placement)."""
+    from plugins.llamacpp.chat import embeds, has_vision
+
+    info = ModelInfo(name="m", backend="llama_cpp", capabilities=("chat", "embed") if embeds(llm) else ("chat",),
+                     context_size=llm.n_ctx(), vision=has_vision(llm))
+    return cls("m", InlineInvoker(LlamaCppBackend(), llm, "m"), info)
+
+
+def stream_chat(llm, messages, **options):
+    return handle(llm).stream(messages, **options)
+
+
+async def chat(llm, messages, **options):
+    return await handle(llm).complete(messages, **options)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +85,7 @@ def smollm():
 
 async def test_stream_yields_deltas_that_make_the_answer(tiny):
     deltas = []
-    async with stream_chat(tiny, "hello there", max_tokens=24, temperature=0, grammar=ascii_only()) as s:
+    async with stream_chat(tiny, "hello there", max_tokens=24, temperature=0, grammar=ASCII_ONLY) as s:
         async for d in s:
             deltas.append(d)
     r = s.result
@@ -114,10 +123,11 @@ async def test_cancel_event_stops_within_a_couple_of_tokens(tiny):
             seen += 1
             if seen == 3:
                 cancel.set()
-                at_cancel = s.generated
+                at_cancel = tiny.n_tokens  # what the model had evaluated when the flag went up
     assert s.result.finish_reason == "cancelled"
     # The model runs ahead of the consumer; after the cancel it makes at most a token or two.
-    assert s.result.usage.completion_tokens <= at_cancel + 2 < 400
+    used = s.result.usage
+    assert used.prompt_tokens + used.completion_tokens <= at_cancel + 3 and used.completion_tokens < 400
     # The model is free again at once.
     assert (await chat(tiny, "hi", max_tokens=4, temperature=0)).usage.completion_tokens >= 1
 
@@ -131,12 +141,13 @@ async def test_cancelling_the_consumer_stops_the_model(tiny):
             async for _ in s:
                 seen += 1
                 if seen == 2:
-                    at_cancel = s.generated
+                    at_cancel = tiny.n_tokens
                     scope.cancel()
     assert scope.cancelled_caught
     assert s.cancel.is_set()
     assert s.result is not None and s.result.finish_reason == "cancelled"
-    assert s.result.usage.completion_tokens <= at_cancel + 2 < 400
+    used = s.result.usage
+    assert used.prompt_tokens + used.completion_tokens <= at_cancel + 3 and used.completion_tokens < 400
 
 
 async def test_breaking_out_early_releases_the_model(tiny):
@@ -171,7 +182,7 @@ async def test_required_tool_choice_gives_a_well_formed_call(tiny):
 
 async def test_named_tool_choice_must_exist(tiny):
     with pytest.raises(LlamaChatError, match="not among the tools"):
-        stream_chat(tiny, "x", tools=[UNIT_TOOL], tool_choice={"type": "function", "function": {"name": "nope"}})
+        await chat(tiny, "x", tools=[UNIT_TOOL], tool_choice={"type": "function", "function": {"name": "nope"}})
 
 
 def test_tool_calls_are_parsed_from_each_template_format():
@@ -203,18 +214,18 @@ async def test_images_need_a_vision_model(tiny):
     png = Image(b"\x89PNG\r\n\x1a\n" + b"0" * 16)
     msg = {"role": "user", "content": [{"type": "text", "text": "what is this?"}, png]}
     with pytest.raises(LlamaChatError, match="mmproj"):
-        stream_chat(tiny, [msg])
+        await chat(tiny, [msg])
     remote = {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]}
     with pytest.raises(LlamaChatError, match="data: URLs"):
-        stream_chat(tiny, [remote])
+        await chat(tiny, [remote])
     assert image_part(b"abc", "image/jpeg")["image_url"]["url"] == "data:image/jpeg;base64,YWJj"
 
 
 async def test_bad_messages_get_clear_errors(tiny):
     with pytest.raises(LlamaChatError, match="role"):
-        stream_chat(tiny, [{"role": "wizard", "content": "hi"}])
+        await chat(tiny, [{"role": "wizard", "content": "hi"}])
     with pytest.raises(LlamaChatError, match="no messages"):
-        stream_chat(tiny, [])
+        await chat(tiny, [])
     too_long = "hello " * 3000
     with pytest.raises(LlamaChatError, match="context"):
         await chat(tiny, too_long, max_tokens=4)
@@ -223,11 +234,13 @@ async def test_bad_messages_get_clear_errors(tiny):
 async def test_embeddings_need_an_embedding_model(tiny, tiny_path):
     from llama_cpp import Llama
 
+    from plugins.llamacpp.chat import embed
+
     with pytest.raises(LlamaChatError, match="embedding = true"):
-        await embed(tiny, "hello")
+        embed(tiny, EmbedRequest(texts=["hello"]))
     emb = Llama(model_path=str(tiny_path), n_ctx=512, n_threads=1, verbose=False, embedding=True)
     try:
-        a, b = await embed(emb, ["hello there", "the other one"])
+        a, b = await handle(emb, Embed).embed(["hello there", "the other one"])
     finally:
         emb.close()
     assert len(a) == len(b) == 64

@@ -165,6 +165,22 @@ async def test_resources_and_prompts_are_registered(site: Path, make_app):
 
 
 @pytest.mark.anyio
+async def test_third_party_plugin_chats_with_the_role_model_through_the_capability_api(site: Path, make_app):
+    sys.path.insert(0, str(site))
+    try:
+        import loom_sample
+
+        app = make_app("llamacpp", extra={"sample": loom_sample})
+        async with app:
+            result = await app.call("sample.tagline", {"product": "a lighthouse keeper's lamp"})
+    finally:
+        sys.path.remove(str(site))
+    out = result.structured
+    assert out["model"] == "smollm2" and out["tokens"] > 0
+    assert out["tagline"] and out["tagline"] != "a lighthouse keeper's lamp"
+
+
+@pytest.mark.anyio
 async def test_background_tasks_from_startup_run_and_their_failures_are_reported(make_app):
     import anyio
 

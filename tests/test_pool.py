@@ -7,6 +7,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from core.capabilities import Chat
 from core.config import LoomConfig, ModelConfig, PoolConfig
 from core.gguf_meta import estimate_llama
 from core.pool import (
@@ -45,8 +46,8 @@ def events(app, cls) -> list:
     return [e for e in app.bus.recent if isinstance(e, cls)]
 
 
-def generate(llm, prompt: str = "hello") -> str:
-    return llm.create_completion(prompt, max_tokens=3, temperature=0.0)["choices"][0]["text"]
+async def generate(chat: Chat, prompt: str = "hello") -> str:
+    return (await chat.complete(prompt, max_tokens=3, temperature=0.0)).text
 
 
 async def test_budget_for_two_of_three_evicts_and_all_answer(make_app, ggufs, one_size):
@@ -61,12 +62,12 @@ async def test_budget_for_two_of_three_evicts_and_all_answer(make_app, ggufs, on
         locks = {n: anyio.Lock() for n in "abc"}  # a Llama runs one generation at a time
 
         async def request(i: int, name: str) -> None:
-            async with pool.use(name) as llm:
+            async with pool.use(name, Chat) as llm:
                 arb = pool.arbiter("cpu")
                 if arb.used > arb.budget:
                     over.append(arb.used)
                 async with locks[name]:
-                    answers[i] = (name, await anyio.to_thread.run_sync(generate, llm))
+                    answers[i] = (name, await generate(llm))
 
         async with anyio.create_task_group() as tg:
             for i, name in enumerate("abcabcabc"):
@@ -89,8 +90,8 @@ async def test_pinned_model_loads_at_start_and_is_never_evicted(make_app, ggufs,
         pool = app.pool
         assert pool.model_status("p")["state"] == "ready"  # loaded at start
         for name in "abab":
-            async with pool.use(name) as llm:
-                await anyio.to_thread.run_sync(generate, llm)
+            async with pool.use(name, Chat) as llm:
+                await generate(llm)
         assert pool.model_status("p")["state"] == "ready"
         assert pool.model_status("p")["until"] == "pinned"
         assert {e.model for e in events(app, ModelEvicted)} == {"a", "b"}
@@ -99,9 +100,9 @@ async def test_pinned_model_loads_at_start_and_is_never_evicted(make_app, ggufs,
 async def test_keep_alive_zero_unloads_right_after_use(make_app, ggufs):
     app = make_app("llamacpp", config=LoomConfig(models={"a": tiny(ggufs["a"], keep_alive=0)}))
     async with app:
-        async with app.pool.use("a") as llm:
+        async with app.pool.use("a", Chat) as llm:
             assert app.pool.model_status("a")["state"] == "ready"
-            await anyio.to_thread.run_sync(generate, llm)
+            await generate(llm)
         assert app.pool.model_status("a")["state"] == "unloaded"
         assert [e.reason for e in events(app, ModelUnloaded)] == ["keep_alive 0"]
 
@@ -132,8 +133,8 @@ async def test_queue_timeout_says_what_it_needed_and_who_holds_it(make_app, gguf
         assert "'b' needs" in msg and "budget is" in msg and "a " in msg and "busy, 1 request" in msg
         assert events(app, ModelWaiting) and events(app, ModelLoadFailed)
         # Once "a" is idle the same request succeeds by evicting it.
-        async with app.pool.use("b") as llm:
-            assert isinstance(await anyio.to_thread.run_sync(generate, llm), str)
+        async with app.pool.use("b", Chat) as llm:
+            assert isinstance(await generate(llm), str)
 
 
 async def test_model_larger_than_budget_fails_at_once(make_app, ggufs, one_size):
@@ -150,13 +151,13 @@ async def test_concurrent_requests_share_one_load(make_app, ggufs):
     async with app:
 
         async def request() -> None:
-            async with app.pool.use("a") as llm:
+            async with app.pool.use("a", Chat) as llm:
                 handles.append(llm)
 
         async with anyio.create_task_group() as tg:
             for _ in range(6):
                 tg.start_soon(request)
-    assert len(handles) == 6 and len({id(h) for h in handles}) == 1
+    assert len(handles) == 6 and len({id(h._invoker) for h in handles}) == 1
     assert len(events(app, ModelLoaded)) == 1
 
 
@@ -226,8 +227,8 @@ async def test_unloading_a_real_model_gives_the_memory_back(make_app, ggufs):
         await app.pool.unload("a")
         gc.collect()
         before = proc.memory_info().rss
-        async with app.pool.use("smollm2") as llm:
-            await anyio.to_thread.run_sync(generate, llm)
+        async with app.pool.use("smollm2", Chat) as llm:
+            await generate(llm)
         loaded = proc.memory_info().rss
         result = await app.pool.unload("smollm2")
         after = proc.memory_info().rss

@@ -29,22 +29,19 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         async with app:
-            from plugins.assistant import get_assistant
-
-            svc = get_assistant(app)
             try:
-                atts = svc.attachments(args.attach)
-                plan, _ = await svc.route(args.text, atts, use_llm=args.llm, transcribe=False)
+                result = await app.call("assistant.route", {"text": args.text, "attachments": list(args.attach),
+                                                            "use_llm": bool(args.llm)})
             except ToolError as exc:
                 print(f"loom: {exc}", file=sys.stderr)
                 return 1
-        out = plan.summary()
-        if args.verbose:
-            import msgspec
-
-            out["decided_by"] = plan.decided_by
-            out["cost_s"] = plan.cost_s()
-            out["plan"] = msgspec.to_builtins(plan.steps)
+        if result.is_error or not isinstance(result.structured, dict):
+            print(f"loom: {result.text()}", file=sys.stderr)
+            return 1
+        out = dict(result.structured)
+        if not args.verbose:
+            for key in ("decided_by", "cost_s", "plan"):
+                out.pop(key, None)
         json.dump(out, sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")
         return 0

@@ -41,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from core.capabilities import Chat, Embed
 from core.logging import get_logger
 from core.results import Audio, Image, ToolResult
 from core.tools import ToolArgumentError, ToolContext, ToolDenied, ToolError, ToolNotFound
@@ -420,10 +421,11 @@ class OpenAISurface:
         cfg = self._models().get(name)
         if cfg is None:
             raise self._unknown_model(name)
-        if cfg.backend != "llama_cpp" or cfg.options.get("embedding"):
-            raise _invalid(f"model {name!r} (backend {cfg.backend}) is not a chat model; chat models are "
-                           "llama.cpp GGUF models, or use model 'loom' to let the assistant route the request",
-                           "model")
+        serves = self.app.pool.backend(cfg.backend).capabilities if cfg.backend in self.app.backends else ()
+        if "chat" not in serves or cfg.options.get("embedding"):
+            raise _invalid(f"model {name!r} (backend {cfg.backend}) is not a chat model; use a model whose backend "
+                           "serves chat (llama.cpp GGUF models do), or model 'loom' to let the assistant route "
+                           "the request", "model")
         return cfg
 
     async def _ensure_loaded(self, name: str) -> None:
@@ -497,10 +499,8 @@ class OpenAISurface:
             return StreamingResponse(self._stream(name, cid, messages, options, usage),
                                      media_type="text/event-stream",
                                      headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-        from plugins.llamacpp.chat import chat
-
-        async with self.ops.queue.slot(name), self.app.pool.use(name, reason="chat over the OpenAI API") as llm:
-            result = await chat(llm, messages, **options)
+        async with self.ops.queue.slot(name), self.app.pool.use(name, Chat, reason="chat over the OpenAI API") as chat:
+            result = await chat.complete(messages, **options)
         if result.finish_reason == "error":
             raise ApiError(500, "generation failed")
         message = result.message()
@@ -516,8 +516,6 @@ class OpenAISurface:
 
     async def _stream(self, name: str, cid: str, messages: list[dict[str, Any]], options: dict[str, Any],
                       include_usage: bool) -> AsyncIterator[bytes]:
-        from plugins.llamacpp.chat import stream_chat
-
         created = _now()
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
@@ -532,13 +530,13 @@ class OpenAISurface:
             while not ticket.granted:  # report the queue (now, then every second) rather than time out
                 yield f": queued, position {queue.position(ticket)}\n\n".encode()
                 await ticket.wait(1.0)
-            async with self.app.pool.use(name, reason="chat over the OpenAI API") as llm:
+            async with self.app.pool.use(name, Chat, reason="chat over the OpenAI API") as chat:
                 yield chunk({"role": "assistant", "content": ""})
                 tools = bool(options.get("tools")) and options.get("tool_choice") != "none"
-                async with stream_chat(llm, messages, **options) as s:
+                async with chat.stream(messages, **options) as s:
                     if not tools:  # with tools the text may be a call: answer once it is parsed
                         async for delta in s:
-                            delta += s.drain()
+                            delta += s.drain_text()
                             if delta:
                                 yield chunk({"content": delta})
                     else:
@@ -689,11 +687,9 @@ class OpenAISurface:
             raise _invalid("encoding_format must be 'float' or 'base64'", "encoding_format")
         name = self._task_model(req.model, "embeddings")
         cfg = self._models().get(name) if name else None
-        if cfg is not None and cfg.backend == "llama_cpp":
-            from plugins.llamacpp.chat import embed
-
-            async with self.app.pool.use(name, reason="embeddings over the OpenAI API") as llm:
-                vectors = await embed(llm, texts)
+        if cfg is not None and "embed" in self.app.pool.backend(cfg.backend).capabilities:
+            async with self.app.pool.use(name, Embed, reason="embeddings over the OpenAI API") as embedder:
+                vectors = await embedder.embed(texts)
             used = name
         else:
             args: dict[str, Any] = {"texts": texts}

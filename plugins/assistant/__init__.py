@@ -138,6 +138,7 @@ async def route(args: RouteArgs, ctx: ToolContext) -> dict:
     out = plan.summary()
     out["cost_s"] = plan.cost_s()
     out["decided_by"] = plan.decided_by
+    out["plan"] = msgspec.to_builtins(plan.steps)
     return out
 
 

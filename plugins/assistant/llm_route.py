@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.capabilities import Chat
+
 from .router import TEXT_INTENTS
 
 DESCRIPTIONS = {
@@ -22,8 +24,6 @@ DESCRIPTIONS = {
 
 
 async def choose_intent(app: Any, text: str, plan: Any) -> tuple[str | None, str]:
-    from plugins.llamacpp.chat import chat
-
     tools = [{"name": f"route_{i}", "description": DESCRIPTIONS[i], "parameters": {"type": "object",
               "properties": {}}} for i in TEXT_INTENTS]
     messages = [
@@ -31,8 +31,8 @@ async def choose_intent(app: Any, text: str, plan: Any) -> tuple[str | None, str
         {"role": "user", "content": text},
     ]
     name = app.pool.model_for("coordinator")
-    async with app.pool.use(name, reason="routing fallback") as llm:
-        result = await chat(llm, messages, tools=tools, tool_choice="required", max_tokens=48, temperature=0.0)
+    async with app.pool.use(name, Chat, reason="routing fallback") as chat:
+        result = await chat.complete(messages, tools=tools, tool_choice="required", max_tokens=48, temperature=0.0)
     if not result.tool_calls:
         return None, f"{name} made no call"
     called = result.tool_calls[0].name.removeprefix("route_")

@@ -22,8 +22,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import msgspec
 
+from core.capabilities import Chat, Embed
 from core.logging import get_logger
 from core.paths import confine
 from core.tools import ToolContext, ToolError
@@ -143,8 +145,12 @@ class Assistant:
             if self.settings.use_embeddings:
                 plan.reason += "; no embedding model available, rules only"
             return plan
-        async with self.app.pool.use(name, reason="routing") as handle:
-            return self.router.decide(text, attachments, transcript=transcript, embed=handle.embed)
+        async with self.app.pool.use(name, Embed, reason="routing") as embedder:
+            def embed(texts: list[str]) -> Any:  # the router is synchronous: it runs in a thread
+                return anyio.from_thread.run(embedder.embed_array, texts)
+
+            return await anyio.to_thread.run_sync(
+                lambda: self.router.decide(text, attachments, transcript=transcript, embed=embed))
 
     def _embed_model(self) -> str | None:
         try:
@@ -383,18 +389,16 @@ class Assistant:
                        temperature: float | None = None, max_tokens: int | None = None,
                        seed: int | None = None, ctx: ToolContext | None = None,
                        on_delta: Callable[[str], Awaitable[None]] | None = None) -> str:
-        """One answer from the coordinator model (llama.cpp chat with its own template);
-        ``on_delta`` sees the text as it is generated."""
-        from plugins.llamacpp.chat import chat
-
+        """One answer from the coordinator model (a ``Chat`` handle: the model's own chat
+        template); ``on_delta`` sees the text as it is generated."""
         name = self.app.pool.model_for("coordinator")
         messages = prompt if isinstance(prompt, list) else [
             {"role": "system", "content": system or self.settings.system_prompt},
             {"role": "user", "content": prompt}]
-        async with self.app.pool.use(name, reason="assistant") as llm:
-            result = await chat(llm, messages, max_tokens=max_tokens or self.settings.max_tokens,
-                                temperature=self.settings.temperature if temperature is None else temperature,
-                                seed=seed, cancel=ctx.cancelled if ctx else None, on_delta=on_delta)
+        async with self.app.pool.use(name, Chat, reason="assistant") as chat:
+            result = await chat.complete(messages, max_tokens=max_tokens or self.settings.max_tokens,
+                                         temperature=self.settings.temperature if temperature is None else temperature,
+                                         seed=seed, cancel=ctx.cancelled if ctx else None, on_delta=on_delta)
         return result.text.strip()
 
     async def chat(self, text: str, *, system: str | None, turn: Turn | None, max_tokens: int | None,

@@ -9,6 +9,7 @@ from urllib.parse import quote_plus, urlsplit
 
 import msgspec
 
+from core.capabilities import Chat
 from core.logging import get_logger
 from core.results import Text, ToolResult
 from core.tools import ToolContext, ToolError
@@ -156,8 +157,6 @@ async def _answer(ctx: ToolContext, m: Any, question: str, numbered: list[tuple[
         log.info("research without a model", reason=str(exc))
         best = "\n".join(f"- {p} [{n}]" for n, _, p in numbered[:3])
         return (f"No coordinator model is available ({exc}), so here are the most relevant passages:\n{best}", None)
-    from plugins.llamacpp.chat import chat
-
     messages = [
         {"role": "system", "content": "You answer questions using only the numbered passages from web pages. "
                                       "Cite the passages you use like [1]. If they do not contain the answer, "
@@ -166,8 +165,8 @@ async def _answer(ctx: ToolContext, m: Any, question: str, numbered: list[tuple[
         {"role": "user", "content": f"Passages:\n<untrusted-content>\n{context}\n</untrusted-content>\n\n"
                                     f"Question: {question}\nAnswer briefly, with citations."},
     ]
-    async with pool.use(name) as llm:
-        result = await chat(llm, messages, max_tokens=256, temperature=0.1, cancel=ctx.cancelled)
+    async with pool.use(name, Chat) as chat:
+        result = await chat.complete(messages, max_tokens=256, temperature=0.1, cancel=ctx.cancelled)
     text = result.text.strip() or "The model gave no answer."
     if not re.search(r"\[\d+\]", text):
         text += " [" + "][".join(str(n) for n in sorted({n for n, _, _ in numbered[:2]})) + "]"

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from core.capabilities import Chat
 from core.results import Text, ToolResult
 from core.tools import ToolCancelled, ToolContext, ToolError
 
@@ -76,26 +77,23 @@ async def run_model(ctx: ToolContext, messages: list[dict[str, Any]], *, max_tok
     message): the first piece at once, then batched so a fast model does not flood the
     surface (or wake the event loop) once per token.
     """
-    from plugins.llamacpp.chat import stream_chat
-
     pool = ctx.app.pool
     name = settings(ctx).model or pool.model_for("coder")
     reported = 0.0
+    produced = 0
 
-    async with pool.use(name) as llm:
-        if not hasattr(llm, "create_chat_completion"):
-            raise ToolError(f"model {name!r} is not a llama.cpp chat model; configure a GGUF coder model "
-                            "(backend = \"llama_cpp\") for the coder role")
-        stream = stream_chat(llm, messages, max_tokens=max_tokens, temperature=temperature, seed=seed,
-                             cancel=ctx.cancelled, batch_s=PROGRESS_INTERVAL)
-
+    async with pool.use(name, Chat) as chat:
         async def on_delta(text: str) -> None:
-            nonlocal reported
-            # MCP wants progress to grow with every notification; the model may have run ahead.
-            reported = max(float(stream.generated), reported + 0.001)
-            await ctx.progress(reported, max_tokens, text)
+            nonlocal reported, produced
+            produced += len(text)
+            # MCP wants progress to grow with every notification. The total is unknown (the
+            # answer ends when the model says so), so progress counts characters and the
+            # total is left out rather than made up from the token limit.
+            reported = max(float(produced), reported + 0.001)
+            await ctx.progress(reported, None, text)
 
-        result = await stream.collect(on_delta)
+        result = await chat.complete(messages, max_tokens=max_tokens, temperature=temperature, seed=seed,
+                                     cancel=ctx.cancelled, batch_s=PROGRESS_INTERVAL, on_delta=on_delta)
     if result.finish_reason == "cancelled":
         raise ToolCancelled(f"{ctx.tool} was cancelled")
     return name, result

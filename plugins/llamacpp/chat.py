@@ -1,21 +1,12 @@
-"""Talk to a loaded llama.cpp model: streamed chat, tool calls, embeddings, images.
+"""Serve chat, token counting and embeddings on a loaded ``llama_cpp.Llama``.
 
-Every Loom caller that holds a ``llama_cpp.Llama`` (from ``pool.use(name)``) goes
-through here, so streaming, cancellation, stop sequences and usage figures behave the
-same for the coder, the coordinator and the HTTP surface::
-
-    async with app.pool.use(name) as llm:
-        async with stream_chat(llm, messages, max_tokens=256, cancel=ctx.cancelled) as s:
-            async for delta in s:
-                ...
-        s.result.usage.ttft_s
-
-Generation runs in a dedicated worker thread that iterates llama-cpp-python's own
-stream (``create_chat_completion(stream=True)``, i.e. the model's chat template) and
-hands each delta to the event loop without waiting for it, so a slow consumer never
-slows the model down. Between tokens the thread checks a ``threading.Event``; setting
-it (or cancelling the consuming task, or leaving the ``async with`` early) closes the
-llama stream within a token or two. One generation runs at a time per model: a
+The backend's ``run`` calls these in the thread (or worker process) that owns the model;
+callers reach them only through ``core.capabilities.Chat``/``Embed``. ``generate`` iterates
+llama-cpp-python's own stream (``create_chat_completion(stream=True)``, i.e. the model's
+chat template) and ``emit``s each text delta at once, so a slow consumer never slows the
+model down. A wrapper on the token loop checks the call's cancel flag after every token
+(the library's stream holds back text that may start a stop sequence, so checking only
+between chunks could run on for many tokens). One generation runs at a time per model: a
 ``Llama`` is not thread-safe.
 
 ``llama_cpp`` is imported lazily, so importing this module is cheap.
@@ -30,49 +21,26 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import anyio
-import msgspec
+from core.capabilities import (
+    CapabilityError,
+    ChatDelta,
+    ChatRequest,
+    ChatResult,
+    ChatUsage,
+    CountRequest,
+    EmbedRequest,
+    EmbedResult,
+    TokenCount,
+    TokenLogprob,
+    ToolCallOut,
+)
 
-from core.tools import ToolError
 
-
-class LlamaChatError(ToolError):
+class LlamaChatError(CapabilityError):
     """A request the loaded model cannot serve (no vision projector, no embeddings...)."""
-
-
-class ChatUsage(msgspec.Struct):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    ttft_s: float | None = None  # from the call to the first generated text
-    total_s: float = 0.0
-    tokens_per_s: float | None = None  # decode speed after the first token
-
-
-class ToolCallOut(msgspec.Struct):
-    name: str
-    arguments: dict[str, Any]
-    id: str = ""
-
-    def to_openai(self) -> dict[str, Any]:
-        return {"id": self.id, "type": "function",
-                "function": {"name": self.name, "arguments": json.dumps(self.arguments)}}
-
-
-class ChatResult(msgspec.Struct):
-    text: str
-    finish_reason: str  # "stop", "length", "tool_calls" or "cancelled"
-    tool_calls: list[ToolCallOut] = []
-    usage: ChatUsage = msgspec.field(default_factory=ChatUsage)
-
-    def message(self) -> dict[str, Any]:
-        """The assistant message in OpenAI's shape (for the next turn or an HTTP answer)."""
-        msg: dict[str, Any] = {"role": "assistant", "content": self.text or None}
-        if self.tool_calls:
-            msg["tool_calls"] = [t.to_openai() for t in self.tool_calls]
-        return msg
 
 
 # --- messages and images ------------------------------------------------------------
@@ -188,8 +156,6 @@ def tool_specs(tools: Iterable[Any]) -> list[dict[str, Any]]:
 
 def tool_call_grammar(tools: list[dict[str, Any]]) -> Any:
     """A grammar that only admits ``{"name": <one tool>, "arguments": <its schema>}``."""
-    from llama_cpp import LlamaGrammar
-
     choices = []
     defs: dict[str, Any] = {}
     for t in tools:
@@ -203,11 +169,7 @@ def tool_call_grammar(tools: list[dict[str, Any]]) -> Any:
     schema: dict[str, Any] = choices[0] if len(choices) == 1 else {"anyOf": choices}
     if defs:
         schema = {**schema, "$defs": defs}
-    try:
-        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-    except Exception as exc:  # the converter rejects some schema features
-        raise LlamaChatError(f"cannot constrain the output to these tools' schemas ({exc}); "
-                             "use tool_choice='auto'") from None
+    return schema_grammar(schema, "these tools' schemas; use tool_choice='auto'")
 
 
 def parse_tool_calls(text: str, names: Iterable[str] | None = None) -> tuple[str, list[ToolCallOut]]:
@@ -301,7 +263,7 @@ def _calls_from_json(obj: Any) -> list[ToolCallOut]:
 _locks_guard = threading.Lock()
 
 
-def _model_lock(llm: Any) -> threading.Lock:
+def model_lock(llm: Any) -> threading.Lock:
     lock = getattr(llm, "_loom_lock", None)
     if lock is None:
         with _locks_guard:
@@ -312,202 +274,237 @@ def _model_lock(llm: Any) -> threading.Lock:
     return lock
 
 
-# --- streaming chat ------------------------------------------------------------------
+def _acquire(lock: threading.Lock, cancel: threading.Event) -> bool:
+    while not lock.acquire(timeout=0.05):
+        if cancel.is_set():
+            return False
+    return True
 
 
-class ChatStream:
-    """An async iterator of text deltas from one generation; ``result`` once it ends.
+# --- building the call ---------------------------------------------------------------
 
-    Use it as an async context manager: leaving early (break, error, cancellation)
-    stops the model and waits until the worker thread has let go of it, so the pool may
-    unload the model right after.
-    """
 
-    def __init__(self, llm: Any, messages: list[dict[str, Any]], params: dict[str, Any],
-                 cancel: threading.Event | None, tool_names: list[str] | None, batch_s: float = 0.0) -> None:
-        self.llm = llm
-        self.cancel = cancel if cancel is not None else threading.Event()
-        self.result: ChatResult | None = None
-        self._messages = messages
-        self._params = params
-        self._tool_names = tool_names
-        self._batch_s = batch_s
-        self._send, self._receive = anyio.create_memory_object_stream[tuple[str, Any]](math.inf)
-        self._done = threading.Event()
-        self._gate: _TokenGate | None = None
-        self._started = False
-        self._t0 = time.perf_counter()
+def schema_grammar(schema: dict[str, Any], what: str = "this schema") -> Any:
+    from llama_cpp import LlamaGrammar
 
-    @property
-    def generated(self) -> int:
-        """Tokens the model has produced so far (it runs ahead of the deltas consumed)."""
-        return self._gate.count if self._gate is not None else 0
+    try:
+        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+    except Exception as exc:  # the converter rejects some schema features
+        raise LlamaChatError(f"cannot constrain the output to {what} ({exc})") from None
 
-    # -- consumer side (event loop) --
 
-    def _start(self) -> None:
-        if self._started:
-            return
-        self._started = True
-        post = _poster(self._send)
-        threading.Thread(target=self._run, args=(post,), name="loom-llama", daemon=True).start()
+def _response_grammar(fmt: dict[str, Any]) -> Any:
+    """A grammar for OpenAI's ``response_format`` (json_object, or json_schema with a schema)."""
+    kind = fmt.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        schema = fmt.get("schema") or {"type": "object"}
+        return schema_grammar(schema, "a JSON object")
+    if kind == "json_schema":
+        spec = fmt.get("json_schema") or {}
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise LlamaChatError("response_format json_schema needs json_schema.schema (an object)")
+        return schema_grammar(schema, f"the schema {spec.get('name') or ''!s}".strip())
+    raise LlamaChatError(f"response_format type must be 'text', 'json_object' or 'json_schema', got {kind!r}")
 
-    def __aiter__(self) -> AsyncIterator[str]:
-        self._start()
-        return self
 
-    async def __anext__(self) -> str:
-        if self.result is not None:
-            raise StopAsyncIteration
+def prepare(llm: Any, req: ChatRequest) -> tuple[list[dict[str, Any]], dict[str, Any], list[str] | None]:
+    """Messages, ``create_chat_completion`` parameters and tool names for one request."""
+    from llama_cpp import LlamaGrammar
+
+    msgs = normalize_messages(llm, req.messages)
+    if req.max_tokens is not None and req.max_tokens < 1:
+        raise LlamaChatError("max_tokens must be at least 1")
+    params: dict[str, Any] = {
+        "max_tokens": req.max_tokens, "temperature": req.temperature, "top_p": req.top_p, "top_k": req.top_k,
+        "seed": req.seed, "stop": list(req.stop), "repeat_penalty": req.repeat_penalty,
+        "presence_penalty": req.presence_penalty, "frequency_penalty": req.frequency_penalty,
+        **req.options,
+    }
+    if req.min_p is not None:
+        params["min_p"] = req.min_p
+    if req.logit_bias:
+        params["logit_bias"] = {int(k): float(v) for k, v in req.logit_bias.items()}
+    if req.logprobs:
+        params["logprobs"] = True
+        params["top_logprobs"] = max(0, min(int(req.top_logprobs), 20))
+    if req.grammar:
         try:
-            kind, value = await self._receive.receive()
-        except anyio.get_cancelled_exc_class():
-            self.cancel.set()
-            raise
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
-        if kind == "delta":
-            return value
-        if kind == "error":
-            self.result = ChatResult("", "error")
-            raise value
-        self.result = value
-        raise StopAsyncIteration
-
-    def drain(self) -> str:
-        """Every delta already waiting, joined, without waiting (for coalescing)."""
-        parts = []
-        while True:
-            try:
-                kind, value = self._receive.receive_nowait()
-            except (anyio.WouldBlock, anyio.EndOfStream):
-                break
-            if kind == "delta":
-                parts.append(value)
+            params["grammar"] = LlamaGrammar.from_string(req.grammar, verbose=False)
+        except Exception as exc:
+            raise LlamaChatError(f"the grammar does not parse: {exc}") from None
+    if req.response_format is not None:
+        grammar = _response_grammar(req.response_format)
+        if grammar is not None:
+            params["grammar"] = grammar
+    names = None
+    specs = tool_specs(req.tools) if req.tools else []
+    choice = req.tool_choice
+    if specs and choice != "none":
+        names = [t["function"]["name"] for t in specs]
+        if isinstance(choice, dict):
+            wanted = (choice.get("function") or {}).get("name")
+            chosen = [t for t in specs if t["function"]["name"] == wanted]
+            if not chosen:
+                raise LlamaChatError(f"tool_choice names {wanted!r}, which is not among the tools {names}")
+            params["grammar"] = tool_call_grammar(chosen)
+        elif choice == "required":
+            params["grammar"] = tool_call_grammar(specs)
+        elif choice != "auto":
+            raise LlamaChatError(f"tool_choice must be 'auto', 'required', 'none' or a function, got {choice!r}")
+        template = (getattr(llm, "metadata", None) or {}).get("tokenizer.chat_template", "")
+        if "tools" in template and getattr(llm, "chat_handler", None) is None:
+            params["tools"] = specs
+        else:  # the template cannot show tools: describe them in a system message
+            listing = "\n".join(json.dumps(t["function"]) for t in specs)
+            note = {"role": "system", "content": _TOOL_SYSTEM.format(tools=listing)}
+            if msgs[0]["role"] == "system" and isinstance(msgs[0].get("content"), str):
+                msgs[0] = {**msgs[0], "content": msgs[0]["content"] + "\n\n" + note["content"]}
             else:
-                self.result = value if kind == "done" else ChatResult("", "error")
-                if kind == "error":
-                    raise value
-                break
-        return "".join(parts)
+                msgs.insert(0, note)
+    return msgs, params, names
 
-    async def collect(self, on_delta: Callable[[str], Awaitable[None] | None] | None = None) -> ChatResult:
-        """Run to the end; ``on_delta`` sees coalesced text as it arrives."""
-        async with self:
-            async for delta in self:
-                if on_delta is not None:
-                    delta += self.drain()
-                    if delta:
-                        r = on_delta(delta)
-                        if r is not None:
-                            await r
-        assert self.result is not None
-        return self.result
 
-    async def __aenter__(self) -> ChatStream:
-        self._start()
-        return self
+# --- generation ------------------------------------------------------------------------
 
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.aclose()
 
-    async def aclose(self) -> None:
-        """Stop generating (if still running) and wait for the thread to let go."""
-        if not self._started:
-            return
-        with anyio.CancelScope(shield=True):
-            if self.result is None:
-                self.cancel.set()
-                while self.result is None:
-                    kind, value = await self._receive.receive()
-                    if kind == "done":
-                        self.result = value
-                    elif kind == "error":
-                        self.result = ChatResult("", "error")
-            if not self._done.is_set():
-                await anyio.to_thread.run_sync(self._done.wait)
+def generate(llm: Any, req: ChatRequest, emit: Callable[[Any], None], cancel: threading.Event,
+             *, decode: Callable[[Any], Any] | None = None) -> ChatResult:
+    """One chat generation, emitting ``ChatDelta``s as text is produced.
 
-    # -- producer side (worker thread) --
-
-    def _run(self, post: Callable[[tuple[str, Any]], None]) -> None:
-        try:
-            post(("done", self._generate(post)))
-        except BaseException as exc:  # handed to the consumer, raised there
-            post(("error", _wrap_error(exc)))
-        finally:
-            self._done.set()
-
-    def _generate(self, post: Callable[[tuple[str, Any]], None]) -> ChatResult:
-        llm, cancel = self.llm, self.cancel
-        lock = _model_lock(llm)
-        while not lock.acquire(timeout=0.05):
-            if cancel.is_set():
-                return ChatResult("", "cancelled", usage=ChatUsage(total_s=time.perf_counter() - self._t0))
-        gate = self._gate = _TokenGate(llm, cancel, self._params.get("max_tokens"))
-        parts: list[str] = []
-        unsent = 0  # parts not yet handed to the loop (batching)
-        last_post = 0.0
-        batch_s = self._batch_s
-        first = None
-        finish = "stop"
-        tool_deltas: dict[int, dict[str, Any]] = {}
-        try:
+    ``decode`` optionally replaces the token loop (speculative decoding): it receives the
+    ``_TokenGate`` and must behave like ``Llama.generate``.
+    """
+    t0 = time.perf_counter()
+    msgs, params, tool_names = prepare(llm, req)
+    lock = model_lock(llm)
+    if not _acquire(lock, cancel):
+        return ChatResult("", "cancelled", usage=ChatUsage(total_s=time.perf_counter() - t0))
+    gate = _TokenGate(llm, cancel, req.max_tokens, decode)
+    parts: list[str] = []
+    logprobs: list[TokenLogprob] = []
+    unsent = 0  # parts not yet handed over (batching)
+    last_post = 0.0
+    batch_s = req.batch_s
+    first = None
+    finish = "stop"
+    tool_deltas: dict[int, dict[str, Any]] = {}
+    try:
+        if cancel.is_set():
+            finish = "cancelled"
+        else:
+            with gate:
+                stream = llm.create_chat_completion(messages=msgs, stream=True, **params)
+                try:
+                    for chunk in stream:
+                        choice = chunk["choices"][0]
+                        delta = choice["delta"]
+                        text = delta.get("content")
+                        if text:
+                            parts.append(text)
+                            if first is None:
+                                first = last_post = time.perf_counter()
+                                emit(ChatDelta(text, gate.count))
+                            elif not batch_s:
+                                emit(ChatDelta(text, gate.count))
+                            else:
+                                unsent += 1
+                                now = time.perf_counter()
+                                if now - last_post >= batch_s:
+                                    emit(ChatDelta("".join(parts[-unsent:]), gate.count))
+                                    unsent, last_post = 0, now
+                        if req.logprobs and choice.get("logprobs"):
+                            logprobs.extend(_logprobs(choice["logprobs"]))
+                        if delta.get("tool_calls"):
+                            _merge_tool_deltas(tool_deltas, delta["tool_calls"])
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
+                        if cancel.is_set():
+                            break
+                finally:
+                    stream.close()
+                    if unsent:
+                        emit(ChatDelta("".join(parts[-unsent:]), gate.count))
             if cancel.is_set():
                 finish = "cancelled"
-            else:
-                with gate:
-                    stream = llm.create_chat_completion(messages=self._messages, stream=True, **self._params)
-                    try:
-                        for chunk in stream:
-                            choice = chunk["choices"][0]
-                            delta = choice["delta"]
-                            text = delta.get("content")
-                            if text:
-                                parts.append(text)
-                                if first is None:
-                                    first = last_post = time.perf_counter()
-                                    post(("delta", text))
-                                elif not batch_s:
-                                    post(("delta", text))
-                                else:
-                                    unsent += 1
-                                    now = time.perf_counter()
-                                    if now - last_post >= batch_s:
-                                        post(("delta", "".join(parts[-unsent:])))
-                                        unsent, last_post = 0, now
-                            if delta.get("tool_calls"):
-                                _merge_tool_deltas(tool_deltas, delta["tool_calls"])
-                            if choice.get("finish_reason"):
-                                finish = choice["finish_reason"]
-                            if cancel.is_set():
-                                break
-                    finally:
-                        stream.close()
-                        if unsent:
-                            post(("delta", "".join(parts[-unsent:])))
-                if cancel.is_set():
-                    finish = "cancelled"
-            end = time.perf_counter()
-        finally:
-            lock.release()
-        completion = gate.count - (1 if gate.ended_on_eog() else 0)
-        decode_from = gate.first_at or first
-        usage = ChatUsage(
-            prompt_tokens=gate.prompt_tokens,
-            completion_tokens=completion,
-            ttft_s=None if first is None else first - self._t0,
-            total_s=end - self._t0,
-            tokens_per_s=(gate.count - 1) / (end - decode_from)
-            if decode_from is not None and gate.count > 1 and end > decode_from else None,
-        )
-        text = "".join(parts)
-        calls = [ToolCallOut(d["name"], _loads(d["arguments"]) or {}, d.get("id", ""))
-                 for d in tool_deltas.values()]
-        if self._tool_names is not None and not calls:
-            text, calls = parse_tool_calls(text, self._tool_names)
-        if calls and finish != "cancelled":
-            finish = "tool_calls"
-        return ChatResult(text, finish, calls, usage)
+        end = time.perf_counter()
+    except BaseException as exc:
+        raise _wrap_error(exc) from None
+    finally:
+        lock.release()
+    completion = gate.count - (1 if gate.ended_on_eog() else 0)
+    decode_from = gate.first_at or first
+    usage = ChatUsage(
+        prompt_tokens=gate.prompt_tokens,
+        completion_tokens=completion,
+        ttft_s=None if first is None else first - t0,
+        total_s=end - t0,
+        tokens_per_s=(gate.count - 1) / (end - decode_from)
+        if decode_from is not None and gate.count > 1 and end > decode_from else None,
+        draft_accepted=gate.accepted,
+    )
+    text = "".join(parts)
+    calls = [ToolCallOut(d["name"], _loads(d["arguments"]) or {}, d.get("id", "")) for d in tool_deltas.values()]
+    if tool_names is not None and not calls:
+        text, calls = parse_tool_calls(text, tool_names)
+    if calls and finish != "cancelled":
+        finish = "tool_calls"
+    return ChatResult(text, finish, calls, usage, logprobs if req.logprobs else None)
+
+
+def _logprobs(block: Any) -> list[TokenLogprob]:
+    """llama-cpp-python's chunk logprobs (OpenAI chat shape or completion shape) as TokenLogprobs."""
+    out = []
+    content = block.get("content") if isinstance(block, dict) else None
+    if isinstance(content, list):
+        for item in content:
+            out.append(TokenLogprob(token=item.get("token", ""), logprob=float(item.get("logprob", 0.0)),
+                                    bytes=item.get("bytes"), top_logprobs=list(item.get("top_logprobs") or [])))
+        return out
+    tokens = (block or {}).get("tokens") or []
+    lps = (block or {}).get("token_logprobs") or []
+    tops = (block or {}).get("top_logprobs") or []
+    for i, tok in enumerate(tokens):
+        top = tops[i] if i < len(tops) and tops[i] else {}
+        out.append(TokenLogprob(token=tok, logprob=float(lps[i] if i < len(lps) and lps[i] is not None else 0.0),
+                                bytes=list(tok.encode()),
+                                top_logprobs=[{"token": k, "logprob": float(v), "bytes": list(k.encode())}
+                                              for k, v in top.items()]))
+    return out
+
+
+def count(llm: Any, req: CountRequest) -> TokenCount:
+    """Tokens a prompt takes: messages rendered through the chat template, or plain text."""
+    with model_lock(llm):
+        if req.messages is not None:
+            msgs = normalize_messages(llm, req.messages)
+            text = _render(llm, msgs)
+        else:
+            text = req.text or ""
+        return TokenCount(len(llm.tokenize(text.encode(), add_bos=req.messages is not None, special=True)))
+
+
+def _render(llm: Any, msgs: list[dict[str, Any]]) -> str:
+    """The prompt text the chat template makes of ``msgs`` (text parts only)."""
+    try:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = (llm.metadata or {}).get("tokenizer.chat_template")
+        if template:
+            fmt = Jinja2ChatFormatter(template=template, eos_token="", bos_token="")
+            plain = [{**m, "content": _text_of(m.get("content"))} for m in msgs]
+            return fmt(messages=plain).prompt
+    except Exception:  # a template the formatter cannot render: count the text alone
+        pass
+    return "\n".join(f"{m['role']}: {_text_of(m.get('content'))}" for m in msgs)
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content or ""
 
 
 class _TokenGate:
@@ -519,20 +516,24 @@ class _TokenGate:
     only between chunks could let a cancelled call run on for many tokens. The wrapper
     sits on the token loop itself; leaving it ends the completion as if by length. It
     also enforces ``max_tokens`` exactly (the library's own check is skipped while it holds
-    back a partial character).
+    back a partial character). ``decode`` replaces the library's token loop (speculative
+    decoding); it may report accepted draft tokens in ``accepted``.
     """
 
-    def __init__(self, llm: Any, cancel: threading.Event, limit: int | None = None) -> None:
+    def __init__(self, llm: Any, cancel: threading.Event, limit: int | None = None,
+                 decode: Callable[[Any], Any] | None = None) -> None:
         self.llm = llm
         self.cancel = cancel
         self.limit = limit if limit and limit > 0 else None
+        self.decode = decode
         self.count = 0
         self.prompt_tokens = 0
         self.first_at: float | None = None
         self.last: int | None = None
+        self.accepted: int | None = None
 
     def __enter__(self) -> _TokenGate:
-        original = self.llm.generate
+        original = self.llm.generate if self.decode is None else self.decode(self)
         cancel, limit = self.cancel, self.limit
 
         def generate(tokens: Sequence[int], *args: Any, **kwargs: Any) -> Any:
@@ -577,36 +578,8 @@ def _merge_tool_deltas(acc: dict[int, dict[str, Any]], deltas: list[dict[str, An
         slot["arguments"] += fn.get("arguments") or ""
 
 
-def _poster(send: Any) -> Callable[[tuple[str, Any]], None]:
-    """A thread-side function that hands an item to the loop without waiting for it."""
-    import asyncio
-
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:  # not asyncio (trio): hand over through anyio, waiting each time
-        loop = None
-    if loop is not None:
-
-        def post(item: tuple[str, Any]) -> None:
-            try:
-                loop.call_soon_threadsafe(send.send_nowait, item)
-            except RuntimeError:
-                pass  # the loop is closed: nobody is listening any more
-
-        return post
-    token = anyio.lowlevel.current_token()
-
-    def post_blocking(item: tuple[str, Any]) -> None:
-        try:
-            anyio.from_thread.run_sync(send.send_nowait, item, token=token)
-        except RuntimeError:
-            pass
-
-    return post_blocking
-
-
 def _wrap_error(exc: BaseException) -> BaseException:
-    if isinstance(exc, ToolError):
+    if isinstance(exc, CapabilityError) or not isinstance(exc, Exception):
         return exc
     msg = str(exc)
     if isinstance(exc, ValueError) and ("context window" in msg or "exceeds n_ctx" in msg):
@@ -620,112 +593,32 @@ def _wrap_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def stream_chat(
-    llm: Any,
-    messages: Sequence[Any] | str,
-    *,
-    max_tokens: int | None = 512,
-    temperature: float = 0.2,
-    top_p: float = 0.95,
-    top_k: int = 40,
-    seed: int | None = None,
-    stop: str | list[str] | None = None,
-    repeat_penalty: float = 1.0,
-    tools: Iterable[Any] | None = None,
-    tool_choice: str | dict[str, Any] = "auto",
-    response_format: dict[str, Any] | None = None,
-    cancel: threading.Event | None = None,
-    batch_s: float = 0.0,
-    **extra: Any,
-) -> ChatStream:
-    """Start a chat generation with the model's own chat template; see ``ChatStream``.
-
-    ``tools`` are OpenAI-style (or MCP/Loom) tool descriptions. With ``tool_choice``
-    ``"auto"`` the model may answer or call; ``"required"`` or ``{"type": "function",
-    "function": {"name": ...}}`` constrain the output with a grammar so even a small
-    model produces a well-formed call; ``"none"`` hides the tools. Calls are parsed into
-    ``result.tool_calls``.
-
-    ``batch_s`` > 0 hands text over at most that often after the first delta (the rest
-    waits in the worker): fewer wake-ups of the event loop for consumers that do not need
-    every token on its own, such as progress notifications.
-    """
-    msgs = normalize_messages(llm, messages)
-    if max_tokens is not None and max_tokens < 1:
-        raise LlamaChatError("max_tokens must be at least 1")
-    params: dict[str, Any] = {
-        "max_tokens": max_tokens, "temperature": temperature, "top_p": top_p, "top_k": top_k,
-        "seed": seed, "stop": [stop] if isinstance(stop, str) else list(stop or []),
-        "repeat_penalty": repeat_penalty, **extra,
-    }
-    if response_format is not None:
-        params["response_format"] = response_format
-    names = None
-    specs = tool_specs(tools) if tools else []
-    if specs and tool_choice != "none":
-        names = [t["function"]["name"] for t in specs]
-        if isinstance(tool_choice, dict):
-            wanted = (tool_choice.get("function") or {}).get("name")
-            specs_for_grammar = [t for t in specs if t["function"]["name"] == wanted]
-            if not specs_for_grammar:
-                raise LlamaChatError(f"tool_choice names {wanted!r}, which is not among the tools {names}")
-            params["grammar"] = tool_call_grammar(specs_for_grammar)
-        elif tool_choice == "required":
-            params["grammar"] = tool_call_grammar(specs)
-        elif tool_choice != "auto":
-            raise LlamaChatError(f"tool_choice must be 'auto', 'required', 'none' or a function, got {tool_choice!r}")
-        template = (getattr(llm, "metadata", None) or {}).get("tokenizer.chat_template", "")
-        if "tools" in template and getattr(llm, "chat_handler", None) is None:
-            params["tools"] = specs
-        else:  # the template cannot show tools: describe them in a system message
-            listing = "\n".join(json.dumps(t["function"]) for t in specs)
-            note = {"role": "system", "content": _TOOL_SYSTEM.format(tools=listing)}
-            if msgs[0]["role"] == "system" and isinstance(msgs[0].get("content"), str):
-                msgs[0] = {**msgs[0], "content": msgs[0]["content"] + "\n\n" + note["content"]}
-            else:
-                msgs.insert(0, note)
-    return ChatStream(llm, msgs, params, cancel, names, batch_s)
-
-
-async def chat(
-    llm: Any,
-    messages: Sequence[Any] | str,
-    *,
-    on_delta: Callable[[str], Awaitable[None] | None] | None = None,
-    **options: Any,
-) -> ChatResult:
-    """One whole answer (``on_delta`` sees text as it streams); options as ``stream_chat``."""
-    return await stream_chat(llm, messages, **options).collect(on_delta)
-
-
 # --- embeddings ----------------------------------------------------------------------
 
 
-async def embed(llm: Any, texts: str | Sequence[str], *, normalize: bool = True) -> list[list[float]]:
-    """Sentence embeddings (one vector per text) from a model loaded with ``embedding=True``."""
-    batch = [texts] if isinstance(texts, str) else list(texts)
-    if not batch or not all(isinstance(t, str) for t in batch):
-        raise LlamaChatError("embed needs a string or a non-empty list of strings")
+def embeds(llm: Any) -> bool:
     params = getattr(llm, "context_params", None)
-    if params is not None and not getattr(params, "embeddings", False):
+    return params is None or bool(getattr(params, "embeddings", False))
+
+
+def embed(llm: Any, req: EmbedRequest) -> EmbedResult:
+    """Sentence embeddings (one vector per text) from a model loaded with ``embedding=True``."""
+    if not embeds(llm):
         raise LlamaChatError(
             "this model was not loaded for embeddings: set `options = { embedding = true }` in its "
             "[models.<name>] table (or use the embed role's model)")
-
-    def run() -> list[list[float]]:
-        with _model_lock(llm):
-            vecs = llm.embed(batch, normalize=normalize)
-        # Models without a pooling type return one vector per token: mean-pool them.
-        out = []
-        for v in vecs:
-            if v and isinstance(v[0], list):
-                dim = len(v[0])
-                mean = [sum(row[d] for row in v) / len(v) for d in range(dim)]
-                if normalize:
-                    norm = math.sqrt(sum(x * x for x in mean)) or 1.0
-                    mean = [x / norm for x in mean]
-                v = mean
-            out.append(v)
-        return out
-
-    return await anyio.to_thread.run_sync(run)
+    with model_lock(llm):
+        vecs = llm.embed(req.texts, normalize=req.normalize)
+        tokens = sum(len(llm.tokenize(t.encode(), add_bos=True)) for t in req.texts)
+    # Models without a pooling type return one vector per token: mean-pool them.
+    out = []
+    for v in vecs:
+        if v and isinstance(v[0], list):
+            dim = len(v[0])
+            mean = [sum(row[d] for row in v) / len(v) for d in range(dim)]
+            if req.normalize:
+                norm = math.sqrt(sum(x * x for x in mean)) or 1.0
+                mean = [x / norm for x in mean]
+            v = mean
+        out.append(v)
+    return EmbedResult.from_rows(out, prompt_tokens=tokens)

@@ -20,8 +20,7 @@ import re
 import zlib
 from typing import Any
 
-import anyio
-
+from core.capabilities import Embed
 from core.logging import get_logger
 
 log = get_logger("loom.memory")
@@ -47,8 +46,8 @@ class PoolEmbedder(Embedder):
     async def embed(self, texts: list[str]) -> Any:
         import numpy as np
 
-        async with self.app.pool.use(self.model) as handle:
-            out = await anyio.to_thread.run_sync(handle.embed, list(texts))
+        async with self.app.pool.use(self.model, Embed) as embedder:
+            out = await embedder.embed_array(list(texts))
         out = np.asarray(out, np.float32)
         self.dim = out.shape[1]
         return out

@@ -1,7 +1,9 @@
 """A sample third-party Loom plugin, installed by the tests like any `loom-*` package.
 
-It registers a tool, a subscriber, a resource and a prompt, exactly as a plugin author
-would, and nothing else.
+It registers tools, a subscriber, a resource and a prompt, exactly as a plugin author
+would, and nothing else. ``sample.tagline`` chats with whatever model serves the
+``coordinator`` role through the public capability API (``core.capabilities.Chat``): it
+never imports another plugin and never sees a raw model object.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import Annotated
 
 import msgspec
 
+from core.capabilities import Chat
 from core.events import ToolFinished
 from core.hookspecs import hookimpl
 from core.tools import ToolContext
@@ -31,6 +34,21 @@ async def reverse(args: ReverseArgs, ctx: ToolContext) -> str:
     return out
 
 
+class TaglineArgs(msgspec.Struct, forbid_unknown_fields=True):
+    product: Annotated[str, msgspec.Meta(description="What the tagline is for.", min_length=1, max_length=200)]
+
+
+async def tagline(args: TaglineArgs, ctx: ToolContext) -> dict:
+    """Write a one-line tagline for a product with the coordinator model."""
+    pool = ctx.app.pool
+    async with pool.use(pool.model_for("coordinator"), Chat) as chat:
+        result = await chat.complete(
+            [{"role": "system", "content": "You write short product taglines."},
+             {"role": "user", "content": f"A tagline for: {args.product}"}],
+            max_tokens=24, temperature=0.0, cancel=ctx.cancelled)
+    return {"tagline": result.text.strip(), "model": chat.model, "tokens": result.usage.completion_tokens}
+
+
 def on_finished(event: ToolFinished) -> None:
     SEEN.append(event.tool)
 
@@ -38,6 +56,7 @@ def on_finished(event: ToolFinished) -> None:
 @hookimpl
 def loom_register_tools(register):
     register(reverse, read_only=True, idempotent=True)
+    register(tagline, read_only=True)
 
 
 @hookimpl
