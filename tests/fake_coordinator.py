@@ -3,10 +3,9 @@
 The packaged SmolLM2-135M is real but too small to follow a conversation reliably, so the
 tests that check *behaviour* (a follow-up answered from an earlier turn, a summary that
 carries a fact forward) use this fake, and the tests that check *plumbing* use SmolLM2.
-It is loaded by the pool like any model (backend ``fake-coordinator``) and driven through
-the real llama.cpp streaming code (``plugins.llamacpp.chat``): it implements the one method
-that code calls, ``create_chat_completion(stream=True)``, and yields OpenAI-shaped chunks
-word by word, optionally with a delay per word.
+It is loaded by the pool like any model (backend ``fake-coordinator``, serving the ``chat``
+capability) and reached through the same ``Chat`` handle, invoker and stream as a real
+model; it emits its answer word by word, optionally with a delay per word.
 """
 
 from __future__ import annotations
@@ -32,26 +31,23 @@ class FakeCoordinator:
         self.word_times: list[float] = []  # perf_counter() as each word is handed out
         self.finished_at: list[float] = []
 
-    # The rest of llama.cpp's surface that plugins.llamacpp.chat touches.
-    def generate(self, tokens: Any, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - never called
-        raise NotImplementedError("FakeCoordinator only streams chat completions")
+    def reply(self, request: Any, emit: Any, cancel: Any) -> Any:
+        """``chat.generate``: the answer, one ``ChatDelta`` per word."""
+        from core.capabilities import ChatDelta, ChatResult, ChatUsage
 
-    def token_eos(self) -> int:
-        return -1
-
-    def create_chat_completion(self, messages: list[dict[str, Any]], stream: bool = True, **kw: Any) -> Any:
-        self.calls.append(messages)
-        return self._chunks(self.answer(messages), kw.get("max_tokens"))
-
-    def _chunks(self, text: str, limit: int | None) -> Any:
-        words = re.findall(r"\S+\s*", text)[: limit or None]
-        for word in words:
+        self.calls.append(request.messages)
+        words = re.findall(r"\S+\s*", self.answer(request.messages))[: request.max_tokens or None]
+        t0 = time.perf_counter()
+        for i, word in enumerate(words, 1):
             if self.delay:
                 time.sleep(self.delay)
+            if cancel.is_set():
+                return ChatResult("".join(words[: i - 1]), "cancelled")
             self.word_times.append(time.perf_counter())
-            yield {"choices": [{"delta": {"content": word}, "finish_reason": None}]}
+            emit(ChatDelta(word, i))
         self.finished_at.append(time.perf_counter())
-        yield {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+        return ChatResult("".join(words), "stop", usage=ChatUsage(completion_tokens=len(words),
+                                                                  total_s=time.perf_counter() - t0))
 
     @staticmethod
     def answer(messages: list[dict[str, Any]]) -> str:
@@ -79,10 +75,11 @@ def _summary(prompt: str) -> str:
 
 
 class FakeCoordinatorBackend:
-    """Backend ``fake-coordinator``: hands out one shared ``FakeCoordinator``."""
+    """Backend ``fake-coordinator``: hands out one shared ``FakeCoordinator``, serving ``chat``."""
 
     name = "fake-coordinator"
     devices = ("cpu",)
+    capabilities = ("chat",)
 
     def __init__(self, model: FakeCoordinator) -> None:
         self.model = model
@@ -97,6 +94,20 @@ class FakeCoordinatorBackend:
 
     def unload(self, handle: Any) -> None:
         pass
+
+    def describe(self, handle: Any, spec: Any) -> Any:
+        from core.capabilities import ModelInfo
+
+        return ModelInfo(name=spec.name, backend=self.name, capabilities=self.capabilities, context_size=4096)
+
+    def run(self, handle: Any, op: Any, request: Any, emit: Any, cancel: Any) -> Any:
+        from core.capabilities import COUNT, GENERATE, CapabilityError, TokenCount
+
+        if op == GENERATE:
+            return handle.reply(request, emit, cancel)
+        if op == COUNT:
+            return TokenCount(tokens=len(str(request.messages or request.text)) // 3)
+        raise CapabilityError(f"the fake coordinator does not serve {op!r}")
 
 
 def plugin(model: FakeCoordinator) -> Any:

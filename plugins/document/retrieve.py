@@ -17,8 +17,6 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-
 from .readers import Document
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -85,8 +83,10 @@ async def _similarities(app: Any, model: str, question: str, texts: list[str]) -
 
     keys = [hashlib.sha1(t.encode()).hexdigest() for t in texts]
     new = {k: t for t, k in zip(texts, keys, strict=True) if k not in _VECTORS}  # repeated passages once
-    async with app.pool.use(model, reason="document retrieval") as handle:
-        vecs = np.asarray(await anyio.to_thread.run_sync(handle.embed, [question, *new.values()]), np.float32)
+    from core.capabilities import Embed
+
+    async with app.pool.use(model, Embed, reason="document retrieval") as embedder:
+        vecs = np.asarray(await embedder.embed_array([question, *new.values()]), np.float32)
     vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
     _VECTORS.update(zip(new, vecs[1:], strict=True))
     for k in keys:
