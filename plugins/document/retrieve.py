@@ -17,7 +17,11 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from core.logging import get_logger
+
 from .readers import Document
+
+log = get_logger("loom.document")
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -67,8 +71,9 @@ async def rank(app: Any, question: str, items: list[Passage], pool: int = 48) ->
     candidates = items if len(items) <= pool else sorted(items, key=lambda p: -p.score)[:pool]
     try:
         sims = await _similarities(app, model, question, [p.text for p in candidates])
-    except Exception:  # word overlap stands: retrieval must not break reading
-        return "word overlap (the embedding model failed)"
+    except Exception as exc:  # word overlap stands: retrieval must not break reading
+        log.warning("document retrieval fell back to word overlap", model=model, error=repr(exc))
+        return f"word overlap (the embedding model failed: {exc})"
     floor = min(float(s) for s in sims) - 1.0  # passages not re-ranked stay below every candidate
     for p in items:
         p.score = floor
@@ -86,7 +91,7 @@ async def _similarities(app: Any, model: str, question: str, texts: list[str]) -
     from core.capabilities import Embed
 
     async with app.pool.use(model, Embed, reason="document retrieval") as embedder:
-        vecs = np.asarray(await embedder.embed_array([question, *new.values()]), np.float32)
+        vecs = np.array(await embedder.embed_array([question, *new.values()]), np.float32)  # a writable copy
     vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
     _VECTORS.update(zip(new, vecs[1:], strict=True))
     for k in keys:
