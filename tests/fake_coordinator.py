@@ -126,3 +126,47 @@ def config(**assistant: Any) -> Any:
     # router's embedding prototypes would cost each test seconds on a small CPU.
     cfg.plugin["assistant"] = {"llm_fallback": False, "use_embeddings": False, **assistant}
     return cfg
+
+
+class Served:
+    """A ``Loom`` served over real HTTP (MCP, the OpenAI API...) by uvicorn in a thread of
+    this process, so a test can hold plugin objects (the fake) and still use real clients."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.base_url = ""
+        self._server: Any = None
+        self._thread: Any = None
+
+    def __enter__(self) -> Served:
+        import socket
+        import threading
+
+        import uvicorn
+
+        from core.commands.serve import _build
+        from core.surfaces.http import build_http_app
+
+        asgi, _ = _build(self.app, auth=False, host="127.0.0.1", token=None, build_http_app=build_http_app)
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        self._server = uvicorn.Server(uvicorn.Config(asgi, lifespan="on", log_level="warning", access_log=False,
+                                                     log_config=None))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the in-process server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._server.should_exit = True
+        self._thread.join(30)
+
+    def openai(self) -> Any:
+        from openai import OpenAI
+
+        return OpenAI(base_url=f"{self.base_url}/v1", api_key="unused", max_retries=0)
