@@ -28,6 +28,11 @@ Order of a turn in ``assistant.ask``:
    judge agreement, mark uncertainty (``turn.uncertain = True`` makes the assistant
    prefix the answer with a short caveat unless the stage already rewrote it).
 
+A turn may belong to a conversation (``turn.conversation_id``): ``turn.history`` holds
+the earlier turns and ``turn.summary`` the rolling summary of older ones; after the
+coordinator answered, ``turn.messages`` is exactly what it was given. Attached documents
+read for the turn are described in ``turn.documents``.
+
 A stage that raises is reported as an event and skipped; the turn goes on. Stages can
 call the coordinator themselves through ``await turn.generate(prompt, ...)`` and publish
 events with ``await turn.emit(event)`` (the correlation id is filled in, and the event is
