@@ -261,3 +261,12 @@ async def test_a_question_about_a_figure_shows_the_page_to_the_vision_model(app_
                                                   "question": "Which region leads in figure 1?"})
     assert asked and asked[0].image.startswith("data:image/png;base64,")
     assert "[p. 2 as the vision model sees it] A bar chart" in out.structured["text"]
+
+
+async def test_a_reader_stuck_inside_a_page_is_abandoned(make_app):
+    import time
+
+    from plugins.document import _bounded
+
+    with anyio.fail_after(10), pytest.raises(ToolError, match=r"took longer than 2.15 s and was abandoned"):
+        await _bounded(SimpleNamespace(timeout=0.1), "/x/stuck.pdf", lambda: time.sleep(6))

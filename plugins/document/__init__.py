@@ -103,10 +103,26 @@ async def _open(ctx: ToolContext, path: str, pages: str | None = None) -> Any:
         if sniff_file(path)[0] != "pdf":
             raise ToolError("pages apply to PDF documents only")
         rng = parse_pages(pages, await anyio.to_thread.run_sync(count))
-    doc = await anyio.to_thread.run_sync(lambda: open_document(path, s, pages=rng))
+    doc = await _bounded(s, path, lambda: open_document(path, s, pages=rng))
     if doc.scanned_pages:
         await _ocr(ctx, doc, s)
     return doc
+
+
+async def _bounded(s: Any, path: str, fn: Any) -> Any:
+    """Run a reader in a worker thread, giving up on it past the time budget. Readers check
+    the clock between pages; this also covers one page that never finishes inside the PDF
+    engine (the thread is abandoned, the caller gets an error at once)."""
+    import anyio
+
+    limit = s.timeout * 1.5 + 2
+    try:
+        with anyio.fail_after(limit):
+            return await anyio.to_thread.run_sync(fn, abandon_on_cancel=True)
+    except TimeoutError:
+        name = path.rsplit("/", 1)[-1]
+        raise ToolError(f"reading {name} took longer than {limit:g} s and was abandoned; the file may be "
+                        "malformed. Try pages=... for part of it") from None
 
 
 async def _ocr(ctx: ToolContext, doc: Any, s: Any) -> None:
