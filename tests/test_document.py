@@ -270,3 +270,19 @@ async def test_a_reader_stuck_inside_a_page_is_abandoned(make_app):
 
     with anyio.fail_after(10), pytest.raises(ToolError, match=r"took longer than 2.15 s and was abandoned"):
         await _bounded(SimpleNamespace(timeout=0.1), "/x/stuck.pdf", lambda: time.sleep(6))
+
+
+async def test_follow_ups_in_a_conversation_still_see_the_document(app_for, files):
+    coordinator = fake.FakeCoordinator()
+    app = app_for("assistant", extra={"fake": fake.plugin(coordinator)}, config=fake.config())
+    async with app:
+        await app.call("assistant.ask", {"text": "Summarize this.", "attachments": [str(files.report)],
+                                         "conversation": "doc"})
+        out = (await app.call("assistant.ask", {"text": "What is the outlook?", "conversation": "doc"})).structured
+        await app.call("assistant.ask", {"text": "What is the outlook?"})
+    follow_up = coordinator.calls[1][-1]["content"]
+    assert follow_up.startswith("What is the outlook?") and "[Attachment 1: report.pdf (PDF, 2 pages)]" in follow_up
+    assert "Outlook: stable" in follow_up and [d["name"] for d in out["documents"]] == ["report.pdf"]
+    assert "Attachment" not in coordinator.calls[2][-1]["content"]  # outside the conversation: no document
+    # Turn 1's text is stored as the user typed it; the document is not repeated in the history.
+    assert coordinator.calls[1][1] == {"role": "user", "content": "Summarize this."}

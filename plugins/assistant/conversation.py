@@ -51,6 +51,7 @@ class Conversation:
     turns: list[dict[str, str]] = field(default_factory=list)  # {"role": "user"|"assistant", "content": ...}
     summary: str = ""
     folded: int = 0  # turns folded into the summary so far
+    documents: list[str] = field(default_factory=list)  # the documents last attached: follow-ups see them
     updated: float = field(default_factory=time.time)
     lock: anyio.Lock = field(default_factory=anyio.Lock)  # one turn at a time per conversation
 

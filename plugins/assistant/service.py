@@ -221,6 +221,14 @@ class Assistant:
                    history: list[dict[str, str]], ctx: ToolContext) -> Turn:
         docs = [a for a in atts if _is_document(a)]
         media = [a for a in atts if not _is_document(a)]
+        if conv is not None:
+            if docs:
+                conv.documents = [d.path for d in docs]
+            elif not media and conv.documents:
+                # A follow-up about the documents attached earlier in this conversation ("and
+                # what does section 2 say?"): read them again for this question.
+                docs = [self._carried(p) for p in conv.documents]
+                docs = [d for d in docs if d is not None]
         if docs and not text.strip():
             text = "Summarize the attached document." if len(docs) == 1 else "Summarize the attached documents."
         turn = Turn(text=text, session_id=session_id, attachments=atts, app=self.app,
@@ -275,6 +283,12 @@ class Assistant:
         return turn
 
     # -- documents ---------------------------------------------------------------------------
+
+    def _carried(self, path: str) -> Attachment | None:
+        try:
+            return detect(path)
+        except OSError:  # moved or deleted since: the conversation goes on without it
+            return None
 
     async def _documents(self, turn: Turn, docs: list[Attachment], ctx: ToolContext) -> str:
         """The attached documents as labelled text for the request (whole, or the passages
