@@ -453,7 +453,7 @@ class Assistant:
 
     async def _thread(self, turn: Turn, system: str, user: str, max_tokens: int | None) -> list[dict[str, str]]:
         """The recent turns that fit the coordinator's window; older ones folded into ``turn.summary``."""
-        summary_room = self.settings.summary_words * 2
+        summary_room = self.settings.summary_words * 3  # the summary is capped at 8 characters a word
         reserve = (approx_tokens(system) + approx_tokens(user) + (max_tokens or self.settings.max_tokens)
                    + summary_room + 64)
         fitted = fit(turn.history, max(0, self._context_tokens() - reserve))
