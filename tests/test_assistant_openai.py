@@ -1,4 +1,5 @@
-"""model="loom" on the OpenAI API with the official ``openai`` client and ``stream=True``,
+"""model="loom" on the OpenAI API with the official ``openai`` client and ``stream=True``, and
+assistant.ask over MCP streamable HTTP (progress), both
 over real HTTP: the coordinator's words arrive as separate SSE deltas while it is still
 writing, in order, and the messages before the last user turn reach it as the
 conversation. The coordinator is ``FakeCoordinator`` (a stand-in, so the test can see what
@@ -62,3 +63,26 @@ def test_earlier_messages_are_the_conversation(served):
     assert given == [("user", TRIP[0]), ("assistant", TRIP[1]), ("user", TRIP[2])]
     alone = client.chat.completions.create(model="loom", messages=[{"role": "user", "content": TRIP[2]}])
     assert "for whom" in alone.choices[0].message.content
+
+
+@pytest.mark.anyio
+async def test_mcp_over_http_gets_the_partial_answer_as_progress(served):
+    import httpx2
+    from mcp.client import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    server, _ = served
+    messages: list[str] = []
+
+    async def on_progress(progress, total, message):
+        messages.append(message)
+
+    http = httpx2.AsyncClient(timeout=30)
+    async with Client(streamable_http_client(f"{server.base_url}/mcp", http_client=http), mode="legacy") as client:
+        await client.call_tool("assistant.ask", {"text": TRIP[0]})
+        out = await client.call_tool("assistant.ask", {"text": TRIP[2]}, progress_callback=on_progress)
+    answer = out.structured_content["answer"]
+    assert answer.startswith("Packing list for Ada")  # the MCP session carried the conversation
+    partial = [m.removeprefix("answer: ") for m in messages if m.startswith("answer: ")]
+    assert len(partial) >= 2 and partial[-1] == answer and all(answer.startswith(p) for p in partial)
+    assert messages[0] == "step 1 assistant.chat: started" and messages[-1].startswith("step 1 assistant.chat: done")
