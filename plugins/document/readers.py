@@ -49,7 +49,7 @@ class DocumentSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     max_pages: int = 300  # PDF pages read in one go; past this the read is partial and says so
     max_chars: int = 2_000_000  # text kept from one document
     timeout: float = 30.0  # seconds one read may take; checked between pages
-    docx_max_uncompressed: int = 256 * 1024 * 1024  # ZIP members inflated, all together
+    docx_max_uncompressed: int = 64 * 1024 * 1024  # ZIP members inflated, all together (XML is parsed whole)
     docx_max_ratio: float = 200.0  # uncompressed / compressed, over the whole archive
     docx_max_members: int = 5000
     ocr_pages: int = 10  # scanned PDF pages OCR'd per read (slow: about a second each)
