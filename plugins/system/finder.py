@@ -62,8 +62,12 @@ def label_of(description: str) -> str:
     return text.strip() or description.strip()
 
 
+_CONFUSABLE = str.maketrans({"1": "i", "l": "i", "|": "i", "!": "i", "0": "o", "5": "s", "3": "e", "8": "b"})
+
+
 def _norm(word: str) -> str:
-    return _WORD.sub("", word).lower()
+    """Case, punctuation and the glyphs OCR confuses (1/l/i, 0/o, rn/m...) folded, on both sides."""
+    return _WORD.sub("", word).lower().replace("rn", "m").replace("vv", "w").translate(_CONFUSABLE)
 
 
 def match_words(words: list[Any], label: str) -> list[Found]:
