@@ -145,7 +145,8 @@ def _not_a_document(p: Path, fmt: str) -> str:
     kinds = {"png": "an image", "jpeg": "an image", "gif": "an image", "webp": "an image", "bmp": "an image",
              "tiff": "an image", "wav": "audio", "mp3": "audio", "flac": "audio", "ogg": "audio", "mp4": "a video",
              "webm": "a video", "mov": "a video", "xlsx": "an Excel workbook", "pptx": "a PowerPoint deck",
-             "ole": "a legacy Office file (.doc/.xls/.ppt) or a password-protected Office document", "zip": "a ZIP archive", "epub": "an EPUB book",
+             "ole": "a legacy Office file (.doc/.xls/.ppt) or a password-protected Office document",
+             "zip": "a ZIP archive", "epub": "an EPUB book",
              "odf": "an OpenDocument file", "rtf": "an RTF file"}
     what = kinds.get(fmt, "a binary file of no document format Loom reads")
     hint = {"an image": "ask about it as an image (vision.*)", "audio": "transcribe it (voice.transcribe)",
