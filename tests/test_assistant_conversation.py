@@ -30,6 +30,11 @@ class SpeakArgs(msgspec.Struct, forbid_unknown_fields=True):
     text: str
 
 
+class DescribeArgs(msgspec.Struct, forbid_unknown_fields=True):
+    image: str
+    detail: str = "normal"
+
+
 # --- trimming, unit level -----------------------------------------------------------------------
 
 
@@ -204,6 +209,32 @@ async def test_mcp_session_is_the_conversation_and_progress_carries_the_text(mak
     assert last.structured_content["conversation"].startswith("mcp-")
     assert any(m == f"answer: {answer}" for m in messages)
     assert messages[0] == "step 1 assistant.chat: started"
+
+
+async def test_every_image_attached_is_seen_and_labelled(make_app, data_dir):
+    from PIL import Image
+
+    colours = {"red.png": (220, 20, 20), "blue.png": (20, 20, 220)}
+    paths = []
+    for name, rgb in colours.items():
+        Image.new("RGB", (16, 16), rgb).save(data_dir / name)
+        paths.append(str(data_dir / name))
+
+    async def describe(args: DescribeArgs) -> str:  # a stand-in for the VLM (none runs here)
+        from PIL import Image
+
+        r, _, b = Image.open(args.image).getpixel((0, 0))
+        return "A plain red square." if r > b else "A plain blue square."
+
+    vision = SimpleNamespace(loom_register_tools=hookimpl(lambda register: register(describe, read_only=True)))
+    coordinator = fake.FakeCoordinator()
+    app = make_app("assistant", extra={"fake": fake.plugin(coordinator), "vision": vision}, config=fake.config())
+    async with app:
+        out = (await app.call("assistant.ask", {"text": "Describe these images.", "attachments": paths})).structured
+    assert out["steps"] == ["vision.describe", "vision.describe", "assistant.chat"]
+    given = coordinator.calls[-1][-1]["content"]
+    assert "[Attachment 1: red.png (image)]\nA plain red square." in given
+    assert "[Attachment 2: blue.png (image)]\nA plain blue square." in given
 
 
 # --- plumbing with the packaged model -----------------------------------------------------------------

@@ -241,6 +241,7 @@ class Assistant:
         if docs:
             request = text + "\n\n" + await self._documents(turn, docs, ctx)
         plan, precomputed = await self.route(text, media, session_id=session_id, ctx=ctx)
+        self._every_attachment(plan, media)
         turn.plan = plan
         if "s1" in precomputed:
             turn.metadata["transcript"] = precomputed["s1"].text()
@@ -281,6 +282,24 @@ class Assistant:
         if turn.uncertain and turn.answer and not turn.metadata.get("uncertainty_marked"):
             turn.answer = f"(I am not certain about this.) {turn.answer}"
         return turn
+
+    def _every_attachment(self, plan: Plan, media: list[Attachment]) -> None:
+        """The router plans one vision step on the first image (or video). With several of the
+        same kind, each gets that step and the coordinator answers from all of them, labelled."""
+        if len(media) < 2 or len(plan.steps) != 1 or "assistant.chat" not in self.app.tools:
+            return
+        first = plan.steps[0]
+        if not first.tool.startswith("vision.") or first.args.get("file") != "{attachment0}" \
+                or any(a.kind != media[0].kind for a in media) or media[0].kind not in ("image", "video"):
+            return
+        steps = [msgspec.structs.replace(first, id=f"s{i + 1}", args={**first.args, "file": f"{{attachment{i}}}"})
+                 for i in range(len(media))]
+        seen = "\n\n".join(f"[Attachment {i + 1}: {a.path.rsplit('/', 1)[-1]} ({a.kind})]\n{{s{i + 1}.text}}"
+                            for i, a in enumerate(media))
+        steps.append(Step(id=f"s{len(media) + 1}", tool="assistant.chat", role="coordinator",
+                          args={"text": "{request}\n\nWhat each attachment shows:\n\n" + seen}))
+        plan.steps = steps
+        plan.reason += f"; {len(media)} {media[0].kind}s attached: {first.tool} on each, then one answer from all"
 
     # -- documents ---------------------------------------------------------------------------
 
