@@ -255,7 +255,11 @@ class Recorder:
 async def test_smollm2_gets_the_earlier_turns_of_its_conversation(make_app):
     recorder = Recorder()
     stages = SimpleNamespace(loom_register_stages=hookimpl(lambda register: register(recorder, order=10)))
-    app = make_app("assistant", "embed", "llamacpp", extra={"stages": stages})
+    from core.config import LoomConfig
+
+    # Short answers, so the three turns fit SmolLM2's window verbatim (trimming is tested above).
+    cfg = LoomConfig(plugin={"assistant": {"max_tokens": 40, "use_embeddings": False, "llm_fallback": False}})
+    app = make_app("assistant", "llamacpp", extra={"stages": stages}, config=cfg)
     async with app:
         answers = []
         for text in TRIP:
@@ -266,3 +270,4 @@ async def test_smollm2_gets_the_earlier_turns_of_its_conversation(make_app):
     assert third == [("user", TRIP[0]), ("assistant", answers[0]), ("user", TRIP[1]), ("assistant", answers[1]),
                      ("user", TRIP[2])]
     assert [m["role"] for m in recorder.given[0]] == ["system", "user"]
+    assert "summary" not in recorder.given[2][0]["content"]
