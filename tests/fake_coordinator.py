@@ -121,10 +121,9 @@ def config(**assistant: Any) -> Any:
     from core.config import LoomConfig, ModelConfig, PoolConfig
 
     cfg = LoomConfig(pool=PoolConfig(ram_budget="8GiB"),
-                     models={"fake": ModelConfig(backend="fake-coordinator", role="coordinator")})
-    # Rules-only routing: the requests in these tests are plainly chat, and building the
-    # router's embedding prototypes would cost each test seconds on a small CPU.
-    cfg.plugin["assistant"] = {"llm_fallback": False, "use_embeddings": False, **assistant}
+                     models={"fake": ModelConfig(backend="fake-coordinator", role="coordinator",
+                                                 placement="inline")})  # the test holds the object
+    cfg.plugin["assistant"] = {"llm_fallback": False, **assistant}
     return cfg
 
 

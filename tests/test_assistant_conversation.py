@@ -258,7 +258,7 @@ async def test_smollm2_gets_the_earlier_turns_of_its_conversation(make_app):
     from core.config import LoomConfig
 
     # Short answers, so the three turns fit SmolLM2's window verbatim (trimming is tested above).
-    cfg = LoomConfig(plugin={"assistant": {"max_tokens": 40, "use_embeddings": False, "llm_fallback": False}})
+    cfg = LoomConfig(plugin={"assistant": {"max_tokens": 40, "llm_fallback": False}})
     app = make_app("assistant", "llamacpp", extra={"stages": stages}, config=cfg)
     async with app:
         answers = []

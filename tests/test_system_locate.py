@@ -110,7 +110,7 @@ def build(make_app, screen):
     def build(*plugins, extra=None, **policy):
         cfg = LoomConfig(plugin={"system": {"display": screen.display, "xauthority": screen.xauthority},
                                  "policy": policy,
-                                 "assistant": {"llm_fallback": False, "use_embeddings": False}})
+                                 "assistant": {"llm_fallback": False}})
         return make_app("policy", "system", *plugins, extra=extra, config=cfg)
 
     return build

@@ -1,8 +1,10 @@
 """Image generation on diffusers: Flux (GGUF transformers too), Stable Diffusion, SDXL.
 
-Registers the ``diffusers`` model backend (shared with the video plugin) and the tools
-``imagegen.generate`` and ``imagegen.edit``. Models are configured by path in loom.toml
-with ``role = "imagegen"``; nothing is downloaded. See docs/media.md.
+Registers the ``diffusers`` model backend and the tools ``imagegen.generate`` and
+``imagegen.edit``. The backend serves the ``image`` capability for text-to-image pipelines
+and ``video`` for text-to-video ones, so the video plugin's tools run on it through
+``VideoGen`` handles (without importing anything from here). Models are configured by path
+in loom.toml with ``role = "imagegen"``; nothing is downloaded. See docs/media.md.
 
 Only light modules are imported here: torch and diffusers load on the first generation.
 """
@@ -10,6 +12,7 @@ Only light modules are imported here: torch and diffusers load on the first gene
 from __future__ import annotations
 
 from core.hookspecs import hookimpl
+from core.tools import object_schema
 
 from . import tools
 from .backend import DiffusersBackend
@@ -49,8 +52,10 @@ def loom_register_backends(register):
 
 @hookimpl
 def loom_register_tools(register):
-    register(tools.generate, title="Generate an image", open_world=False)
-    register(tools.edit, title="Edit an image (image-to-image)", open_world=False)
+    image = object_schema(prompt=str, model=str, seed=int, width=int, height=int, steps=int, path=str, uri=str,
+                          seconds=float)
+    register(tools.generate, title="Generate an image", open_world=False, output_schema=image)
+    register(tools.edit, title="Edit an image (image-to-image)", open_world=False, output_schema=image)
 
 
 @hookimpl

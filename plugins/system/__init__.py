@@ -12,6 +12,7 @@ supported setup: ``Xvfb :99 -screen 0 1280x800x24 &`` with ``[plugin.system] dis
 from __future__ import annotations
 
 from core.hookspecs import hookimpl
+from core.tools import object_schema
 
 from .tools import click, drag, focus, hotkey, locate, move, open_app, screenshot, scroll, type_text, windows
 
@@ -39,7 +40,8 @@ def loom_configure(config, app):
 
 @hookimpl
 def loom_register_tools(register):
-    register(screenshot, read_only=True, title="Screenshot of the screen")
+    register(screenshot, read_only=True, title="Screenshot of the screen",
+             output_schema=object_schema(width=int, height=int, display=str))
     register(windows, read_only=True, title="List windows")
     register(locate, read_only=True, title="Find something on the screen")
     register(move, destructive=True, title="Move the pointer")
