@@ -71,8 +71,8 @@ def is_right(answer: str, accepted: list[str]) -> bool:
     return False
 
 
-async def answer_all(rows: list[dict[str, Any]], samples: int, verbose: bool, cache: Path | None = None,
-                     done: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+async def answer_all(rows: list[dict[str, Any]], samples: int, max_tokens: int, verbose: bool,
+                     cache: Path | None = None, done: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     cfg = LoomConfig(paths=PathsConfig(data_dir=tempfile.mkdtemp(prefix="loom-selfcheck-")))
     app = Loom.create(cfg, environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "llamacpp,embed"},
                       configure_logs=False)
@@ -92,7 +92,7 @@ async def answer_all(rows: list[dict[str, Any]], samples: int, verbose: bool, ca
 
                 async def one(i: int, messages: list[dict[str, Any]] = messages, answers: list[str] = answers,
                               ttft: list[float] = ttft) -> None:
-                    res = await chat.complete(ChatRequest(messages=messages, max_tokens=32, temperature=0.8,
+                    res = await chat.complete(ChatRequest(messages=messages, max_tokens=max_tokens, temperature=0.8,
                                                           seed=1000 + i))
                     answers[i] = res.text.strip()
                     ttft[i] = res.usage.ttft_s or 0.0
@@ -138,6 +138,9 @@ def cross_validated(items: list[dict[str, Any]], k: int = 5) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--samples", type=int, default=AntiHallucinationSettings().samples)
+    ap.add_argument("--max-tokens", type=int, default=16,
+                    help="tokens per sample: the claim is in the first sentence (a loaded 2-core machine "
+                         "decodes a few tokens a second)")
     ap.add_argument("--fit", action="store_true", help="refit the calibration on the calibration questions")
     ap.add_argument("--cache", type=Path, help="keep the model's answers here (after every question) and reuse them")
     ap.add_argument("--report-only", action="store_true", help="only report what --cache holds")
@@ -154,7 +157,7 @@ def main() -> int:
         t0 = time.perf_counter()
         # Held-out questions first: an interrupted run still measures them (the AUROC of the
         # agreement alone needs no calibration; the calibrated one needs the other 75 too).
-        answered = anyio.run(answer_all, held + dev, args.samples, args.verbose, args.cache, done)
+        answered = anyio.run(answer_all, held + dev, args.samples, args.max_tokens, args.verbose, args.cache, done)
         print(f"answered {len(answered)} questions x {args.samples} samples in {time.perf_counter() - t0:.0f} s")
     items_held, items_dev = answered[:len(held)], answered[len(held):]
     for it in items_dev + items_held:

@@ -46,6 +46,7 @@ class ReasoningSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     # A stronger model for hard requests, when one is configured: the role it serves
     # ([models.x] role = "expert"); the plan says which tier answered and its expected cost.
     expert_role: str = "expert"
+    reflect_max_tokens: Annotated[int, msgspec.Meta(ge=16, le=4096)] = 256  # the critique's and the revision's
     # Measured seconds per answer with the packaged model (bench/reasoning.py), for the plan's estimate.
     expected_s: dict[str, float] = {}
 
