@@ -45,10 +45,14 @@ def loom_register_tools(register: Any) -> None:
     Args:
         register: ``register(func, *, name=None, description=None, read_only=False,
             destructive=False, idempotent=False, open_world=False, title=None,
-            timeout=None)``. ``func`` takes one ``msgspec.Struct`` of arguments and
+            timeout=None, examples=())``. ``func`` takes one ``msgspec.Struct`` of arguments and
             optionally a ``ToolContext``; it may be async or sync (sync runs in a
             worker thread). The tool is named ``<plugin>.<name or func.__name__>``,
             described by its docstring; its input schema comes from the Struct.
+            ``examples`` are requests in users' words that the tool answers (a dozen,
+            in the languages you support, phrased differently); the assistant's router
+            trains on them at start, so ``assistant.ask`` routes such requests to the
+            tool with no change to the assistant.
     """
 
 
@@ -128,7 +132,11 @@ def loom_authorize(call: Any, app: Any) -> Any:
     """Decide whether a tool call may run; the first non-None answer wins.
 
     Called for every call from every surface (MCP, HTTP, CLI, plans) before the tool
-    runs. With no answer the call is allowed.
+    runs. Authorization fails closed: with no answer the kernel's default applies
+    (``core.consent.default_decision``: destructive tools called by a client ask), an
+    exception or a non-Decision is a refusal, and ``ask`` is resolved by asking the
+    client's user (``core.consent.ask_consent``). A plugin implementing this hook cannot
+    be enabled, disabled or reloaded at run time.
 
     Args:
         call: a ``ToolCall`` (``tool`` with its annotations, validated ``args``, and

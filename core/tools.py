@@ -29,6 +29,7 @@ from .results import ToolResult, to_result
 if typing.TYPE_CHECKING:
     from .bus import EventBus
 
+PROGRESS_SEND_TIMEOUT = 2.0  # seconds a sync tool's progress report may wait for its client
 _NAME = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")
 
 
@@ -92,6 +93,8 @@ class Tool:
     wants_context: bool
     is_async: bool
     timeout: float | None = None
+    #: requests a user might make that this tool answers; the assistant's router learns them
+    examples: tuple[str, ...] = ()
     _schema: dict[str, Any] | None = None
 
     @property
@@ -175,6 +178,7 @@ class ToolContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     extra: dict[str, Any] = field(default_factory=dict)
     _token: Any = None
+    _progress_broken: bool = False
 
     async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         """Report progress from an async tool (or from the loop thread)."""
@@ -189,8 +193,17 @@ class ToolContext:
                     source=self.tool.split(".", 1)[0],
                 )
             )
-        if self.on_progress is not None:
-            await self.on_progress(progress, total, message)
+        if self.on_progress is not None and not self._progress_broken:
+            # Progress never holds the tool up: a client that stopped reading (a dropped
+            # stream: the send blocks, or raises WouldBlock/ClosedResourceError) would
+            # otherwise stall the tool, and with it the model it holds, until shutdown.
+            with anyio.move_on_after(PROGRESS_SEND_TIMEOUT) as scope:
+                try:
+                    await self.on_progress(progress, total, message)
+                except Exception:
+                    self._progress_broken = True  # the stream is gone: stop trying, keep working
+            if scope.cancelled_caught:
+                self._progress_broken = True
 
     def progress_sync(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         """Report progress from a sync tool running in a worker thread.
@@ -204,6 +217,7 @@ class ToolContext:
                 anyio.from_thread.run(self.progress, progress, total, message, token=self._token)
             except RuntimeError:
                 pass  # the loop is gone (shutdown): progress is best effort
+        self.check_cancelled()
 
     def check_cancelled(self) -> None:
         if self.cancelled.is_set():
@@ -236,6 +250,15 @@ Authorizer = Callable[[ToolCall], Awaitable[Decision]]
 # --- registry ------------------------------------------------------------------------
 
 
+def _examples(name: str, examples: Iterable[str]) -> tuple[str, ...]:
+    out = tuple(examples)
+    bad = [e for e in out if not isinstance(e, str) or not e.strip() or len(e) > 2000]
+    if isinstance(examples, str) or bad:
+        raise ValueError(f"tool {name!r}: examples must be a list of non-empty request strings (at most 2000 "
+                         f"characters each), got {examples if isinstance(examples, str) else bad[0]!r}")
+    return out
+
+
 class ToolRegistry:
     """Every registered tool by name, and the one way to call them."""
 
@@ -261,8 +284,14 @@ class ToolRegistry:
         open_world: bool = False,
         title: str | None = None,
         timeout: float | None = None,
+        examples: Iterable[str] = (),
     ) -> Tool:
-        """Register ``func`` as ``<plugin>.<name>``. Raises on a duplicate name."""
+        """Register ``func`` as ``<plugin>.<name>``. Raises on a duplicate name.
+
+        ``examples``: requests, in the words users would use, that this tool answers
+        ("turn the volume down", "baja el volumen"); the assistant's router trains on
+        them at start, so the tool becomes routable without editing the assistant.
+        """
         short = name or func.__name__
         full = short if "." in short else f"{plugin}.{short}"
         if not _NAME.match(full):
@@ -289,6 +318,7 @@ class ToolRegistry:
             wants_context=wants_context,
             is_async=inspect.iscoroutinefunction(func),
             timeout=timeout,
+            examples=_examples(full, examples),
         )
         tool.input_schema  # noqa: B018 - derive now so a bad Struct fails at registration
         self._tools[full] = tool
@@ -326,7 +356,8 @@ class ToolRegistry:
         except KeyError:
             close = [n for n in self._tools if n.split(".")[-1] == name.split(".")[-1]]
             hint = f" Did you mean {', '.join(close)}?" if close else " Run `loom tools` to list them."
-            raise ToolNotFound(f"Unknown tool {name!r}.{hint}") from None
+            shown = name if len(name) <= 100 else name[:100] + "…"  # never echo a huge name back
+            raise ToolNotFound(f"Unknown tool {shown!r}.{hint}") from None
 
     def list(self) -> list[Tool]:
         return sorted(self._tools.values(), key=lambda t: t.name)

@@ -1,4 +1,5 @@
-"""Routing: input type from file content, intent and plan from rules + embeddings, `loom route`."""
+"""Routing: input type from file content, the learned router's plans (runnable, calibrated, taught by tool
+examples), `loom route`."""
 
 from __future__ import annotations
 
@@ -9,17 +10,41 @@ import sys
 import wave
 from pathlib import Path
 
+import msgspec
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def router():
-    from plugins.assistant.router import Router
-    from plugins.embed.minilm import MiniLM
+class Volume(msgspec.Struct, forbid_unknown_fields=True):
+    text: str
 
-    return Router(MiniLM().embed)
+
+async def volume(args: Volume) -> str:
+    """Set the speakers' volume (a throwaway tool that teaches the router by examples)."""
+    return "ok"
+
+
+PLUGINS = "assistant,voice,vision,imagegen,video,coder,browser,system,memory"
+
+
+@pytest.fixture(scope="module")
+def full_app(tmp_path_factory):
+    """Every built-in plugin that plans can name, registered (no model is loaded)."""
+    from core.app import Loom
+    from core.config import LoomConfig, PathsConfig
+
+    d = tmp_path_factory.mktemp("router")
+    cfg = LoomConfig()
+    cfg.paths = PathsConfig(data_dir=str(d / "data"), cache_dir=str(d / "cache"), allowed_roots=[str(d)])
+    return Loom.create(cfg, environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": PLUGINS})
+
+
+@pytest.fixture(scope="module")
+def router(full_app):
+    from plugins.assistant.router import Router
+
+    return Router(full_app.tools)
 
 
 @pytest.fixture(scope="module")
@@ -67,82 +92,164 @@ def test_input_type_comes_from_content_not_name(files):
         detect(files / "missing.png")
 
 
-@pytest.mark.parametrize("text,kinds,intent,steps", [
-    ("Could you paint me a watercolour of a lighthouse at night?", [], "imagegen", ["imagegen.generate"]),
-    ("Hazme un dibujo de un unicornio.", [], "imagegen", ["imagegen.generate"]),
-    ("Produce a 6 second clip of snow falling on a forest.", [], "videogen", ["video.generate"]),
-    ("Implement a linked list in TypeScript with insert and delete.", [], "code", ["coder.generate"]),
-    ("Arregla el fallo en utils/fechas.py, la fecha sale al revés.", [], "code", ["coder.edit"]),
-    ("What does 'ZeroDivisionError: division by zero' mean?", [], "code", ["coder.explain"]),
-    ("¿Por qué el cielo es azul?", [], "chat", ["assistant.chat"]),
-    ("Write a haiku about rain and read it out loud.", [], "chat", ["assistant.chat", "voice.speak"]),
-    ("Busca información sobre vuelos baratos a Lima.", [], "research", ["browser.research"]),
-    ("Open github.com/python/cpython and tell me what it is.", [], "research", ["browser.open"]),
-    ("Right-click at 10, 20.", [], "pc_control", ["system.click"]),
-    ("Abre Chrome y escribe 'hola'.", [], "pc_control", ["system.open_app", "system.type"]),
-    ("How do I change my wallpaper on macOS?", [], "chat", ["assistant.chat"]),
-    ("Don't forget that I take my coffee black.", [], "memory", ["memory.remember"]),
-    ("¿Te acuerdas de cómo se llama mi hermana?", [], "memory", ["memory.recall"]),
-    ("What breed is this dog?", ["image"], "vision", ["vision.answer"]),
-    ("Read the text on this sign.", ["image"], "vision", ["vision.ocr"]),
-    ("Turn this sketch into a Flutter screen.", ["image"], "code", ["vision.describe", "coder.generate"]),
-    ("Quita el fondo de esta imagen.", ["image"], "imagegen", ["imagegen.edit"]),
-    ("Describe what happens in this recording of the match.", ["video"], "vision", ["vision.video"]),
-    ("Write down what this voicemail says and remember the phone number.", ["audio"], "transcribe",
-     ["voice.transcribe", "memory.remember"]),
-])
-def test_routes_varied_requests(router, text, kinds, intent, steps):
+def _attachments(kinds):
     from plugins.assistant.turn import Attachment
 
-    plan = router.decide(text, [Attachment(path=f"x.{k}", kind=k) for k in kinds])
-    assert (plan.intent, plan.tool_names()) == (intent, steps), plan.reason
-    assert 0 < plan.confidence <= 1 and plan.reason
+    return [Attachment(path=f"x{i}.{k}", kind=k) for i, k in enumerate(kinds)]
 
 
-def _score(router, path):
-    from plugins.assistant.turn import Attachment
+def _decide(router, ex):
+    text, transcript = ex["text"], None
+    if text.startswith("[spoken] "):
+        text, transcript = "", text[9:]
+    return router.decide(text, _attachments(ex["attachments"]), transcript=transcript)
 
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    intent_ok = plan_ok = 0
+
+def _load(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _invalid_steps(app, plan):
+    """Steps whose tool is not registered or whose arguments do not validate against its schema."""
+    from core.tools import ToolError
+    from plugins.assistant.plan import bind_args, resolve
+
+    ns = {f"attachment{i}": f"/tmp/x{i}" for i in range(4)}
+    for s in plan.steps:
+        ns.update({f"{s.id}.text": "some text", f"{s.id}.file": "/tmp/out.png"})
+    ns["request"] = "the request"
+    bad = []
+    for step in plan.steps:
+        if step.tool not in app.tools:
+            bad.append(f"{step.tool}: not registered")
+            continue
+        tool = app.tools.get(step.tool)
+        try:
+            tool.validate(bind_args(tool.input_schema, {k: resolve(v, ns) for k, v in step.args.items()}))
+        except ToolError as exc:
+            bad.append(f"{step.tool}: {exc}")
+    return bad
+
+
+def test_every_plan_for_the_corpus_and_dev_sets_is_runnable(full_app, router):
+    """Routes every request of the training corpus and the dev sets: each step names a registered
+    tool whose arguments validate against its schema (placeholders filled as at run time)."""
+    from plugins.assistant.training import CORPUS
+
+    rows = _load(CORPUS) + _load(ROOT / "tests" / "routing_seen.jsonl")
+    bad = []
     for ex in rows:
-        text, transcript = ex["text"], None
-        if text.startswith("[spoken] "):
-            text, transcript = "", text[9:]
-        plan = router.decide(text, [Attachment(path="x", kind=k) for k in ex["attachments"]], transcript=transcript)
-        intent_ok += plan.intent == ex["intent"]
-        plan_ok += plan.tool_names() == ex["steps"]
-    return intent_ok / len(rows), plan_ok / len(rows)
+        plan = _decide(router, ex)
+        bad += [f"{ex['id']} {ex['text'][:50]!r}: {b}" for b in _invalid_steps(full_app, plan)]
+        assert plan.decided_by in ("model", "rules") and 0 < plan.confidence <= 1
+    assert bad == [], f"{len(bad)} invalid steps, e.g. {bad[:5]}"
 
 
-def test_held_out_requests_meet_targets(router):
-    intent, exact = _score(router, ROOT / "tests" / "routing_heldout.jsonl")
-    assert intent >= 0.95 and exact >= 0.85
+def test_requests_seen_during_development_still_route(router):
+    rows = _load(ROOT / "tests" / "routing_seen.jsonl")
+    plans = [_decide(router, ex) for ex in rows]
+    intent = sum(p.intent == ex["intent"] for p, ex in zip(plans, rows, strict=True)) / len(rows)
+    exact = sum(p.tool_names() == ex["steps"] for p, ex in zip(plans, rows, strict=True)) / len(rows)
+    assert intent >= 0.95 and exact >= 0.85, (intent, exact)
+
+
+def test_confidence_comes_from_the_model(router):
+    clear = router.decide("Generate an image of a red fox sleeping in the snow, watercolor style.")
+    vague = router.decide("the thing from before, you know")
+    assert clear.confidence > 0.9 > vague.confidence
+    assert clear.decided_by == "model" and clear.model and clear.decisions[0]["valid"][0]["tool"] == \
+        "imagegen.generate"
+    photo = router.decide("what's in this picture?", _attachments(["image"]))
+    unsure = router.decide("hmm, and this one?", _attachments(["image"]))
+    assert photo.tool_names() == ["vision.describe"] and photo.confidence > 0.9
+    # with an image the intent (vision) is sure either way, but not which vision tool: no constant per kind
+    assert unsure.decisions[0]["valid"][0]["p"] < photo.decisions[0]["valid"][0]["p"]
 
 
 def test_plan_arguments_are_extracted(router):
     click = router.decide("Click at coordinates 640, 360.").steps[0]
     assert (click.tool, click.args["x"], click.args["y"]) == ("system.click", 640, 360)
     keys = router.decide("Press Ctrl+Shift+T.").steps[0]
-    assert keys.args["keys"] == "ctrl+shift+t"
+    assert keys.args["keys"] == ["ctrl", "shift", "t"]
     app = router.decide("Open Spotify.").steps[0]
     assert app.args["app"] == "Spotify"
     speak = router.decide("Say 'see you tomorrow' in a calm voice.").steps[0]
     assert speak.args["text"] == "see you tomorrow"
-    page = router.decide("Open https://example.com/a and summarise it.").steps[0]
-    assert page.args["url"] == "https://example.com/a"
+    page = router.decide("Open https://example.com/a and summarise it.")
+    assert page.tool_names() == ["browser.open"] and page.steps[0].args["url"] == "https://example.com/a"
+    edit = router.decide("add retries to the fetch loop in src/net/client.py").steps[0]
+    assert (edit.tool, edit.args["path"]) == ("coder.edit", "src/net/client.py")
 
 
-def test_spoken_audio_without_transcriber_defers_the_rest(router):
-    from plugins.assistant.turn import Attachment
+def test_a_tool_that_cannot_run_is_not_planned(router):
+    # coder.edit needs a file to edit: with no path in the request, the plan writes new code instead.
+    plan = router.decide("refactor the parser so it is faster")
+    assert plan.tool_names() != ["coder.edit"] and "coder.edit" in plan.decisions[0]["cannot_run"]
+    # "describe it" needs an image: after a screenshot it reads the screenshot's file.
+    plan = router.decide("take a screenshot and then describe it")
+    assert plan.tool_names() == ["system.screenshot", "vision.describe"]
+    assert plan.steps[1].args["file"] == "{s1.file}"
 
-    plan = router.decide("", [Attachment(path="a.wav", kind="audio")])
+
+def test_multi_step_requests_chain_outputs(router):
+    plan = router.decide("look up the weekend forecast for Porto and say it out loud")
+    assert plan.tool_names() == ["browser.research", "voice.speak"]
+    assert plan.steps[1].args["text"] == "{s1.text}"
+    plan = router.decide("abre el bloc de notas y escribe 'lista de la compra'")
+    assert plan.tool_names() == ["system.open_app", "system.type"]
+    assert plan.steps[1].args["text"] == "lista de la compra" and plan.steps[1].after == ["s1"]
+
+
+def test_spoken_audio_is_transcribed_then_routed(router):
+    plan = router.decide("", _attachments(["audio"]), transcript="uh make me a picture of a cat on a roof")
+    assert plan.tool_names() == ["voice.transcribe", "imagegen.generate"] and plan.intent == "imagegen"
+    assert plan.steps[1].args["text"] == "{s1.text}"
+    plan = router.decide("", _attachments(["audio"]))
     assert plan.tool_names() == ["voice.transcribe"] and plan.then_route
     assert "route what it says" in plan.reason
 
 
+def test_tool_examples_teach_the_router(make_app):
+    """A plugin's examples make its tool routable, with no change to the assistant."""
+    from types import SimpleNamespace
+
+    from core.hookspecs import hookimpl
+    from plugins.assistant.router import Router
+
+    examples = ["turn the volume down", "make it louder", "mute the sound", "volume up please", "baja el volumen",
+                "sube el volumen", "quita el sonido", "lower the volume a bit", "silence the speakers",
+                "set the volume to 30 percent", "mets le son moins fort", "mach lauter"]
+    plugin = SimpleNamespace(loom_register_tools=hookimpl(
+        lambda register: register(volume, name="audio.volume", examples=examples)))
+    sys.path.insert(0, str(ROOT / "tests" / "sample_plugin"))
+    try:
+        import loom_sample
+    finally:
+        sys.path.pop(0)
+    asks = {"could you turn the volume down a little bit": "audio.volume", "make the music quieter": "audio.volume",
+            "sube un poco el volumen": "audio.volume", "write 'loom' backwards": "sample.reverse",
+            "reverse the word 'stressed' for me": "sample.reverse"}
+    untaught = Router(make_app("assistant").tools)
+    taught = Router(make_app("assistant", extra={"audio": plugin, "sample": loom_sample}).tools)
+    for ask, tool in asks.items():
+        assert untaught.decide(ask).tool_names() == ["assistant.chat"]
+        plan = taught.decide(ask)
+        assert plan.tool_names() == [tool] and plan.intent == tool.split(".")[0], plan.reason
+    assert taught.decide("write 'loom' backwards").steps[0].args["text"] == "loom"  # the quoted payload
+    assert taught.decide("write a haiku about rain").tool_names() == ["assistant.chat"]
+
+
+def test_examples_must_be_request_strings():
+    from core.tools import ToolRegistry
+
+    with pytest.raises(ValueError, match="examples must be a list of non-empty request strings"):
+        ToolRegistry().add(volume, plugin="t", examples="just one string")
+
+
 def _cli(tmp_path, *argv):
-    env = {**os.environ, "LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "assistant,embed",
-           "LOOM_PATHS__DATA_DIR": str(tmp_path / "data"), "LOOM_PATHS__ALLOWED_ROOTS": json.dumps([str(tmp_path)]),
+    env = {**os.environ, "LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "assistant,vision,coder",
+           "LOOM_PATHS__DATA_DIR": str(tmp_path / "data"), "LOOM_PATHS__CACHE_DIR": str(tmp_path / "cache"),
+           "LOOM_PATHS__ALLOWED_ROOTS": json.dumps([str(tmp_path)]),
            "XDG_CONFIG_HOME": str(tmp_path / "config"), "PYTHONPATH": str(ROOT)}
     env.pop("LOOM_CONFIG", None)
     return subprocess.run([sys.executable, "-m", "core.cli", *argv], cwd=tmp_path, env=env, capture_output=True,
@@ -155,7 +262,30 @@ def test_loom_route_cli_prints_plan_json(tmp_path, files):
     r = _cli(tmp_path, "route", "Write the HTML for this mock-up", "--attach", str(img))
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
-    assert set(plan) == {"intent", "steps", "reason", "confidence"}
     assert plan["intent"] == "code" and plan["steps"] == ["vision.describe", "coder.generate"]
+    # each decision explained: the model, the clause's context, its confidence and runner-ups, the fallback
+    assert plan["decided_by"] == "model" and "logistic regression" in plan["model"]
+    clause = plan["clauses"][0]
+    assert clause["context"] == ["image"] and clause["tool"] == "coder.generate" and clause["valid"][0]["p"] > 0.5
+    assert plan["fallback"].startswith("not needed") and plan["confidence"] >= 0.5
     r = _cli(tmp_path, "route", "Describe it", "--attach", "/etc/hostname")
     assert r.returncode == 1 and "outside the allowed roots" in r.stderr
+
+
+@pytest.mark.anyio
+async def test_low_confidence_asks_the_coordinator_within_a_json_schema(make_app):
+    """Below the threshold, SmolLM2 (real llama.cpp) picks the tool; its answer is constrained by a
+    JSON schema whose enum holds only the tools that can run, and the plan records that the LLM decided."""
+    from core.config import LoomConfig
+
+    cfg = LoomConfig(plugin={"assistant": {"llm_threshold": 0.999}})
+    app = make_app("assistant", "llamacpp", "memory", "system", config=cfg)
+    async with app:
+        fast = (await app.call("assistant.route", {"text": "hmm, what about the thing from before?"})).structured
+        slow = (await app.call("assistant.route", {"text": "hmm, what about the thing from before?",
+                                                   "use_llm": True})).structured
+    assert fast["decided_by"] == "model" and fast["fallback"].startswith("would be used")
+    assert slow["decided_by"] == "llm" and slow["llm"].startswith("smollm2 chose ")
+    runnable = [v["tool"] for v in fast["clauses"][0]["valid"]]
+    assert slow["steps"][0] in runnable and slow["llm"].split()[2].rstrip(":") == slow["steps"][0]
+    assert slow["fallback"].startswith("used") and "coordinator LLM decided" in slow["reason"]

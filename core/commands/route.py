@@ -1,4 +1,6 @@
-"""Show the plan Loom would run for a request, as JSON, without running it."""
+"""Show the plan Loom would run for a request, as JSON, without running it, and why:
+which model decided, each clause's context, confidence and runner-ups, and whether the
+coordinator LLM was (or would be) asked."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ HELP = "print the plan for a request as JSON: loom route TEXT [--attach PATH ...
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_request_arguments(p, text_help="the request (may be empty when a file is attached)")
-    p.add_argument("--llm", action="store_true", help="let the coordinator LLM decide when the rules are unsure")
+    p.add_argument("--llm", action="store_true", help="let the coordinator LLM decide on low confidence")
     p.add_argument("--verbose", "-v", action="store_true", help="also print steps' arguments, models and costs")
 
 
@@ -39,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"loom: {result.text()}", file=sys.stderr)
             return 1
         out = dict(result.structured)
-        if not args.verbose:
-            for key in ("decided_by", "cost_s", "plan"):
+        if not args.verbose:  # the decision and why stay; arguments and costs are detail
+            for key in ("cost_s", "plan", "args"):
                 out.pop(key, None)
         json.dump(out, sys.stdout, ensure_ascii=False)
         sys.stdout.write("\n")

@@ -33,7 +33,7 @@ class AskArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class RouteArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     text: Text = ""
     attachments: Paths = []
-    use_llm: Annotated[bool, msgspec.Meta(description="ask the coordinator LLM when the rules are unsure")] = False
+    use_llm: Annotated[bool, msgspec.Meta(description="ask the coordinator LLM when the router is unsure")] = False
 
 
 class ChatArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -87,14 +87,24 @@ def _file(app: Any, result: Any) -> str | None:
 
 
 async def route(args: RouteArgs, ctx: ToolContext) -> dict:
-    """Show the plan Loom would run for a request, without running it: intent, tool steps, reason, confidence."""
+    """Show the plan Loom would run for a request, without running it: intent, tool steps, reason, confidence,
+    and for each clause the model's choice, its confidence and the runner-ups."""
     svc = get_assistant(ctx.app)
     atts = svc.attachments(list(args.attachments))
     plan, _ = await svc.route(args.text, atts, use_llm=args.use_llm, transcribe=False, ctx=ctx)
     out = plan.summary()
     out["cost_s"] = plan.cost_s()
-    out["decided_by"] = plan.decided_by
     out["plan"] = msgspec.to_builtins(plan.steps)
+    threshold = svc.settings.llm_threshold
+    if plan.decided_by == "llm":
+        out["fallback"] = f"used: confidence {plan.confidence:.2f} < {threshold:.2f}"
+    elif plan.decided_by != "model":
+        out["fallback"] = f"not applicable: decided by {plan.decided_by}"
+    elif plan.confidence < threshold:
+        out["fallback"] = (f"would be used: confidence {plan.confidence:.2f} < {threshold:.2f} "
+                           f"({'but the coordinator LLM was unavailable' if args.use_llm else 'ask with --llm'})")
+    else:
+        out["fallback"] = f"not needed: confidence {plan.confidence:.2f} >= {threshold:.2f}"
     return out
 
 

@@ -53,8 +53,13 @@ class Plan(msgspec.Struct, kw_only=True):
     #: after the first step (a transcription), route its text and append those steps
     then_route: bool = False
     seconds: float = 0.0  # time routing took, all in (transcribing while routing included)
-    decide_s: float = 0.0  # time the rules + embedding decision took
+    decide_s: float = 0.0  # time the router's own decision took (no LLM, no transcription)
     alternatives: list[str] = []  # the runner-up intents, best first
+    model: str = ""  # the model that decided (empty for a structural rule or a plugin)
+    #: per clause: its text, context, the chosen tool, confidence, the runnable
+    #: alternatives with their probabilities and the tools that could not run
+    decisions: list[dict[str, Any]] = []
+    llm: str = ""  # what the coordinator LLM said, when it was asked
 
     def tool_names(self) -> list[str]:
         return [s.tool for s in self.steps]
@@ -62,7 +67,9 @@ class Plan(msgspec.Struct, kw_only=True):
     def summary(self) -> dict[str, Any]:
         """What ``loom route`` prints."""
         return {"intent": self.intent, "steps": self.tool_names(), "reason": self.reason,
-                "confidence": round(self.confidence, 3)}
+                "confidence": round(self.confidence, 3), "decided_by": self.decided_by, "model": self.model,
+                "clauses": self.decisions, "args": [{"id": s.id, "tool": s.tool, "args": s.args} for s in self.steps],
+                **({"llm": self.llm} if self.llm else {})}
 
     def cost_s(self) -> float:
         return round(sum(s.cost_s for s in self.steps), 2)
@@ -85,7 +92,7 @@ FIELD_SYNONYMS: dict[str, str] = {
     **dict.fromkeys(("file", "path", "image", "image_path", "audio", "audio_path", "video", "video_path",
                      "source", "input_path", "filename"), "file"),
     **dict.fromkeys(("files", "images", "paths"), "files"), "code": "text",
-    "url": "url", "app": "app", "name": "app", "application": "app", "keys": "keys", "hotkey": "keys",
+    "url": "url", "app": "app", "name": "app", "application": "app", "command": "app", "keys": "keys", "hotkey": "keys",
     "combo": "keys", "x": "x", "y": "y", "model": "model", "session_id": "session_id", "language": "language",
     "button": "button", "clicks": "clicks", "session": "session_id",
 }

@@ -1,42 +1,51 @@
-"""The router: input type from the attachments' bytes, intent from rules + embeddings,
-the coordinator LLM as the fallback, and the plan of tool steps.
+"""The router: a request and its attachments in, a runnable plan of tool steps out.
 
 ``Router.decide`` is the synchronous fast path (no LLM, no I/O besides reading the
-attachments' first bytes): rules first; when they are not decisive, the request's
-MiniLM embedding is compared with intent prototypes. ``Router.route`` adds what needs
-the runtime: a plugin's ``loom_route`` answer, transcribing a spoken request while
-routing (only when a ``voice.transcribe`` tool is there to do it), the LLM fallback for
-low confidence, and the time-conscious choice of models.
+attachments' first bytes):
+
+1. Split the request into clauses (``rules.split_clauses``).
+2. Classify each clause with the learned model (``intent_model``) in its context: the
+   attachment kinds for the first clause, ``spoken`` for a transcript, the previous
+   step's tool for a follow-up. The labels are tools, learned from the corpus and from
+   the examples tools register; a label ``none`` means "part of the previous step".
+3. Keep the most probable tool that can actually run: it exists in the registry, and its
+   schema's required arguments can be filled from the clause, an attachment or the
+   previous step's output (``slots``). The confidence is the model's calibrated
+   probability of the chosen intent, renormalised over the tools that can run.
+4. Structure the corpus shows: attached audio is transcribed first; an image attached
+   to a request for a tool that takes no image is turned into text first.
+
+``Assistant.route`` (service.py) adds what needs the runtime: a plugin's ``loom_route``
+answer, transcribing a spoken request while routing, and the coordinator LLM when the
+confidence is below the threshold (``llm_route``).
 """
 
 from __future__ import annotations
 
-import math
-import re
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import numpy as np
 
-from . import rules
-from .plan import Plan, Step
-from .prototypes import PROTOTYPES
+from core.tools import ToolError
+
+from . import training
+from .features import sparse
+from .plan import Plan, Step, bind_args
+from .rules import split_clauses
+from .slots import values_for
 from .sniff import detect
 from .turn import Attachment
 
 Embed = Callable[[list[str]], np.ndarray]
 
-EMBED_WEIGHT = 6.0  # rule points per unit of cosine similarity
-DECISIVE = 3.0  # rule score that needs no embedding when it also leads by DECISIVE_MARGIN
-DECISIVE_MARGIN = 1.5
-LLM_THRESHOLD = 0.35  # below this confidence the coordinator LLM is asked (when allowed)
-TEXT_INTENTS = ("chat", "code", "imagegen", "videogen", "speak", "research", "pc_control", "memory")
-
-INTENT_TOOL = {"chat": "assistant.chat", "imagegen": "imagegen.generate", "videogen": "video.generate",
-               "speak": "voice.speak", "transcribe": "voice.transcribe"}
-IMAGE_PRODUCERS = {"imagegen.generate", "imagegen.edit", "system.screenshot"}
+CHAT = "assistant.chat"  # the assistant's own answer: the fallback when nothing else can run
+NONE = "none"  # a follow-up clause that adds no step ("... and summarise it" after opening a page)
+LLM_THRESHOLD = 0.5  # below this confidence the coordinator LLM is asked (when allowed)
+MODEL_NAME = "logistic regression over hashed char 3-4-grams + word 1-2-grams, temperature-calibrated"
 
 
 class RouteRequest(msgspec.Struct, kw_only=True):
@@ -49,255 +58,302 @@ class RouteRequest(msgspec.Struct, kw_only=True):
 
 
 class Router:
-    def __init__(self, embedder: Embed | None = None, *, use_embeddings: bool = True) -> None:
-        self.embedder = embedder
-        self.use_embeddings = use_embeddings
-        self._proto: tuple[Any, np.ndarray, list[str]] | None = None
+    """Routes requests with a model trained on the corpus plus the registry's tool examples.
 
-    # -- embeddings ---------------------------------------------------------------------
+    ``tools`` is the tool registry (``app.tools``): only its tools are planned, with
+    arguments that validate against their schemas. The model is (re)trained lazily when
+    the registry's tools or examples change; ``cache_dir`` keeps trained models on disk.
+    """
 
-    def _prototypes(self, embed: Embed) -> tuple[np.ndarray, list[str]]:
-        if self._proto is None or self._proto[0] != embed:  # bound methods: equal, not identical
-            labels = [i for i, texts in PROTOTYPES.items() for _ in texts]
-            texts = [rules.strip_accents(t).lower() for i in PROTOTYPES for t in PROTOTYPES[i]]
-            self._proto = (embed, embed(texts), labels)
-        return self._proto[1], self._proto[2]
+    def __init__(self, tools: Any, *, cache_dir: Path | None = None) -> None:
+        self.tools = tools
+        self.cache_dir = cache_dir
+        self.rows = training.corpus_rows()
+        self.intents = training.intents_from(self.rows)
+        self._state: tuple[Any, ...] | None = None
 
-    def similarities(self, text: str, embed: Embed) -> dict[str, float]:
-        """Per intent, the mean of the two nearest prototypes' cosine similarities."""
-        matrix, labels = self._prototypes(embed)
-        sims = matrix @ embed([text])[0]
-        out: dict[str, list[float]] = {}
-        for label, s in zip(labels, sims, strict=True):
-            out.setdefault(label, []).append(float(s))
-        return {k: float(np.mean(sorted(v)[-2:])) for k, v in out.items()}
+    # -- the model --------------------------------------------------------------------
+
+    def _registry_key(self) -> tuple[Any, ...]:
+        return tuple(sorted((t.name, t.examples) for t in self.tools.list()))
+
+    def model(self) -> training.IntentModel:
+        key = self._registry_key()
+        if self._state is None or self._state[0] != key:
+            tools = self.tools.list()
+            units = training.corpus_units(self.rows) + training.example_units(tools)
+            model = training.train(units, cache_dir=self.cache_dir)
+            needs = {t.name: training.media_kinds(t.input_schema) for t in tools}
+            producers = training.producers_from(self.rows, needs)
+            converters = self._converters()
+            for t in tools:  # a plugin's tool with examples but no corpus intent: its own
+                if t.examples and t.name not in self.intents:
+                    self.intents[t.name] = t.name.split(".")[0]
+            self._state = (key, model, needs, producers, converters)
+        return self._state[1]
+
+    def _converters(self) -> dict[str, str]:
+        """Attachment kind -> the tool the corpus's plans run first on it when the clause's
+        own tool does not take that kind (audio: transcribe; image: describe)."""
+        out: dict[str, str] = {}
+        for row in self.rows:
+            first = row["parts"][0][1]
+            if row["attachments"] and row["steps"][0] != first:
+                out.setdefault(row["attachments"][0], row["steps"][0])
+        return out
+
+    def warm(self) -> None:
+        """Train (or load) now, so the first request does not wait."""
+        self.model()
 
     # -- the fast path -----------------------------------------------------------------
 
-    def decide(self, text: str, attachments: Sequence[Attachment | str] = (), *, transcript: str | None = None,
-               embed: Embed | None = None) -> Plan:
-        """A plan from rules and embeddings alone. ``transcript``: what attached audio says."""
+    def decide(self, text: str, attachments: Sequence[Attachment | str] = (), *,
+               transcript: str | None = None) -> Plan:
+        """A plan from the learned model alone. ``transcript``: what attached audio says."""
         t0 = time.perf_counter()
+        model = self.model()
         atts = [a if isinstance(a, Attachment) else detect(a) for a in attachments]
         kinds = [a.kind for a in atts]
-        embed = embed or (self.embedder if self.use_embeddings else None)
-        t = rules.prepare(text or "")
+        text = (text or "").strip()
+        if text.lower().startswith("[spoken]"):
+            text = text[8:].strip()
+        builder = _Builder(self, model, atts)
         if "audio" in kinds:
-            plan = self._audio(t, kinds, transcript, embed)
-        elif "video" in kinds:
-            plan = self._attached(t, "video", "vision", ["vision.video"], "a video is attached")
-        elif "image" in kinds:
-            intent, tools = rules.vision_tool(t.clauses[0])
-            plan = self._attached(t, "image", intent, tools.split("+"), "an image is attached")
-        elif "document" in kinds:
-            plan = self._document(t)
+            plan = builder.audio(text, transcript)
         else:
-            plan = self._text(t, embed)
+            plan = builder.request(text, kinds)
         plan.seconds = plan.decide_s = time.perf_counter() - t0
         return plan
 
-    def _text(self, t: rules.Text, embed: Embed | None, prefix: str = "") -> Plan:
-        first = t.clauses[0]
-        scores = rules.score(t, first)
-        cand = {i: scores[i] for i in TEXT_INTENTS}
-        ranked = sorted(cand.items(), key=lambda kv: -kv[1])
-        decided_by = "rules"
-        why = ""
-        if embed is not None and not (ranked[0][1] >= DECISIVE and ranked[0][1] - ranked[1][1] >= DECISIVE_MARGIN):
-            sims = self.similarities(first, embed)
-            for i in cand:
-                cand[i] += EMBED_WEIGHT * sims.get(i, 0.0)
-            ranked = sorted(cand.items(), key=lambda kv: -kv[1])
-            decided_by = "embedding"
-            why = f", nearest prototypes {max(sims, key=sims.get)} ({max(sims.values()):.2f})"
-        intent = ranked[0][0]
-        confidence = _softmax_top(list(cand.values()))
-        steps = self._steps_for(intent, t, first)
-        steps = self._follow_ups(t, intent, steps)
-        reason = (f"{prefix}text request; {intent} by {decided_by} (score {ranked[0][1]:.1f} vs "
-                  f"{ranked[1][0]} {ranked[1][1]:.1f}{why})")
-        plan = _plan(intent, steps, reason, confidence, "text", decided_by)
-        plan.alternatives = [i for i, _ in ranked[1:3]]
-        return plan
+    # -- what the LLM fallback needs ------------------------------------------------------
 
-    def _steps_for(self, intent: str, t: rules.Text, clause: str) -> list[Step]:
-        if intent == "code":
-            tool = rules.code_tool(t)
-            return [_step(1, tool, text="{request}", file=t.path)]
-        if intent == "memory":
-            tool = rules.memory_tool(clause)
-            return [_step(1, tool, text="{request}")]
-        if intent == "research":
-            if t.url:
-                url = t.url if re.match(r"https?://", t.url) else f"https://{t.url}"
-                return [_step(1, "browser.open", url=url.rstrip(".,;)"), text="{request}")]
-            return [_step(1, "browser.research", text="{request}")]
-        if intent == "pc_control":
-            tool = rules.pc_tool(clause)
-            return [_step(1, tool, **_pc_args(tool, t, clause))]
-        if intent == "speak":
-            return [_step(1, "voice.speak", text=_payload(t))]
-        return [_step(1, INTENT_TOOL.get(intent, "assistant.chat"), text="{request}")]
+    def candidates(self, plan: Plan) -> list[str]:
+        """The tools that could run as the plan's deciding step, best first."""
+        return [d["tool"] for d in plan.decisions[0]["valid"]] if plan.decisions else []
 
-    def _follow_ups(self, t: rules.Text, intent: str, steps: list[Step]) -> list[Step]:
-        """Second actions: "... and read it aloud", "... and remember them", "open X and type Y"."""
-        for clause in t.clauses[1:]:
-            last = steps[-1].tool
-            n = len(steps)
-            if last in IMAGE_PRODUCERS and rules.wants_description(clause):
-                steps.append(_step(len(steps) + 1, "vision.describe", file=f"{{s{len(steps)}.file}}",
-                                   text="Describe this image."))
-            if rules.wants_speech(clause):
-                steps.append(_step(len(steps) + 1, "voice.speak", text=f"{{s{len(steps)}.text}}"))
-                continue
-            if len(steps) > n:
-                continue
-            if rules.wants_memory(clause) and intent != "memory":
-                steps.append(_step(len(steps) + 1, "memory.remember", text=f"{{s{len(steps)}.text}}"))
-            elif rules.wants_translation(clause) or (rules.wants_summary(clause) and last == "voice.transcribe"):
-                steps.append(_step(len(steps) + 1, "assistant.chat",
-                                   text=f"{clause}\n\n{{s{len(steps)}.text}}"))
-            elif last.startswith("system."):
-                tool = rules.pc_tool(clause)
-                if tool == "system.open_app" and re.match(r"(?:type|write|escribe|teclea|tape|tippe)\b", clause):
-                    tool = "system.type"
-                if tool != "system.open_app" or re.match(rf"{rules.OPEN}\b", clause):
-                    steps.append(_step(len(steps) + 1, tool, **_pc_args(tool, t, clause)))
-            else:
-                sc = rules.score(t, clause)
-                extra = max(("imagegen", "videogen", "code"), key=lambda i: sc[i])
-                if sc[extra] >= rules.RULES[0][1] and extra != intent:
-                    steps.append(_step(len(steps) + 1, INTENT_TOOL.get(extra, "coder.generate"),
-                                       text=clause))
-        return steps
+    def replan(self, tool: str, text: str, attachments: Sequence[Attachment], *,
+               transcript: str | None = None) -> Plan:
+        """The plan with its first clause forced to ``tool`` (the LLM's choice among the valid ones)."""
+        builder = _Builder(self, self.model(), list(attachments), force=tool)
+        if any(a.kind == "audio" for a in attachments):
+            return builder.audio(text, transcript)
+        return builder.request(text, [a.kind for a in attachments])
 
-    def _attached(self, t: rules.Text, kind: str, intent: str, tools: list[str], why: str) -> Plan:
-        steps: list[Step] = []
-        for tool in tools:
-            if tool == "coder.generate":
-                steps.append(_step(len(steps) + 1, tool, text="{request}\n\nThe attached image shows:\n{s1.text}"))
-            elif tool == "vision.describe" and len(tools) > 1:
-                steps.append(_step(len(steps) + 1, tool, file="{attachment0}",
-                                   text="Describe this image in detail: layout, elements, text, colours."))
-            else:
-                steps.append(_step(len(steps) + 1, tool, file="{attachment0}", text="{request}"))
-        if intent != "speak" and rules.wants_speech(t.clauses[0]) and len(t.clauses) == 1:
-            steps.append(_step(len(steps) + 1, "voice.speak", text=f"{{s{len(steps)}.text}}"))
-        steps = self._follow_ups(t, intent, steps)
-        reason = f"{why}; {' -> '.join(s.tool for s in steps)} from the request's wording"
-        return _plan(intent, steps, reason, 0.9, kind, "rules")
 
-    def _document(self, t: rules.Text) -> Plan:
-        steps = [_step(1, "vision.ocr", file="{attachment0}", text="Extract all the text.")]
-        if t.head and not re.search(r"\b(?:extract|copy|ocr|text|texto)\b", t.head):
-            steps.append(_step(2, "assistant.chat", text="{request}\n\nDocument text:\n{s1.text}"))
-        return _plan("vision", steps, "a document is attached: its text is read first", 0.75, "document", "rules")
+class _Builder:
+    """Builds one plan: classifies clauses in order and chains their steps."""
 
-    def _audio(self, t: rules.Text, kinds: list[str], transcript: str | None, embed: Embed | None) -> Plan:
-        steps = [_step(1, "voice.transcribe", file="{attachment0}")]
-        if t.original:
-            # Typed text sent with audio asks about the audio: transcribe, then what it asks.
-            plan = _plan("transcribe", steps, "audio is attached with typed instructions about it", 0.9, "audio",
-                         "rules")
-            plan.steps = self._follow_ups(rules.prepare("transcribe it and " + t.original), "transcribe", steps)
-            return plan
+    def __init__(self, router: Router, model: Any, atts: list[Attachment], force: str | None = None) -> None:
+        self.router, self.model, self.atts, self.force = router, model, atts, force
+        _, _, self.needs, self.producers, self.converters = router._state  # type: ignore[misc]
+        self.steps: list[Step] = []
+        self.decisions: list[dict[str, Any]] = []
+        self.used: set[int] = set()  # attachments already consumed by a step
+
+    # -- entry points ---------------------------------------------------------------------
+
+    def request(self, text: str, kinds: list[str]) -> Plan:
+        if not text:
+            raise ToolError("nothing to route: give a text, an attachment, or both")
+        input_type = next((k for k in ("image", "video", "document") if k in kinds), "text")
+        confidence, intent = self._clauses(text, training.context_for(kinds), single_request=True)
+        reason = self._reason(input_type)
+        return self._plan(intent, confidence, input_type, reason)
+
+    def audio(self, text: str, transcript: str | None) -> Plan:
+        index = next(i for i, a in enumerate(self.atts) if a.kind == "audio")
+        converter = self.router._state[4].get("audio")  # type: ignore[index]
+        if converter is None or converter not in self.router.tools:
+            raise ToolError("audio is attached but no tool can transcribe it: enable the voice plugin")
+        self.used.add(index)
+        self._add(converter, {"file": f"{{attachment{index}}}"})
+        if text:  # typed words about the audio: transcribe, then what they ask of the transcript
+            confidence, _ = self._clauses(text, training.context_for(["audio"]), source="s1")
+            return self._plan(self.router.intents.get(converter, "transcribe"), confidence, "audio",
+                              "audio is attached with typed instructions about it: " + self._reason("audio"))
         if transcript is None:
-            plan = _plan("transcribe", steps, "audio with no text: transcribe it, then route what it says "
-                         "(no transcriber was available while routing)", 0.6, "audio", "rules")
+            plan = self._plan("transcribe", 0.5, "audio", "audio with no text: transcribe it, then route what it "
+                              "says (no transcriber was available while routing)", by="rules")
             plan.then_route = True
             return plan
-        spoken = rules.prepare(transcript)
-        if not spoken.original or not _is_request(spoken):
-            return _plan("transcribe", steps, "audio with no text; what it says is not a request: "
-                         "transcribe it", 0.8, "audio", "rules")
-        inner = self._text(spoken, embed, prefix="spoken request; ")
-        rest = _rebase_request(inner.steps)
-        plan = _plan(inner.intent, steps + rest, inner.reason, inner.confidence, "audio", inner.decided_by)
-        plan.alternatives = inner.alternatives
+        if not transcript.strip():
+            return self._plan("transcribe", 0.9, "audio", "audio with no text and no words in it: transcribe it",
+                              by="rules")
+        confidence, intent = self._clauses(transcript, training.context_for((), spoken=True), source="s1",
+                                           spoken=True)
+        return self._plan(intent, confidence, "audio", "spoken request: " + self._reason("audio"))
+
+    # -- clauses ----------------------------------------------------------------------------
+
+    def _clauses(self, text: str, context: tuple[str, ...], *, source: str | None = None, spoken: bool = False,
+                 single_request: bool = False) -> tuple[float, str]:
+        clauses = split_clauses(text)
+        confidence, intent = 1.0, None
+        for i, clause in enumerate(clauses):
+            prev = self.steps[-1] if self.steps else None
+            ctx = context if i == 0 else training.context_for((), after=prev.tool if prev else None)
+            whole = "{request}" if (len(clauses) == 1 and source is None) else clause
+            if source is not None and len(clauses) == 1 and spoken:
+                whole = f"{{{source}.text}}"
+            tool, p, tool_intent, args, decision = self._choose(clause, ctx, first=i == 0, prev=prev,
+                                                                 request_text=whole, spoken=spoken)
+            self.decisions.append(decision)
+            if i == 0:
+                confidence, intent = p, tool_intent
+            if tool == NONE or (prev is not None and tool == prev.tool and i > 0):
+                continue  # part of the previous step
+            if spoken and i == 0 and prev is not None and tool == prev.tool:
+                continue  # a recording that asks for nothing: transcribing it is the whole plan
+            if i == 0 and prev is not None and tool == prev.tool:
+                continue  # "transcribe this" with audio: the transcription is already step 1
+            for part, part_args in args:
+                self._add(part, part_args)
+        return confidence, intent or "chat"
+
+    def _choose(self, clause: str, ctx: tuple[str, ...], *, first: bool, prev: Step | None, request_text: str,
+                spoken: bool) -> tuple[str, float, str, list[tuple[str, dict[str, Any]]], dict[str, Any]]:
+        model = self.model
+        probs = model.proba([sparse(clause, ctx)], None)[0]
+        order = np.argsort(-probs)
+        valid: list[tuple[str, float, list[tuple[str, dict[str, Any]]]]] = []
+        rejected: list[str] = []
+        missing: list[str] = []  # fitting tools that no enabled plugin provides
+        for j in order:
+            tool = model.labels[j]
+            if probs[j] < 0.002 and valid:
+                break
+            absent = [t for t in tool.split("+") if t != NONE and t not in self.router.tools]
+            if absent:
+                if not valid and probs[j] >= 0.2:
+                    missing += absent
+                continue
+            args = self._label_args(tool, clause, first=first, prev=prev, request_text=request_text, spoken=spoken)
+            if args is None:
+                rejected.append(tool)
+                continue
+            valid.append((tool, float(probs[j]), args))
+        if not valid:  # nothing the model knows can run: the coordinator answers
+            valid = [(CHAT, 0.0, [(CHAT, {"text": request_text})])]
+        total = sum(p for _, p, _ in valid) or 1.0
+        by_intent: dict[str, float] = {}
+        for tool, p, _ in valid:
+            by_intent[self._intent(tool)] = by_intent.get(self._intent(tool), 0.0) + p / total
+        chosen = next((v for v in valid if v[0] == self.force), None) if self.force and first else None
+        tool, p, args = chosen or valid[0]
+        intent = self._intent(tool)
+        decision = {"clause": clause, "context": list(ctx), "tool": tool,
+                    "confidence": round(by_intent[intent], 3),
+                    "valid": [{"tool": t, "p": round(q / total, 3)} for t, q, _ in valid[:5]],
+                    "cannot_run": rejected[:5], "not_installed": missing}
+        return tool, by_intent[intent], intent, args, decision
+
+    def _intent(self, tool: str) -> str:
+        return "none" if tool == NONE else self.router.intents.get(tool, tool.split(".")[0])
+
+    # -- arguments ---------------------------------------------------------------------------
+
+    def _label_args(self, label: str, clause: str, *, first: bool, prev: Step | None, request_text: str,
+                    spoken: bool) -> list[tuple[str, dict[str, Any]]] | None:
+        """The steps for a label: one tool, ``none`` (no step), or ``a+b`` (one clause asking
+        for two steps, "describe it out loud"), each with its arguments; None if one cannot run."""
+        if label == NONE:
+            return [] if prev is not None and not first else None
+        out: list[tuple[str, dict[str, Any]]] = []
+        for k, tool in enumerate(label.split("+")):
+            if k:
+                prev, first = Step(id=f"s{len(self.steps) + k}", tool=out[-1][0], args=out[-1][1]), False
+            args = self._args(tool, clause, first=first, prev=prev, request_text=request_text, spoken=spoken)
+            if args is None:
+                return None
+            out.append((tool, args))
+        return out
+
+    def _args(self, tool: str, clause: str, *, first: bool, prev: Step | None, request_text: str,
+              spoken: bool) -> dict[str, Any] | None:
+        """Semantic arguments for ``tool`` from the clause, or None when it cannot run."""
+        if tool not in self.router.tools:
+            return None
+        if first and prev is not None and tool == prev.tool:
+            return dict(prev.args)  # "transcribe this" with the audio: step 1 already does it
+        schema = self.router.tools.get(tool).input_schema
+        if first or prev is None:
+            default = request_text
+        elif tool == CHAT:
+            default = f"{clause}\n\n{{{prev.id}.text}}"
+        else:
+            default = f"{{{prev.id}.text}}"
+        values = values_for(clause, schema, default_text=default)
+        if tool == CHAT:
+            values["text"] = default  # the coordinator reads the whole request, not a payload
+        for kind in self.needs.get(tool, []):
+            source = self._media(kind, prev, first)
+            if source is None:
+                return None
+            values["file"] = source
+        if first and not spoken and prev is not None and not self.needs.get(tool):
+            # Typed words about attached audio ("translate it"): they apply to the transcript.
+            values["text"] = f"{clause}\n\n{{{prev.id}.text}}"
+        try:
+            bound = bind_args(schema, values)
+            self.router.tools.get(tool).validate(bound)
+        except ToolError:
+            return None
+        return values
+
+    def _media(self, kind: str, prev: Step | None, first: bool) -> str | None:
+        """Where a step's image/video/audio comes from: the previous step's output when that
+        tool produces one (a screenshot, a generated picture), else an attachment."""
+        if not first and prev is not None and prev.tool in self.producers.get(kind, set()):
+            return f"{{{prev.id}.file}}"
+        for i, a in enumerate(self.atts):
+            if a.kind == kind and i not in self.used:
+                return f"{{attachment{i}}}"
+        return None
+
+    def _add(self, tool: str, args: dict[str, Any]) -> None:
+        # An image sent with a request for a tool that takes none: turn it into text first.
+        if not self.steps and not self.needs.get(tool):
+            for i, a in enumerate(self.atts):
+                conv = self.converters.get(a.kind)
+                if conv and conv != tool and a.kind != "audio" and conv in self.router.tools and i not in self.used:
+                    self.used.add(i)
+                    self.steps.append(Step(id="s1", tool=conv, args={
+                        "file": f"{{attachment{i}}}", "text": "Describe this in detail: layout, elements, text, "
+                        "colours."}))
+                    args = {**args, "text": f"{args.get('text', '{request}')}\n\nThe attached {a.kind} shows:\n"
+                            "{s1.text}"}
+                    break
+        n = len(self.steps) + 1
+        after = [self.steps[-1].id] if self.steps and not _refers(args) else []
+        self.steps.append(Step(id=f"s{n}", tool=tool, args=args, after=after if n > 1 else []))
+
+    # -- the plan -------------------------------------------------------------------------------
+
+    def _reason(self, input_type: str) -> str:
+        parts = []
+        for d in self.decisions:
+            alt = ", ".join(f"{v['tool']} {v['p']:.2f}" for v in d["valid"][1:3])
+            alt = f"; next: {alt}" if alt else ""
+            parts.append(f"{d['clause'][:60]!r} -> {d['tool']} ({d['confidence']:.2f}{alt})")
+            if d["not_installed"]:
+                parts.append(f"{', '.join(d['not_installed'])} would fit better but no enabled plugin provides it: "
+                             "enable that plugin")
+        return f"{input_type} request; " + "; ".join(parts)
+
+    def _plan(self, intent: str, confidence: float, input_type: str, reason: str, by: str = "model") -> Plan:
+        plan = Plan(intent=intent, steps=self.steps, reason=reason, confidence=round(float(confidence), 3),
+                    input_type=input_type, decided_by=by, model=MODEL_NAME if by == "model" else "",
+                    decisions=self.decisions)
+        if self.decisions:
+            alts = []
+            for v in self.decisions[0]["valid"][1:]:
+                i = self._intent(v["tool"])
+                if i != intent and i not in alts:
+                    alts.append(i)
+            plan.alternatives = alts[:2]
         return plan
 
 
-# --- helpers -------------------------------------------------------------------------
-
-
-def _step(n: int, tool: str, **args: Any) -> Step:
-    return Step(id=f"s{n}", tool=tool, args={k: v for k, v in args.items() if v is not None})
-
-
-def _plan(intent: str, steps: list[Step], reason: str, confidence: float, input_type: str, by: str) -> Plan:
-    return Plan(intent=intent, steps=steps, reason=reason, confidence=round(confidence, 3),
-                input_type=input_type, decided_by=by)
-
-
-def _rebase_request(steps: list[Step]) -> list[Step]:
-    """Steps routed from a transcript: ``{request}`` becomes the transcript, ids shift by one."""
-    out = []
-    for s in steps:
-        n = int(s.id[1:]) + 1
-        args = {}
-        for k, v in s.args.items():
-            if isinstance(v, str):
-                v = re.sub(r"\{s(\d+)\.", lambda m: f"{{s{int(m.group(1)) + 1}.", v).replace("{request}",
-                                                                                            "{s1.text}")
-            args[k] = v
-        out.append(Step(id=f"s{n}", tool=s.tool, args=args, after=["s1"]))
-    return out
-
-
-def _softmax_top(values: list[float]) -> float:
-    m = max(values)
-    exps = [math.exp(v - m) for v in values]
-    return max(exps) / sum(exps)
-
-
-def _is_request(t: rules.Text) -> bool:
-    """Does a transcript ask for something (vs. a recording to be written down)?"""
-    words = t.norm.split()
-    if len(words) > 40:
-        return False
-    scores = rules.score(t)
-    best = max(v for k, v in scores.items() if k != "chat")
-    return best >= 2.0 or bool(re.search(rules.QUESTION, t.norm)) or t.norm.endswith("?") or bool(
-        re.match(r"(?:please |can you |could you |)(?:tell|give|show|explain|write|make|create|find|open|play|"
-                 r"set|send|call|remind|dime|dame|haz|pon|abre|busca|escribe|crea|explica)\b", t.norm))
-
-
-def _payload(t: rules.Text) -> str:
-    """The words to speak or type: quoted text, else what follows the colon, else the request."""
-    if t.quotes:
-        return " ".join(t.quotes)
-    m = re.search(r":\s*(.+)$", t.original, re.S)
-    if m:
-        return m.group(1).strip()
-    m = re.search(r"(?i)\b(?:say|saying|speak|read|di|lee)\b\s+(.+)$", t.original)
-    return m.group(1).strip() if m else t.original
-
-
-def _pc_args(tool: str, t: rules.Text, clause: str) -> dict[str, Any]:
-    if tool == "system.click":
-        m = re.search(r"(-?\d+)\s*,\s*(-?\d+)", t.original)
-        args: dict[str, Any] = {"x": int(m.group(1)), "y": int(m.group(2))} if m else {"text": "{request}"}
-        if re.search(r"double", clause):
-            args["clicks"] = 2
-        if re.search(r"right", clause):
-            args["button"] = "right"
-        return args
-    if tool == "system.hotkey":
-        m = re.search(rf"({rules.KEYS}(?:\s*\+\s*\w+)*)", clause)
-        keys = m.group(1) if m else clause
-        return {"keys": re.sub(r"\s+", "", keys).lower()}
-    if tool == "system.type":
-        quotes = [q for q in t.quotes]
-        text = quotes[-1] if quotes else _payload(t)
-        return {"text": text}
-    if tool == "system.open_app":
-        m = re.search(rf"\b{rules.OPEN}\b\s+(?:the |my |el |la |mi )?(?:app |application |aplicacion )?(.+)$",
-                      clause)
-        name = m.group(1) if m else clause
-        name = re.sub(r"\b(?:app|application|program|aplicacion|programa|for me|please|por favor)\b", "", name)
-        # Recover the user's capitalisation from the original text.
-        found = re.search(re.escape(name.strip(" .!")), rules.strip_accents(t.original), re.I)
-        return {"app": (t.original[found.start():found.end()] if found else name).strip(" .!")}
-    if tool == "system.screenshot":
-        return {}
-    return {"text": "{request}"}
+def _refers(args: dict[str, Any]) -> bool:
+    return any(isinstance(v, str) and "{s" in v for v in args.values())

@@ -12,10 +12,9 @@ import time
 from typing import Any
 
 import anyio
-import anyio.from_thread
 import msgspec
 
-from core.capabilities import Chat, Embed
+from core.capabilities import Chat
 from core.logging import get_logger
 from core.paths import confine
 from core.tools import ToolContext, ToolError
@@ -23,7 +22,7 @@ from core.tools import ToolContext, ToolError
 from . import costs
 from .events import Delegated, PlanReady, StageFailed
 from .plan import Plan, Step, bind_args, execute
-from .router import LLM_THRESHOLD, TEXT_INTENTS, Router, RouteRequest
+from .router import LLM_THRESHOLD, Router, RouteRequest
 from .sniff import detect
 from .turn import Attachment, Turn
 
@@ -48,9 +47,8 @@ WHY = {
 
 class AssistantSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     enabled: bool = True
-    llm_fallback: bool = True  # ask the coordinator when the rules and embeddings are unsure
+    llm_fallback: bool = True  # ask the coordinator when the router's model is unsure
     llm_threshold: float = LLM_THRESHOLD
-    use_embeddings: bool = True
     max_attachments: int = 8
     max_tokens: int = 512
     temperature: float = 0.3
@@ -61,7 +59,7 @@ class Assistant:
     def __init__(self, app: Any, settings: AssistantSettings | None = None) -> None:
         self.app = app
         self.settings = settings or AssistantSettings()
-        self.router = Router(use_embeddings=self.settings.use_embeddings)
+        self.router = Router(app.tools, cache_dir=app.config.cache_dir / "router")
 
     # -- attachments --------------------------------------------------------------------
 
@@ -74,8 +72,9 @@ class Assistant:
             path = confine(p, roots, what="attachment")
             try:
                 out.append(detect(path))
-            except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-                raise ToolError(str(exc)) from None
+            except OSError as exc:  # missing, a directory, no permission, a name too long...
+                raise ToolError(str(exc) if exc.filename is None else
+                                f"cannot read attachment {p[:200]!r}: {exc.strerror or exc}") from None
         return out
 
     # -- routing ------------------------------------------------------------------------
@@ -103,31 +102,15 @@ class Assistant:
             precomputed["s1"] = result
         plan = await self.decide(text, attachments, transcript=transcript)
         llm = self.settings.llm_fallback if use_llm is None else use_llm
-        if llm and plan.confidence < self.settings.llm_threshold and plan.input_type in ("text", "audio") \
-                and plan.intent in TEXT_INTENTS:
-            plan = await self._llm_route(plan, transcript or text)
+        if llm and plan.confidence < self.settings.llm_threshold and plan.decided_by == "model":
+            plan = await self._llm_route(plan, text, attachments, transcript)
         return await self._ready(plan, t0, ctx), precomputed
 
     async def decide(self, text: str, attachments: list[Attachment], *, transcript: str | None = None) -> Plan:
-        """The router's fast path with the pool's embedding model (rules only without one)."""
-        name = self._embed_model() if self.settings.use_embeddings else None
-        if name is None:
-            plan = self.router.decide(text, attachments, transcript=transcript, embed=None)
-            if self.settings.use_embeddings:
-                plan.reason += "; no embedding model available, rules only"
-            return plan
-        async with self.app.pool.use(name, Embed, reason="routing") as embedder:
-            def embed(texts: list[str]) -> Any:  # the router is synchronous: it runs in a thread
-                return anyio.from_thread.run(embedder.embed_array, texts)
-
-            return await anyio.to_thread.run_sync(
-                lambda: self.router.decide(text, attachments, transcript=transcript, embed=embed))
-
-    def _embed_model(self) -> str | None:
-        try:
-            return self.app.pool.model_for("embed")
-        except (ToolError, ImportError):
-            return None
+        """The router's fast path (the learned model; no LLM). In a worker thread: the
+        first call trains or loads the model, which must not stall the event loop."""
+        return await anyio.to_thread.run_sync(
+            lambda: self.router.decide(text, attachments, transcript=transcript))
 
     async def _ready(self, plan: Plan, t0: float, ctx: ToolContext | None) -> Plan:
         notes = costs.annotate(plan, self.app)
@@ -140,32 +123,13 @@ class Assistant:
             correlation_id=ctx.correlation_id if ctx else None, source="assistant"))
         return plan
 
-    async def _llm_route(self, plan: Plan, text: str) -> Plan:
-        """Ask the coordinator to pick the intent with a (grammar-constrained) tool call."""
-        from .llm_route import choose_intent
+    async def _llm_route(self, plan: Plan, text: str, attachments: list[Attachment],
+                         transcript: str | None) -> Plan:
+        """Low confidence: the coordinator picks the first clause's tool among those that can
+        run, its output constrained by a JSON schema; the plan says so."""
+        from .llm_route import choose_tool
 
-        try:
-            intent, why = await choose_intent(self.app, text, plan)
-        except Exception as exc:  # the fallback must never break routing
-            plan.reason += f"; LLM fallback unavailable ({exc})"
-            return plan
-        if intent is not None and intent != plan.intent and intent not in plan.alternatives:
-            plan.reason += f"; coordinator LLM suggested {intent}, not among the likely intents: ignored ({why})"
-            return plan
-        if intent is None or intent == plan.intent:
-            plan.reason += f"; coordinator LLM agreed ({why})" if intent else f"; LLM gave no intent ({why})"
-            return plan
-        from . import rules
-
-        t = rules.prepare(text)
-        steps = self.router._follow_ups(t, intent, self.router._steps_for(intent, t, t.clauses[0]))
-        if plan.steps and plan.steps[0].tool == "voice.transcribe":
-            from .router import _rebase_request
-
-            steps = plan.steps[:1] + _rebase_request(steps)
-        return Plan(intent=intent, steps=steps, reason=f"{plan.reason}; low confidence, coordinator LLM chose "
-                    f"{intent} ({why})", confidence=max(plan.confidence, 0.5), input_type=plan.input_type,
-                    decided_by="llm")
+        return await choose_tool(self.app, self.router, plan, text, attachments, transcript)
 
     # -- answering ------------------------------------------------------------------------
 

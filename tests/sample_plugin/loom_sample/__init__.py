@@ -1,6 +1,7 @@
 """A sample third-party Loom plugin, installed by the tests like any `loom-*` package.
 
-It registers tools, a subscriber, a resource and a prompt, exactly as a plugin author
+It registers tools (``sample.reverse`` with example requests, so the assistant routes
+such requests to it), a subscriber, a resource and a prompt, exactly as a plugin author
 would, and nothing else. ``sample.tagline`` chats with whatever model serves the
 ``coordinator`` role through the public capability API (``core.capabilities.Chat``): it
 never imports another plugin and never sees a raw model object.
@@ -55,7 +56,13 @@ def on_finished(event: ToolFinished) -> None:
 
 @hookimpl
 def loom_register_tools(register):
-    register(reverse, read_only=True, idempotent=True)
+    # The examples teach the assistant's router: "write 'loom' backwards" now routes here.
+    register(reverse, read_only=True, idempotent=True, examples=[
+        "reverse the text 'hello world'", "write 'stressed' backwards", "spell 'racecar' in reverse",
+        "flip this string around: abc123", "can you reverse 'good morning'", "reverse these letters: xyz",
+        "invierte el texto 'hola mundo'", "escribe 'amor' al revés", "dale la vuelta a esta palabra: casa",
+        "écris 'bonjour' à l'envers", "schreib 'Hallo' rückwärts", "scrivi 'ciao' al contrario",
+        "backwards please: level up", "mirror the characters of 'abc'"])
     register(tagline, read_only=True)
 
 

@@ -1,0 +1,171 @@
+"""What the router learns from: the shipped corpus plus the example requests that tools
+register, turned into clause-level training units, and the trained model (cached).
+
+A unit is one clause, the context it was said in (attachment kinds, spoken, a follow-up
+after some tool) and the tool it asks for. The corpus (``data/routing_corpus.jsonl``)
+gives each request's clauses with their tools (``parts``); a tool's ``examples`` are
+single-clause units whose context comes from the tool's schema (a tool that needs an
+``image`` learns its examples as said with an image attached).
+
+Training takes seconds, so a trained model is kept per process and on disk under the
+cache dir, keyed by a hash of everything that went into it: the same corpus, examples
+and settings never train twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .features import sparse
+from .intent_model import IntentModel
+
+CORPUS = Path(__file__).with_name("data") / "routing_corpus.jsonl"
+MEDIA_FIELDS = ("image", "video", "audio")
+#: hyper-parameters picked by 5-fold cross-validation on the corpus; the temperature fitted on
+#: tests/routing_calibration.jsonl (bench/routing_cv.py --calibrate)
+SETTINGS = {"l2": 1e-5, "steps": 60, "lr": 0.2, "temperature": 0.47, "features": 3}
+EXAMPLE_MASS = 120.0  # a tool's examples together weigh at least this many corpus requests
+
+Embed = Callable[[list[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Unit:
+    text: str
+    context: tuple[str, ...]
+    tool: str
+    weight: float = 1.0
+
+
+def context_for(kinds: Iterable[str], *, spoken: bool = False, after: str | None = None) -> tuple[str, ...]:
+    """The context tokens of a clause: ``none``, the attachment kinds, ``spoken``, or a
+    follow-up after a tool (and after that tool's group: ``after:browser``)."""
+    if after is not None:
+        return ("follow", f"after:{after}", f"after:{after.split('.')[0]}")
+    if spoken:
+        return ("spoken",)
+    kinds = tuple(sorted(set(kinds)))
+    return kinds or ("none",)
+
+
+def corpus_rows(path: Path = CORPUS) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def corpus_units(rows: list[dict[str, Any]]) -> list[Unit]:
+    out = []
+    for row in rows:
+        spoken = row["text"].startswith("[spoken]")
+        prev = None
+        for i, (text, tool) in enumerate(row["parts"]):
+            ctx = context_for(row["attachments"], spoken=spoken) if i == 0 else context_for((), after=prev)
+            out.append(Unit(text, ctx, tool))
+            if tool != "none":
+                prev = tool
+    return out
+
+
+def media_kinds(schema: dict[str, Any]) -> list[str]:
+    """The attachment kinds a tool needs: its required fields named image, video or audio."""
+    return [f for f in schema.get("required", []) if f in MEDIA_FIELDS]
+
+
+def example_units(tools: Iterable[Any]) -> list[Unit]:
+    out = []
+    for tool in tools:
+        examples = getattr(tool, "examples", ())
+        if not examples:
+            continue
+        weight = max(1.0, EXAMPLE_MASS / len(examples))
+        ctx = context_for(media_kinds(tool.input_schema))
+        out += [Unit(e, ctx, tool.name, weight) for e in examples]
+    return out
+
+
+def intents_from(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Tool -> intent, as the corpus labels them (a request's intent is its first step's)."""
+    out: dict[str, str] = {}
+    for row in rows:
+        out.setdefault(row["parts"][0][1], row["intent"])
+    return out
+
+
+def producers_from(rows: list[dict[str, Any]], needs: dict[str, list[str]]) -> dict[str, set[str]]:
+    """Media kind -> tools whose output a later step reads as that kind, from the corpus's
+    plans and ``needs`` (tool -> the media kinds its schema requires)."""
+    out: dict[str, set[str]] = {k: set() for k in MEDIA_FIELDS}
+    for row in rows:
+        parts = [t for _, t in row["parts"] if t != "none"]
+        for a, b in itertools.pairwise(parts):
+            for kind in needs.get(b, []):
+                out[kind].add(a)
+    return out
+
+
+def fingerprint(units: list[Unit], embed_name: str | None) -> str:
+    h = hashlib.sha256(json.dumps(SETTINGS, sort_keys=True).encode())
+    h.update(str(embed_name).encode())
+    for u in units:
+        h.update(f"{u.text}\x1f{'|'.join(u.context)}\x1f{u.tool}\x1f{u.weight}\x1e".encode())
+    return h.hexdigest()[:24]
+
+
+_MEMO: dict[str, IntentModel] = {}
+
+
+def train(units: list[Unit], *, embed: Embed | None = None, embed_name: str | None = None,
+          cache_dir: Path | None = None) -> IntentModel:
+    """The model for ``units``: from this process's memo, the disk cache, or trained now."""
+    key = fingerprint(units, embed_name if embed is not None else None)
+    if key in _MEMO:
+        return _MEMO[key]
+    path = cache_dir / f"router-{key}.npz" if cache_dir is not None else None
+    model = load(path) if path is not None and path.exists() else None
+    if model is None:
+        model = fit(units, embed=embed)
+        if path is not None:
+            save(model, path)
+    _MEMO[key] = model
+    return model
+
+
+def fit(units: list[Unit], *, embed: Embed | None = None, settings: dict[str, Any] | None = None) -> IntentModel:
+    cfg = {**SETTINGS, **(settings or {})}
+    labels = sorted({u.tool for u in units})
+    index = {t: i for i, t in enumerate(labels)}
+    rows = [sparse(u.text, u.context) for u in units]
+    dense = embed([u.text for u in units]) if embed is not None else None
+    y = np.array([index[u.tool] for u in units])
+    w = np.array([u.weight for u in units], np.float32)
+    model = IntentModel(labels, l2=cfg["l2"], steps=cfg["steps"], lr=cfg["lr"]).fit(rows, dense, y, w)
+    model.temperature = cfg["temperature"]
+    return model
+
+
+def save(model: IntentModel, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    extra = {"wd": model.wd} if model.wd is not None else {}
+    np.savez(tmp, labels=np.array(model.labels), columns=model.columns, ws=model.ws, b=model.b,
+             temperature=np.array(model.temperature), **extra)
+    tmp.replace(path)
+
+
+def load(path: Path) -> IntentModel | None:
+    try:
+        with np.load(path) as z:
+            model = IntentModel([str(x) for x in z["labels"]])
+            model.columns, model.ws, model.b = z["columns"], z["ws"], z["b"]
+            model.temperature = float(z["temperature"])
+            model.wd = z["wd"] if "wd" in z else None
+        return model
+    except (OSError, KeyError, ValueError):
+        return None  # a damaged cache file is retrained, not fatal
