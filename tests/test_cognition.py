@@ -103,8 +103,10 @@ async def test_emotion_stage_sets_tone_only_above_the_calibrated_threshold():
 
 
 @pytest.mark.anyio
-async def test_emotion_stage_reads_the_sentence_embedding_when_the_pool_has_an_embed_model(make_app):
-    app = make_app("embed", "cognition")
+async def test_emotion_stage_reads_the_sentence_embedding_when_configured(make_app):
+    cfg = LoomConfig()
+    cfg.plugin["cognition"] = {"emotion": {"use_embeddings": True}}
+    app = make_app("embed", "cognition", config=cfg)
     async with app:
         turn = Turn(text="My grandfather died this morning and I keep crying.", app=app)
         stage = next(s.obj for s in app.stages if s.name == "emotion")

@@ -28,8 +28,11 @@ class EmotionSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Intensity from which the reply's tone follows the emotion; None: the threshold calibrated
     # with the model (cross-validated on its training set, see docs/cognition.md).
     tone_threshold: Unit | None = None
-    # Judge with the sentence embedding too (the pool's embed model) when there is one.
-    use_embeddings: bool = True
+    # Judge with the sentence embedding too (the pool's embed model). Off by default: it costs
+    # an embed call per turn (measured 2 s median through the pool on the loaded shared
+    # machine, against 0.25 ms for the text model) and MiniLM is English-only (see
+    # docs/cognition.md for both models' figures).
+    use_embeddings: bool = False
 
 
 STRATEGIES = ("direct", "chain_of_thought", "reflect", "self_consistency")
