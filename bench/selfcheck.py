@@ -191,7 +191,8 @@ def main() -> int:
     print(f"accuracy of the answer given: {sum(right) / len(right):.1%} held out "
           f"({sum(it['right'] for it in items_dev)}/{len(items_dev)} calibration)")
     print(f"{'':44}{'AUROC':>8}")
-    print(f"{'calibrated confidence (semantic), held out':44}{auroc:8.3f}")
+    kind = "calibrated confidence" if params else "confidence (uncalibrated)"
+    print(f"{kind + ', held out':44}{auroc:8.3f}")
     print(f"{'calibrated confidence, 5-fold CV (all)':44}{cv:8.3f}")
     print(f"{'support for the answer alone, held out':44}{confidence.auroc(support, right):8.3f}")
     print(f"{'baseline: rules only, no embeddings':44}{auroc_lex:8.3f}")
@@ -201,9 +202,10 @@ def main() -> int:
           f"wrong {statistics.mean(wrong) if wrong else float('nan'):.2f}")
     print(f"seconds per question (all samples): median {statistics.median(seconds):.2f}")
     if first and later:
-        print(f"time to first token: first sample median {statistics.median(first) * 1e3:.0f} ms, later samples "
-              f"{statistics.median(later) * 1e3:.0f} ms (prompt evaluation reused from llama.cpp's cache)")
-    print(f"ratio: semantic calibrated AUROC / rules-only AUROC = {auroc / max(auroc_lex, 1e-9):.2f}")
+        # Requested together, run one after another by llama.cpp: a later sample's time to first
+        # token includes waiting for the earlier ones, so only the first is a latency figure.
+        print(f"time to first token of the first sample: median {statistics.median(first) * 1e3:.0f} ms")
+    print(f"ratio: semantic AUROC / rules-only AUROC = {auroc / max(auroc_lex, 1e-9):.2f}")
     if args.verbose:
         for it, c in zip(items_held, calibrated, strict=True):
             print(f"  {'RIGHT' if it['right'] else 'wrong'} {c:.2f} {it['question']} -> {it['samples']}")
