@@ -692,6 +692,21 @@ class ModelPool:
             pass
         return self.model_status(name)
 
+    async def set_keep_alive(self, name: str, seconds: float) -> None:
+        """Override a loaded model's keep-alive (Ollama's per-request ``keep_alive``): 0 unloads it
+        once idle, a negative value keeps it; applied when its last request leaves if busy."""
+        lease = self._leases.get(name)
+        if lease is None or lease.state != "ready":
+            return
+        lease.keep_alive = seconds
+        if lease.users > 0:
+            return  # _release applies it
+        if seconds == 0 and not lease.pinned:
+            await self._unload_lease(lease, "keep_alive 0")
+            return
+        lease.expires_at = None if seconds < 0 or lease.pinned else self.clock() + seconds
+        self._wake.set()
+
     async def unload(self, name: str) -> dict[str, Any]:
         """Unload ``name`` now; a busy model is unloaded as soon as its requests finish."""
         self.config_for(name)

@@ -136,17 +136,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(app: object, *, auth: bool, host: str, token: str | None, build_http_app: object) -> tuple:
-    """The HTTP app with every surface: MCP, the OpenAI API, operations and the dashboard."""
+    """The HTTP app with every surface: MCP, the OpenAI and Ollama APIs, operations and the dashboard."""
     from core.surfaces.dashboard import COOKIE_PATHS, Dashboard
+    from core.surfaces.ollama import OllamaSurface
     from core.surfaces.openai import OpenAISurface
     from core.surfaces.ops import DaemonOps, HttpMetrics
 
     ops = DaemonOps(app)
     openai = OpenAISurface(app, ops)
+    ollama = OllamaSurface(app, ops)
     dashboard = Dashboard(token)
     asgi = build_http_app(  # type: ignore[operator]
         app, auth=auth, host=host,
-        extra_routes=[*openai.routes(), *ops.routes(), *dashboard.routes()],
+        extra_routes=[*openai.routes(), *ollama.routes(), *ops.routes(), *dashboard.routes()],
         public_paths=("/healthz", "/readyz", "/", "/login"),
         cookie_paths=tuple(p for p in COOKIE_PATHS if p != "/"),
         services=[ops.running],
