@@ -301,5 +301,5 @@ def test_bad_cognition_config_is_a_clear_error(make_app):
     with pytest.raises(ConfigError, match="telepathy"):
         make_app("cognition", config=cfg)
     cfg.plugin["cognition"] = {"personality": {"openness": 3}}
-    with pytest.raises(ConfigError, match=r"plugin\.cognition\.personality\.openness"):
+    with pytest.raises(ConfigError, match=r"\[plugin\.cognition\] personality\.openness"):
         make_app("cognition", config=cfg)
