@@ -11,6 +11,7 @@ to run it::
 from __future__ import annotations
 
 import inspect
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,11 +22,12 @@ import anyio
 from . import __version__
 from .bus import EventBus
 from .config import LoomConfig, load_config
+from .consent import ask_consent, default_decision
 from .events import PluginFailed
 from .logging import configure as configure_logging
 from .logging import get_logger
 from .plugins import PluginHost
-from .tools import ALLOW, Decision, ToolCall, ToolContext, ToolRegistry
+from .tools import Decision, ToolCall, ToolContext, ToolRegistry
 
 log = get_logger("loom.app")
 
@@ -81,6 +83,9 @@ class Loom:
         self.services: dict[str, Any] = {}  # shared objects plugins publish (e.g. "router")
         self._pool: Any = None
         self._running = False
+        # Faults that stop a plugin from serving (a corrupt database): in status, and
+        # /readyz answers 503 while any is present.
+        self.faults: dict[str, str] = {}
 
     @classmethod
     def create(
@@ -179,6 +184,8 @@ class Loom:
         self.config = new
         enabled, disabled = [], []
         for name, info in self.host.plugins.items():
+            if self.guards_authorization(name):
+                continue  # the policy changes only with a restart (see docs/security.md)
             want = self.host._allowed(name) or name == "admin"
             if want and not info.enabled and info.loaded:
                 self.host.enable(name)
@@ -188,6 +195,15 @@ class Loom:
                 disabled.append(name)
         return {"source": new.source, "enabled": enabled, "disabled": disabled}
 
+    def guards_authorization(self, plugin: str) -> bool:
+        """Whether ``plugin`` takes part in authorization (implements ``loom_authorize``).
+
+        Such a plugin is never enabled, disabled or reconfigured at run time, by any tool:
+        a client that could switch the policy off could grant itself every permission.
+        """
+        info = self.host.plugins.get(plugin)
+        return info is not None and "loom_authorize" in (info.hooks or [])
+
     def plugin_route(self, request: Any) -> Any:
         """The first plan a plugin's ``loom_route`` returns for ``request``, or None."""
         return self.host.pm.hook.loom_route(request=request, app=self)
@@ -195,14 +211,28 @@ class Loom:
     # -- authorization -----------------------------------------------------------------
 
     async def _authorize(self, call: ToolCall) -> Decision:
-        answer = self.host.pm.hook.loom_authorize(call=call, app=self)
-        if inspect.isawaitable(answer):
-            answer = await answer
+        """Fail closed: no answer is the kernel's default (destructive tools ask), a broken
+        answer is a refusal, and "ask" is resolved here by asking the client's user."""
+        try:
+            answer = self.host.pm.hook.loom_authorize(call=call, app=self)
+            if inspect.isawaitable(answer):
+                answer = await answer
+        except Exception as exc:
+            mcp = sys.modules.get("core.surfaces.mcp")
+            if mcp is not None and isinstance(exc, mcp.McpResponse):
+                raise  # a consent round trip on the 2026 protocol, not a failure
+            log.error("authorization hook failed", tool=call.tool.name, error=repr(exc))
+            return Decision("deny", f"{call.tool.name} was not run: the policy failed to decide ({exc})")
         if answer is None:
-            return ALLOW
-        if isinstance(answer, Decision):
-            return answer
-        raise TypeError(f"loom_authorize returned {answer!r}, expected a Decision")
+            answer = default_decision(call)
+        if not isinstance(answer, Decision):
+            log.error("authorization hook returned a non-Decision", answer=repr(answer)[:200])
+            return Decision("deny", f"{call.tool.name} was not run: the policy gave no valid decision")
+        if answer.action == "ask":
+            return await ask_consent(call, answer.reason or "the policy asks first")
+        if answer.action not in ("allow", "deny"):
+            return Decision("deny", f"{call.tool.name} was not run: unknown policy action {answer.action!r}")
+        return answer
 
     # -- calling -------------------------------------------------------------------------
 
@@ -267,6 +297,12 @@ class Loom:
             self.host.plugins[impl.plugin_name].errors.append(f"{stage}: {exc!r}")
             await self.bus.publish(PluginFailed(plugin=impl.plugin_name, stage=stage, error=repr(exc)))
 
+    def report_fault(self, plugin: str, message: str) -> None:
+        """Record that ``plugin`` cannot serve (until restarted) and why, with what to do."""
+        if self.faults.get(plugin) != message:
+            log.error("plugin fault", plugin=plugin, error=message)
+        self.faults[plugin] = message
+
     def status(self) -> dict[str, Any]:
         return {
             "name": "loom",
@@ -274,5 +310,6 @@ class Loom:
             "uptime_seconds": round(time.time() - self.started_at, 3),
             "plugins": self.host.describe(),
             "tools": len(self.tools),
+            "faults": dict(self.faults),
             "bus": {"published": self.bus.published, "subscribers": len(self.bus.subscriptions)},
         }

@@ -90,7 +90,7 @@ class Lease:
     pinned: bool = False
     priority: int = 0
     keep_alive: float = 300.0
-    state: str = "loading"  # loading -> ready -> unloading
+    state: str = "loading"  # loading -> ready -> unloading (or crashed)
     users: int = 0
     handle: Any = None  # the backend's loaded object (inline) or the worker that holds it
     invoker: Any = None  # how capability handles reach the model (core.capabilities.Invoker)
@@ -104,6 +104,8 @@ class Lease:
     estimate: Any = None  # the MemoryEstimate this lease reserved
     reason: str = ""  # why it was loaded
     backend: str = ""
+    placement: str = "inline"  # where it runs: "inline", "process" or "ray"
+    node: str | None = None  # the Ray node it runs on (ray placement)
 
     def mark_unloading(self) -> None:
         if self.state != "unloading":

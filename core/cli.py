@@ -11,7 +11,7 @@ import sys
 from . import __version__
 
 # Order is the order shown in --help.
-COMMANDS = ("serve", "mcp", "ask", "route", "tools", "call", "models", "plugins", "doctor")
+COMMANDS = ("serve", "mcp", "ask", "route", "tools", "call", "models", "plugins", "memory", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -65,12 +65,19 @@ async def call_tool(config: Any, daemon: dict[str, Any], tool: str, arguments: d
     token_file = token_path(config)
     if token_file.exists():
         headers["Authorization"] = f"Bearer {token_file.read_text(encoding='utf-8').strip()}"
-    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=None))
+    refused: list[int] = []  # HTTP statuses the daemon answered with: the MCP client hides them
+
+    async def record(response: Any) -> None:
+        if response.status_code >= 400:
+            refused.append(response.status_code)
+
+    http = httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=None),
+                              event_hooks={"response": [record]})
     try:
         async with Client(streamable_http_client(daemon["mcp_url"], http_client=http)) as client:
             result = await client.call_tool(tool, arguments)
     except Exception as exc:
-        raise DaemonError(f"cannot reach the daemon (pid {daemon['pid']}) at {daemon['mcp_url']}: {exc}") from None
+        raise DaemonError(_explain(exc, daemon, token_file, refused)) from None
     finally:
         await http.aclose()
     text = "\n".join(getattr(c, "text", "") for c in result.content)
@@ -80,3 +87,26 @@ async def call_tool(config: Any, daemon: dict[str, Any], tool: str, arguments: d
     if isinstance(structured, dict) and set(structured) == {"result"}:
         structured = structured["result"]
     return structured if structured is not None else text
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The real errors inside (nested) exception groups: the MCP client's task groups wrap
+    an HTTP 401 as "unhandled errors in a TaskGroup"."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def _explain(exc: BaseException, daemon: dict[str, Any], token_file: Path, refused: list[int]) -> str:
+    where = f"the daemon (pid {daemon['pid']}) at {daemon['mcp_url']}"
+    statuses = [getattr(getattr(leaf, "response", None), "status_code", None) for leaf in _leaves(exc)]
+    for status in [*refused, *statuses]:
+        if status == 401:
+            return (f"{where} refused the token (HTTP 401): check {token_file} is the file `loom serve` printed "
+                    "(set [server] token_file, or run the command with the daemon's --config)")
+        if status == 403 or status == 421:
+            return f"{where} refused this client (HTTP {status}): check [server] allowed_hosts / allowed_origins"
+        if isinstance(status, int):
+            return f"{where} answered HTTP {status}: {exc}"
+    first = _leaves(exc)[0]
+    return f"cannot reach {where}: {type(first).__name__}: {first}"

@@ -44,7 +44,13 @@ class ServerConfig(_Section):
     max_body_bytes: int = 16 * 1024 * 1024
     session_idle_timeout: float = 1800.0
     max_sessions: int = 64
+    max_sessions_per_client: int = 16  # beyond it a client's own idlest session is closed
     shutdown_grace: float = 30.0
+    # Connection limits (see docs/operations.md, "Timeouts and connection limits").
+    header_timeout: float = 10.0  # seconds to deliver a request head (slowloris, unused sockets)
+    idle_timeout: float = 5.0  # seconds an idle keep-alive connection stays open
+    max_connections: int = 512  # open connections; more are closed at once
+    drain_timeout: float = 5.0  # seconds /readyz answers 503 before the listener closes
     # How MCP clients see tool names: "dotted" (vision.describe) or "underscore"
     # (vision_describe) for clients whose model APIs allow only [A-Za-z0-9_-] in names.
     mcp_tool_names: Literal["dotted", "underscore"] = "dotted"
@@ -74,7 +80,7 @@ class ModelConfig(_Section):
     # Where the model runs: "inline" (a thread of the daemon), "process" (a worker subprocess:
     # a crash cannot take the daemon down, unloading returns all its memory), "ray" (a Ray
     # actor, see docs/cluster.md) or "auto" (the backend's own choice, see docs/workers.md).
-    placement: str = "auto"
+    placement: Literal["auto", "inline", "process", "ray"] = "auto"
     replicas: int = 1  # workers serving this model in parallel, each counted in the budget
     node: str | None = None  # ray placement: a node label (or node id) to pin the model to
     # Speculative decoding (llama.cpp): "auto", true/false; draft_model names a small GGUF
@@ -94,6 +100,29 @@ class PoolConfig(_Section):
     queue_size: int = 32
     queue_timeout: float = 120.0
     default_keep_alive: float = 300.0
+    # A model whose worker crashes is restarted by the next request, after a back-off that
+    # doubles from crash_backoff seconds (the first restart is immediate); crash_limit
+    # crashes within crash_window seconds mark it failed until `loom models load NAME`.
+    crash_limit: int = 3
+    crash_window: float = 300.0
+    crash_backoff: float = 1.0
+    # Start worker processes by forking a server that has the backends' modules imported
+    # (milliseconds) instead of a fresh interpreter each time (hundreds of milliseconds).
+    fork_server: bool = True
+
+
+class ClusterConfig(_Section):
+    """``[cluster]``: run ``placement = "ray"`` models on a Ray cluster (docs/cluster.md)."""
+
+    engine: Literal["none", "ray"] = "none"
+    address: str = "auto"  # "auto" (a cluster started with `ray start` here), "ray://host:10001", "local"
+    namespace: str = "loom"
+    # The custom Ray resource each node declares for the memory Loom may use there, in MiB
+    # (`ray start --resources='{"loom_memory_mib": 24000}'`); a node without it is budgeted
+    # from Ray's own `memory` resource.
+    memory_resource: str = "loom_memory_mib"
+    gpu_memory_resource: str = "loom_gpu_memory_mib"  # the same for GPU memory, per node
+    connect_timeout: float = 30.0
 
 
 class PathsConfig(_Section):
@@ -112,6 +141,7 @@ class LoomConfig(_Section):
     plugins: PluginsConfig = msgspec.field(default_factory=PluginsConfig)
     models: dict[str, ModelConfig] = {}
     pool: PoolConfig = msgspec.field(default_factory=PoolConfig)
+    cluster: ClusterConfig = msgspec.field(default_factory=ClusterConfig)
     paths: PathsConfig = msgspec.field(default_factory=PathsConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     # Per-plugin settings, `[plugin.<name>]`, typed by each plugin (see ``plugin_settings``).

@@ -14,6 +14,12 @@ that holds it.
 process dies (even by SIGKILL), so a crashed daemon never leaves a stale lock. Inside
 one process the lock is shared: a second ``hold()`` on the same dir returns the same
 handle (several apps in one test process, the daemon and the memory plugin).
+
+The data dir holds private things (memories, the audit log, the bearer token), so it is
+kept at mode 0700 and the files Loom writes there at 0600 (``secure``); daemons also set
+a 0077 umask so files created later (SQLite's WAL, produced media) are private too. A
+data dir that cannot be created or written stops a daemon with a clear message and exit
+status 2 (a configuration problem: a service manager should not restart it in a loop).
 """
 
 from __future__ import annotations
@@ -26,6 +32,36 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOCK_NAME = "loom.lock"
+
+
+PRIVATE_FILES = ("token", "audit.jsonl", "memory.db", "memory.db-wal", "memory.db-shm", LOCK_NAME)
+
+
+class DataDirUnusable(RuntimeError):
+    """The data dir cannot be created or written; the message says which and what to do."""
+
+    def __init__(self, data_dir: Path, error: OSError) -> None:
+        self.data_dir = data_dir
+        reason = error.strerror or str(error)
+        super().__init__(
+            f"the data dir {data_dir} cannot be used ({reason}); make it writable by this user "
+            f"(chown/chmod), or set a different one ([paths] data_dir in loom.toml, or LOOM_PATHS__DATA_DIR=...)"
+        )
+
+
+def secure(data_dir: str | os.PathLike[str]) -> list[str]:
+    """Make ``data_dir`` 0700 and Loom's private files in it 0600; returns what was changed."""
+    root = Path(data_dir).expanduser()
+    changed = []
+    for path, mode in [(root, 0o700), *((root / name, 0o600) for name in PRIVATE_FILES)]:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if st.st_uid == os.getuid() and st.st_mode & 0o077:
+            os.chmod(path, (st.st_mode & 0o700) | (mode & 0o700))
+            changed.append(str(path))
+    return changed
 
 
 class DataDirLocked(RuntimeError):
@@ -61,9 +97,13 @@ def hold(data_dir: str | os.PathLike[str]) -> DataDirLock:
         lock = _held.get(root)
         if lock is not None:
             return lock
-        root.mkdir(parents=True, exist_ok=True)
-        path = root / LOCK_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            secure(root)
+            path = root / LOCK_NAME
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise DataDirUnusable(root, exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -116,10 +156,22 @@ def holder(data_dir: str | os.PathLike[str]) -> int | None:
 
 
 def hold_or_exit(data_dir: str | os.PathLike[str], code: int = 2) -> DataDirLock:
-    """For commands: take the lock or print the error and exit with ``code``."""
+    """For daemons: take the lock (and check the dir is writable) or print why and exit
+    with ``code``."""
+    os.umask(0o077)  # a daemon's files (the database, its WAL, produced media) are private
     try:
-        return hold(data_dir)
+        lock = hold(data_dir)
+        probe = Path(data_dir).expanduser().resolve() / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")  # a lock on a read-only dir can succeed (the file exists)
+        probe.unlink()
+        return lock
     except DataDirLocked as exc:
+        print(f"loom: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(code) from None
+    except OSError as exc:
+        print(f"loom: {DataDirUnusable(Path(data_dir).expanduser(), exc)}", file=sys.stderr, flush=True)
+        raise SystemExit(code) from None
+    except DataDirUnusable as exc:
         print(f"loom: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(code) from None
 

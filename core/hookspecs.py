@@ -132,7 +132,11 @@ def loom_authorize(call: Any, app: Any) -> Any:
     """Decide whether a tool call may run; the first non-None answer wins.
 
     Called for every call from every surface (MCP, HTTP, CLI, plans) before the tool
-    runs. With no answer the call is allowed.
+    runs. Authorization fails closed: with no answer the kernel's default applies
+    (``core.consent.default_decision``: destructive tools called by a client ask), an
+    exception or a non-Decision is a refusal, and ``ask`` is resolved by asking the
+    client's user (``core.consent.ask_consent``). A plugin implementing this hook cannot
+    be enabled, disabled or reloaded at run time.
 
     Args:
         call: a ``ToolCall`` (``tool`` with its annotations, validated ``args``, and

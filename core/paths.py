@@ -12,6 +12,9 @@ from pathlib import Path
 
 from .tools import ToolError
 
+MAX_PATH = 4096  # Linux PATH_MAX
+MAX_NAME = 255  # NAME_MAX: bytes in one path component
+
 
 def confine(
     path: str,
@@ -29,6 +32,11 @@ def confine(
     """
     if not path or "\x00" in path:
         raise error(f"give a {what} path")
+    # Longer than the OS accepts (PATH_MAX, NAME_MAX): say so rather than let a later
+    # stat() raise ENAMETOOLONG at the caller. The echo is cut short too.
+    if len(path) > MAX_PATH or any(len(part.encode()) > MAX_NAME for part in path.split("/")):
+        raise error(f"the {what} path {path[:80]!r}... is too long (at most {MAX_PATH} characters, "
+                    f"{MAX_NAME} bytes per name)")
     if not roots:
         raise error("no allowed roots are configured: set [paths] allowed_roots in loom.toml")
     p = Path(path).expanduser()

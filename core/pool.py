@@ -16,6 +16,15 @@ After use a model stays for its ``keep_alive`` (0: unloaded at once; negative: k
 ``pin = true`` models load at start and are never evicted. Every load, unload, eviction,
 wait and failure is an event on the bus.
 
+Placement (``placement`` in the model's config; "auto" is the backend's
+``default_placement``): ``inline`` loads in a thread of this process, ``process`` in a
+worker subprocess (``core.workers``), ``ray`` in a Ray actor on the cluster node that has
+room (``core.workers.ray``). A worker that dies is a ``ModelCrashed`` event: its callers get
+the report as a tool error, its reservation is released, and the next request starts a new
+worker, after a back-off once it has crashed more than once; ``[pool] crash_limit``
+crashes within ``crash_window`` seconds mark the model failed (shown in its status) until
+an explicit ``load``.
+
 Models come from ``[models.<name>]`` in loom.toml and from packaged defaults plugins add
 with ``add_default_model`` (used for a role only when no configured model serves it).
 """
@@ -24,6 +33,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -50,7 +60,9 @@ from .tools import ToolError
 from .units import format_bytes, parse_bytes
 
 __all__ = [
+    "ModelCrashed",
     "ModelEvicted",
+    "ModelFailed",
     "ModelLoadFailed",
     "ModelLoaded",
     "ModelLoading",
@@ -73,6 +85,10 @@ class ModelUnavailable(ToolError):
 
 class ModelLoadError(PoolError):
     pass
+
+
+class ModelFailed(ModelUnavailable):
+    """The model crashed too often; it stays failed until an explicit ``loom models load``."""
 
 
 # --- events ----------------------------------------------------------------------------
@@ -122,6 +138,22 @@ class EstimateCorrected(PoolEvent, frozen=True, kw_only=True):
     measured: int
 
 
+class ModelCrashed(PoolEvent, frozen=True, kw_only=True):
+    """A model's worker process or Ray actor died; its reservation is released."""
+
+    placement: str
+    how: str  # "killed by SIGKILL", "exited with code 1", "Ray actor died"
+    signal: str | None = None
+    exit_code: int | None = None
+    pid: int | None = None
+    node: str | None = None
+    ops: list[str] = []  # what it was running
+    stderr: list[str] = []  # its last lines of output
+    crashes: int = 1  # within [pool] crash_window
+    failed: bool = False  # crash_limit reached: marked failed
+    restart_in: float = 0.0  # seconds the next start waits (back-off)
+
+
 # --- the pool --------------------------------------------------------------------------
 
 
@@ -146,6 +178,10 @@ class ModelPool:
         self.stats: dict[str, ModelStats] = {}
         self._corrections: dict[str, int] = {}  # name -> measured bytes that beat the estimate
         self._estimates: dict[tuple[str, str], MemoryEstimate] = {}
+        self._crashes: dict[str, deque[float]] = {}  # name -> clock times of recent crashes
+        self._failed: dict[str, str] = {}  # name -> why it is marked failed
+        self._cluster: Any = None  # core.workers.ray.RayCluster once a ray model is placed
+        self._forkserver: Any = None  # core.workers.forkserver.ForkServer once a process model is placed
         self._reaper_scope: anyio.CancelScope | None = None
         self._wake = anyio.Event()
         self._closing = False
@@ -233,6 +269,26 @@ class ModelPool:
             return want if ":" in want else "cuda:0"
         raise ModelUnavailable(f"unknown device {want!r} (use auto, cpu, cuda or cuda:N)")
 
+    def placement_of(self, cfg: ModelConfig, backend: ModelBackend) -> str:
+        """Where a model runs: its configured placement, or for "auto" its backend's default."""
+        want = cfg.placement
+        if want == "auto":
+            want = getattr(backend, "default_placement", "process")
+        if want not in ("inline", "process", "ray"):
+            raise ModelUnavailable(f"backend {cfg.backend!r} asks for placement {want!r}; use inline, process or ray")
+        if want == "ray" and self.app.config.cluster.engine != "ray":
+            raise ModelUnavailable('placement = "ray" needs a Ray cluster: add [cluster] engine = "ray" (and address) '
+                                   'to loom.toml, see docs/cluster.md; or set placement = "process"')
+        return want
+
+    @staticmethod
+    def replicas_of(cfg: ModelConfig, placement: str) -> int:
+        """Workers serving the model (``replicas``); a model inline in the daemon is always one."""
+        if cfg.replicas > 1 and placement == "inline":
+            raise ModelUnavailable(f"replicas = {cfg.replicas} needs placement = \"process\" or \"ray\": one "
+                                   f"process holds one copy of a model")
+        return max(cfg.replicas, 1)
+
     def arbiter(self, device: str) -> Arbiter:
         arb = self._arbiters.get(device)
         if arb is None:
@@ -240,7 +296,9 @@ class ModelPool:
 
             s = self.settings
             configured = s.ram_budget if device == "cpu" else s.gpu_budget
-            if configured is not None:
+            if "/" in device:  # "node/cpu": a Ray node's budget, from the resources it declares
+                budget, source = self.cluster().budget(device)
+            elif configured is not None:
                 budget, source = parse_bytes(configured), "from [pool] config"
             else:
                 avail = memprobe.device_available(device) or 0
@@ -322,6 +380,9 @@ class ModelPool:
 
     async def _acquire(self, name: str, reason: str) -> Lease:
         self.config_for(name)
+        if name in self._failed:
+            raise ModelFailed(f"model {name!r} is marked failed: {self._failed[name]}. Fix the cause, then run "
+                              f"`loom models load {name}` to try again.")
         self.stats.setdefault(name, ModelStats()).record_request(self.clock())
         await self.reap()
         while True:
@@ -347,8 +408,17 @@ class ModelPool:
                       priority=cfg.priority, keep_alive=self.keep_alive_of(cfg), reason=reason, users=1)
         self._leases[name] = lease
         try:
+            lease.placement = self.placement_of(cfg, backend)
+            delay = self._restart_delay(name)
+            if delay > 0:  # it crashed more than once lately: do not spin on a crashing model
+                log.info("model restarts after a crash back-off", model=name, seconds=round(delay, 2))
+                await anyio.sleep(delay)
             est = lease.estimate = await anyio.to_thread.run_sync(self.estimate, name)
-            lease.size = est.total
+            lease.size = est.total * self.replicas_of(cfg, lease.placement)  # each replica holds a copy
+            if lease.placement == "ray":  # budgeted on the node it will run on
+                device = lease.device = await self.cluster().choose_device(self, lease, cfg, backend)
+                arb = self.arbiter(device)
+
             async def evict(victim: Lease, for_lease: Lease) -> None:
                 await self._unload_lease(victim, f"evicted to make room for {for_lease.name}", for_model=for_lease.name)
 
@@ -382,15 +452,19 @@ class ModelPool:
     async def _load_into(self, lease: Lease, backend: ModelBackend, spec: ModelSpec, arb: Arbiter) -> None:
         from . import memprobe
 
+        # A Ray node's memory cannot be probed from here: the actor measures its own.
+        probe = memprobe.device_used if lease.placement != "ray" else (lambda device: None)
         async with arb.io_lock:
-            before = await anyio.to_thread.run_sync(memprobe.device_used, lease.device)
+            before = await anyio.to_thread.run_sync(probe, lease.device)
             t0 = time.perf_counter()
             t0v = self.clock()
-            await self._place(lease, backend, spec)
+            elsewhere = await self._place(lease, backend, spec)
             seconds = time.perf_counter() - t0
             virtual = self.clock() - t0v
-            after = await anyio.to_thread.run_sync(memprobe.device_used, lease.device)
+            after = await anyio.to_thread.run_sync(probe, lease.device)
         measured = max(after - before, 0) if before is not None and after is not None else None
+        if elsewhere is not None:  # RAM taken in a worker or actor, as it measured it there
+            measured = elsewhere
         stats = self.stats.setdefault(spec.name, ModelStats())
         stats.loads += 1
         stats.load_seconds = virtual if virtual > 0 else seconds
@@ -400,10 +474,11 @@ class ModelPool:
         lease.last_used = self.clock()
         lease.ready.set()
         est = lease.estimate.total
+        one = measured // self.replicas_of(spec.config, lease.placement) if measured is not None else None
         # Lower readings are expected (KV cache and compute pages are touched lazily), so the
         # estimate is only ever corrected upward: an underestimate is what makes peers crash.
-        if measured is not None and lease.estimate.source != "override" and measured > est * 1.1:
-            self._corrections[spec.name] = measured
+        if one is not None and lease.estimate.source != "override" and one > est * 1.1:
+            self._corrections[spec.name] = one
             await self._publish(EstimateCorrected(model=spec.name, device=lease.device, estimate=est,
                                                   measured=measured))
         await self._publish(ModelLoaded(model=spec.name, device=lease.device, seconds=round(seconds, 4),
@@ -411,8 +486,13 @@ class ModelPool:
         log.info("model loaded", model=spec.name, device=lease.device, seconds=round(seconds, 3),
                  estimate=format_bytes(est), measured=format_bytes(measured) if measured is not None else None)
 
-    async def _place(self, lease: Lease, backend: ModelBackend, spec: ModelSpec) -> None:
-        """Load the model where its placement says; sets the lease's handle, invoker and info."""
+    async def _place(self, lease: Lease, backend: ModelBackend, spec: ModelSpec) -> int | None:
+        """Load the model where its placement says; sets the lease's handle, invoker and info.
+
+        Returns the memory the load took when it was measured elsewhere (a worker's RSS), else None.
+        """
+        if lease.placement in ("process", "ray"):
+            return await self._place_remote(lease, backend, spec)
         handle = await anyio.to_thread.run_sync(backend.load, spec, lease.device)
         try:
             lease.info = _describe(backend, handle, spec)
@@ -421,6 +501,114 @@ class ModelPool:
             raise
         lease.handle = handle
         lease.invoker = InlineInvoker(backend, handle, spec.name)
+        return None
+
+    async def _place_remote(self, lease: Lease, backend: ModelBackend, spec: ModelSpec) -> int | None:
+        from .workers import ProcessInvoker, backend_path
+        from .workers.replicas import ReplicaSet
+
+        token = anyio.lowlevel.current_token()
+
+        def on_exit(report: Any) -> str | None:  # called from the invoker's thread when the worker dies
+            return anyio.from_thread.run(self._worker_crashed, lease, report, token=token)
+
+        path = backend_path(backend)
+
+        def one() -> Any:
+            if lease.placement == "ray":
+                return self.cluster().invoker(spec, path, lease, on_exit)
+            return ProcessInvoker(spec.name, path, spec, lease.device, data_dir=self.app.config.data_dir,
+                                  forkserver=self._fork_server(path), on_exit=on_exit)
+
+        replicas = max(spec.config.replicas, 1)
+        invoker = one() if replicas == 1 else ReplicaSet([one() for _ in range(replicas)])
+        lease.info = await anyio.to_thread.run_sync(invoker.start)
+        lease.handle = lease.invoker = invoker
+        lease.node = invoker.node
+        # On a GPU the free-memory probe sees the worker's allocations too; RAM is the worker's own.
+        return invoker.measured if lease.device.endswith("cpu") else None
+
+    def _fork_server(self, backend_path: str) -> Any:
+        """The fork server workers start from (started on the first process load), or None."""
+        if not self.settings.fork_server or self._closing:
+            return None
+        from .workers.forkserver import ForkServer, worker_env
+
+        if self._forkserver is None or not self._forkserver.alive:
+            try:
+                self._forkserver = ForkServer(worker_env())
+            except OSError as exc:
+                log.warning("cannot start the worker fork server", error=str(exc))
+                return None
+        self._forkserver.preload([backend_path.partition(":")[0]])
+        return self._forkserver
+
+    def cluster(self) -> Any:
+        """The Ray cluster connection (``[cluster] engine = "ray"``), connected on first use."""
+        if self._cluster is None:
+            from .workers.ray import RayCluster
+
+            self._cluster = RayCluster(self.app.config.cluster)
+        return self._cluster
+
+    # -- crashes ---------------------------------------------------------------------------
+
+    def _recent_crashes(self, name: str) -> deque[float]:
+        times = self._crashes.setdefault(name, deque())
+        horizon = self.clock() - self.settings.crash_window
+        while times and times[0] < horizon:
+            times.popleft()
+        return times
+
+    def _restart_delay(self, name: str) -> float:
+        """Seconds before ``name`` may start again: 0 after one crash, then doubling."""
+        times = self._recent_crashes(name)
+        if len(times) < 2:
+            return 0.0
+        wait = self.settings.crash_backoff * 2 ** (len(times) - 2)
+        return max(times[-1] + wait - self.clock(), 0.0)
+
+    async def _worker_crashed(self, lease: Lease, report: Any) -> str:
+        """A worker died on its own: drop the lease, free its memory, count it, tell everyone."""
+        name = lease.name
+        if lease.state in ("unloading", "unloaded", "crashed"):
+            return ""
+        lease.state = "crashed"
+        lease.error = RuntimeError(report.how)
+        stop_survivors = getattr(lease.invoker, "stop_survivors", None)
+        if stop_survivors is not None:  # one replica died: the restart brings back all of them
+            stop_survivors(report)
+        if self._leases.get(name) is lease:
+            del self._leases[name]
+        self.arbiter(lease.device).release(lease)
+        times = self._recent_crashes(name)
+        times.append(self.clock())
+        failed = len(times) >= self.settings.crash_limit
+        restart_in = self._restart_delay(name)
+        if failed:
+            window = self.settings.crash_window
+            self._failed[name] = (f"it crashed {len(times)} times within {window:g}s; the last time its "
+                                  f"{report.placement} worker was {report.how}")
+            suffix = (f"It has crashed {len(times)} times within {window:g}s, so it is now marked failed; "
+                      f"fix the cause and run `loom models load {name}` to try again.")
+        elif restart_in > 0:
+            suffix = f"The next request restarts it after {restart_in:.1f}s (it has crashed {len(times)} times)."
+        else:
+            suffix = "The next request restarts it."
+        await self._publish(ModelCrashed(
+            model=name, device=lease.device, placement=report.placement, how=report.how, signal=report.signal,
+            exit_code=report.exit_code, pid=report.pid, node=report.node, ops=report.ops, stderr=report.stderr[-20:],
+            crashes=len(times), failed=failed, restart_in=round(restart_in, 3)))
+        lease.ready.set()
+        return suffix
+
+    def crash_count(self, name: str) -> int:
+        return len(self._recent_crashes(name))
+
+    def reset_failed(self, name: str) -> bool:
+        """Forget ``name``'s crashes (an operator fixed the cause); True if it was marked failed."""
+        self._crashes.pop(name, None)
+        return self._failed.pop(name, None) is not None
 
     async def _release(self, lease: Lease) -> None:
         lease.users -= 1
@@ -447,7 +635,10 @@ class ModelPool:
         try:
             with anyio.CancelScope(shield=True):
                 async with arb.io_lock:
-                    await anyio.to_thread.run_sync(_unload_and_collect, backend, handle)
+                    if lease.placement == "inline":
+                        await anyio.to_thread.run_sync(_unload_and_collect, backend, handle)
+                    else:  # the worker unloads and exits: all of its memory goes back
+                        await anyio.to_thread.run_sync(handle.stop)
         except Exception as exc:  # the memory may be gone or not; never keep a half-dead model
             log.error("model unload failed", model=lease.name, error=repr(exc))
         finally:
@@ -492,7 +683,11 @@ class ModelPool:
     # -- explicit control ------------------------------------------------------------------
 
     async def load(self, name: str, *, reason: str = "requested") -> dict[str, Any]:
-        """Load ``name`` now (it then stays for its keep-alive); returns its status."""
+        """Load ``name`` now (it then stays for its keep-alive); returns its status.
+
+        An explicit load also clears a "failed" mark left by repeated crashes.
+        """
+        self.reset_failed(name)
         async with self.use(name, reason=reason):
             pass
         return self.model_status(name)
@@ -540,6 +735,9 @@ class ModelPool:
         for lease in list(self._leases.values()):
             if lease.state == "ready":
                 await self._unload_lease(lease, "shutdown")
+        if self._forkserver is not None:
+            await anyio.to_thread.run_sync(self._forkserver.close)
+            self._forkserver = None
 
     async def __aenter__(self) -> ModelPool:
         self._tg = anyio.create_task_group()
@@ -563,7 +761,15 @@ class ModelPool:
             "default": name not in self.app.config.models, "file": cfg.file, "pinned": cfg.pin,
             "keep_alive": self.keep_alive_of(cfg), "priority": cfg.priority, "state": "unloaded",
             "uses": stats.uses, "loads": stats.loads, "last_load_seconds": stats.load_seconds,
+            "placement": cfg.placement, "node": None, "crashes": self.crash_count(name),
         }
+        try:
+            out["placement"] = self.placement_of(cfg, self.backend(cfg.backend))
+        except ToolError:
+            pass
+        if name in self._failed:
+            out["state"] = "failed"
+            out["error"] = self._failed[name]
         try:
             est = self.estimate(name)
             out["estimate"] = est.total
@@ -575,8 +781,9 @@ class ModelPool:
         if lease is not None:
             remaining = None if lease.expires_at is None else max(lease.expires_at - now, 0.0)
             out.update(state=lease.state, device=lease.device, reserved=lease.size, measured=lease.measured,
+                       placement=lease.placement, node=lease.node,
+                       pid=getattr(lease.invoker, "pid", None) if lease.placement == "process" else None,
                        busy=lease.users, loaded_at=lease.loaded_at, reason=lease.reason,
-                       placement=getattr(lease.invoker, "placement", None),
                        capabilities=list(lease.info.capabilities) if lease.info is not None else None,
                        keep_alive_remaining=round(remaining, 1) if remaining is not None else None,
                        until=("pinned" if lease.pinned else "in use" if lease.users else

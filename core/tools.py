@@ -29,6 +29,7 @@ from .results import ToolResult, to_result
 if typing.TYPE_CHECKING:
     from .bus import EventBus
 
+PROGRESS_SEND_TIMEOUT = 2.0  # seconds a sync tool's progress report may wait for its client
 _NAME = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+$")
 
 
@@ -177,6 +178,7 @@ class ToolContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     extra: dict[str, Any] = field(default_factory=dict)
     _token: Any = None
+    _progress_broken: bool = False
 
     async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         """Report progress from an async tool (or from the loop thread)."""
@@ -191,8 +193,17 @@ class ToolContext:
                     source=self.tool.split(".", 1)[0],
                 )
             )
-        if self.on_progress is not None:
-            await self.on_progress(progress, total, message)
+        if self.on_progress is not None and not self._progress_broken:
+            # Progress never holds the tool up: a client that stopped reading (a dropped
+            # stream: the send blocks, or raises WouldBlock/ClosedResourceError) would
+            # otherwise stall the tool, and with it the model it holds, until shutdown.
+            with anyio.move_on_after(PROGRESS_SEND_TIMEOUT) as scope:
+                try:
+                    await self.on_progress(progress, total, message)
+                except Exception:
+                    self._progress_broken = True  # the stream is gone: stop trying, keep working
+            if scope.cancelled_caught:
+                self._progress_broken = True
 
     def progress_sync(self, progress: float, total: float | None = None, message: str | None = None) -> None:
         """Report progress from a sync tool running in a worker thread.
@@ -206,6 +217,7 @@ class ToolContext:
                 anyio.from_thread.run(self.progress, progress, total, message, token=self._token)
             except RuntimeError:
                 pass  # the loop is gone (shutdown): progress is best effort
+        self.check_cancelled()
 
     def check_cancelled(self) -> None:
         if self.cancelled.is_set():
@@ -344,7 +356,8 @@ class ToolRegistry:
         except KeyError:
             close = [n for n in self._tools if n.split(".")[-1] == name.split(".")[-1]]
             hint = f" Did you mean {', '.join(close)}?" if close else " Run `loom tools` to list them."
-            raise ToolNotFound(f"Unknown tool {name!r}.{hint}") from None
+            shown = name if len(name) <= 100 else name[:100] + "…"  # never echo a huge name back
+            raise ToolNotFound(f"Unknown tool {shown!r}.{hint}") from None
 
     def list(self) -> list[Tool]:
         return sorted(self._tools.values(), key=lambda t: t.name)

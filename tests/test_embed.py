@@ -89,7 +89,8 @@ def test_empty_input_and_long_text(minilm):
 
 
 @pytest.mark.anyio
-async def test_embed_tool_through_pool(make_app):
+async def test_embed_tool_through_pool(make_app, minilm):
+    from core.capabilities import Chat, Embed
     from core.tools import ToolError
 
     app = make_app("embed")
@@ -100,6 +101,13 @@ async def test_embed_tool_through_pool(make_app):
         assert data["model"] == "minilm" and data["dim"] == 384
         vecs = np.array(data["embeddings"])
         assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
+        async with app.pool.use("minilm", Embed) as embedder:  # what the router and memory use
+            assert embedder.dim == 384
+            got = await embedder.embed_array(SENTENCES)
+        assert np.array_equal(got, minilm.embed(SENTENCES))  # the same numbers, through a float32 buffer
+        with pytest.raises(ToolError, match="cannot serve 'chat'"):
+            async with app.pool.use("minilm", Chat):
+                pass
         with pytest.raises(ToolError, match="at least one text"):
             await app.call("embed.text", {"texts": []})
         with pytest.raises(ToolError, match="Invalid arguments"):

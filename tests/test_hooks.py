@@ -174,7 +174,10 @@ def test_authorize_must_return_a_decision(make_app):
         async with app:
             await app.call("admin.plugins")
 
-    with pytest.raises(BaseException, match="expected a Decision"):
+    # Fail closed: a hook that answers junk is a refusal (the call does not run), not an allow.
+    from core.tools import ToolDenied
+
+    with pytest.raises(ToolDenied, match="the policy gave no valid decision"):
         anyio.run(go)
 
 

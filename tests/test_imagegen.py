@@ -16,6 +16,7 @@ import pytest
 
 pytest.importorskip("diffusers")
 
+from core.capabilities import CapabilityError, ImageGen, ImageRequest, StepProgress, VideoGen
 from core.config import LoomConfig, ModelConfig
 from core.pool import ModelUnavailable
 from core.tools import ToolCancelled, ToolError
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(scope="module")
 def tiny_dirs(tmp_path_factory):
-    from plugins.imagegen import tiny
+    from plugins.imagegen import tiny  # test-side helper: builds pipelines from configs
 
     root = tmp_path_factory.mktemp("pipes")
     sd = tiny.build_sd(root / "sd")
@@ -34,16 +35,20 @@ def tiny_dirs(tmp_path_factory):
     return {"sd": sd, "flux": flux, "gguf": gguf}
 
 
-def _config(tiny_dirs, which: str = "sd", **plugin) -> LoomConfig:
+def _config(tiny_dirs, which: str = "sd", placement: str = "inline", **plugin) -> LoomConfig:
+    """The tiny pipelines, inline by default: a worker process imports torch and diffusers anew
+    for each app (seconds per test); one test runs in a worker, where diffusers goes by default."""
     models = {
         "sd": ModelConfig(backend="diffusers", file=str(tiny_dirs["sd"]), role="imagegen"),
         "flux": ModelConfig(backend="diffusers", file=str(tiny_dirs["flux"])),
+        # the test looks at the loaded transformer's weights in this process
         "flux-gguf": ModelConfig(backend="diffusers", file=str(tiny_dirs["flux"]),
                                  files={"transformer": str(tiny_dirs["gguf"])}),
     }
     if which != "sd":
         models["sd"] = ModelConfig(backend="diffusers", file=str(tiny_dirs["sd"]))
         models[which] = msgspec.structs.replace(models[which], role="imagegen")
+    models = {n: msgspec.structs.replace(c, placement=placement) for n, c in models.items()}
     return LoomConfig(models=models, plugin={"imagegen": plugin} if plugin else {})
 
 
@@ -63,7 +68,7 @@ def _png_meta(path: Path) -> dict:
 
 
 async def test_generate_sd_png_with_metadata_and_per_step_progress(make_app, tiny_dirs, data_dir):
-    app = make_app("imagegen", config=_config(tiny_dirs))
+    app = make_app("imagegen", config=_config(tiny_dirs, placement="process"))  # the pipeline in a worker
     progress = Progress()
     async with app:
         res = await app.call("imagegen.generate", {"prompt": "a red cube", "width": 32, "height": 32, "steps": 3,
@@ -106,17 +111,24 @@ async def test_flux_and_gguf_flux_transformer(make_app, tiny_dirs):
         async with app:
             res = await app.call("imagegen.generate", {"prompt": "a lighthouse", "width": 32, "height": 32,
                                                        "steps": 2, "guidance": 3.5}, on_progress=progress)
-            async with app.pool.use(which) as handle:
-                weight = handle.pipe.transformer.transformer_blocks[0].attn.to_q.weight
+            async with app.pool.use(which, ImageGen) as gen:
+                details = gen.info.details
+                if which == "flux-gguf":  # an inline model: the pipeline is this process's own
+                    handle = app.pool._leases[which].handle
+                    weight = handle.pipe.transformer.transformer_blocks[0].attn.to_q.weight
         assert res.structured["pipeline"] == "FluxPipeline"
+        assert details["family"] == "flux" and details["size_step"] == 2  # tiny VAE factor 1, doubled (2x2 packing)
         assert len(progress.events) == 2
         if which == "flux-gguf":  # really quantised: GGUF Q8_0 blocks, dequantised per matmul
             assert type(weight).__name__ == "GGUFParameter" and weight.quant_type.name == "Q8_0"
 
 
-async def test_edit_image_to_image(make_app, tiny_dirs, data_dir):
+async def test_edit_image_to_image(make_app, tiny_dirs, data_dir, monkeypatch):
     from PIL import Image
 
+    from tests.wire import over_the_wire
+
+    calls = over_the_wire(monkeypatch)  # the input and output pixels cross as bytes, as to a worker
     src = data_dir / "start.png"
     Image.new("RGB", (40, 36), (200, 30, 30)).save(src)
     app = make_app("imagegen", config=_config(tiny_dirs))
@@ -132,6 +144,7 @@ async def test_edit_image_to_image(make_app, tiny_dirs, data_dir):
     assert res.structured["pipeline"] == "StableDiffusionImg2ImgPipeline"
     assert (res.structured["width"], res.structured["height"]) == (40, 36)  # multiples of the VAE factor (2)
     assert len(progress.events) == 2  # strength 0.5 of 4 steps
+    assert calls == ["image.edit"]
 
 
 async def test_cancel_mid_generation_stops_at_next_step(make_app, tiny_dirs, data_dir):
@@ -178,9 +191,51 @@ async def test_cancelling_the_task_stops_the_pipeline(make_app, tiny_dirs):
         assert app.pool.model_status("sd")["busy"] == 0
 
 
-async def test_size_and_step_limits(make_app, tiny_dirs):
-    app = make_app("imagegen", config=_config(tiny_dirs, max_width=64, max_height=64, max_steps=8))
+async def test_imagegen_capability_streams_steps_and_returns_pixels(make_app, tiny_dirs):
+    """What a third-party plugin sees: typed requests, StepProgress events, raw RGB back; no pipeline."""
+    app = make_app("imagegen", config=_config(tiny_dirs))
+    request = ImageRequest(prompt="a red cube", width=32, height=24, steps=3, guidance=7.5, seed=7)
     async with app:
+        async with app.pool.use("sd", ImageGen) as gen:
+            assert gen.family == "sd" and gen.size_step == 2 and gen.native_size == (32, 32)
+            events = []
+            async with gen.stream(request) as s:
+                async for ev in s:
+                    events.append(ev)
+            again = await gen.generate(request)
+            cancel = __import__("threading").Event()
+            cancel.set()
+            with pytest.raises(ToolCancelled, match="cancelled at step 0/3"):
+                await gen.generate(request, cancel=cancel)
+        with pytest.raises(CapabilityError, match="cannot serve 'video'.*serves image"):
+            async with app.pool.use("sd", VideoGen):
+                pass
+    assert events == [StepProgress(1, 3), StepProgress(2, 3), StepProgress(3, 3)]
+    img = s.result.image
+    assert (img.width, img.height, len(img.data)) == (32, 24, 32 * 24 * 3)
+    assert img.to_pil().size == (32, 24) and again.image == img  # same seed, same pixels
+    assert s.result.pipeline == "StableDiffusionPipeline" and s.result.steps == 3 and s.result.seed == 7
+    assert wire(request, "image.generate", "request") == request  # plain structs: a worker process can serve it
+    assert wire(s.result, "image.generate", "result") == s.result and wire(events[0], "image.generate") == events[0]
+
+
+def wire(value, op: str, part: str = "event"):
+    """``value`` through msgpack and back as the operation declares it (what a worker pipe does)."""
+    from core.capabilities import OPS
+
+    return msgspec.msgpack.decode(msgspec.msgpack.encode(value), type=getattr(OPS[op], part))
+
+
+async def test_size_and_step_limits(make_app, tiny_dirs, data_dir):
+    from PIL import Image
+
+    big = data_dir / "big.png"
+    Image.new("RGB", (40, 36), (0, 90, 200)).save(big)
+    app = make_app("imagegen", config=_config(tiny_dirs, max_width=64, max_height=64, max_steps=8,
+                                              max_decode_pixels=1000))
+    async with app:
+        with pytest.raises(ToolError, match=r"1,440 pixels, over the 1,000-pixel limit.*\[plugin.imagegen\] max_dec"):
+            await app.call("imagegen.edit", {"image": str(big), "prompt": "x", "steps": 2})
         with pytest.raises(ToolError, match=r"over the limit of 64x64.*max_width"):
             await app.call("imagegen.generate", {"prompt": "x", "width": 128, "height": 32, "steps": 2})
         with pytest.raises(ToolError, match=r"9 steps is over the limit of 8.*max_steps"):

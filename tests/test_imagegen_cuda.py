@@ -12,6 +12,9 @@ pytest.importorskip("diffusers")
 if not torch.cuda.is_available():
     pytest.skip("needs a CUDA device", allow_module_level=True)
 
+from contextlib import asynccontextmanager  # noqa: E402
+
+from core.capabilities import ImageGen  # noqa: E402
 from core.config import LoomConfig, ModelConfig, PoolConfig  # noqa: E402
 from core.tools import ToolCancelled, ToolContext  # noqa: E402
 
@@ -33,17 +36,25 @@ def _sizes(sd_dir):
 
 
 def _app(make_app, sd_dir, budget: int, **options):
+    # inline: the tests look at where the pipeline's modules sit, in this process
     cfg = LoomConfig(models={"sd": ModelConfig(backend="diffusers", file=str(sd_dir), role="imagegen",
-                                               options=options)},
+                                               placement="inline", options=options)},
                      pool=PoolConfig(gpu_budget=budget))
     return make_app("imagegen", config=cfg)
+
+
+@asynccontextmanager
+async def _loaded(app, name="sd"):
+    """The loaded pipeline handle (inline placement), held busy like a call would."""
+    async with app.pool.use(name, ImageGen):
+        yield app.pool._leases[name].handle
 
 
 async def test_whole_model_on_gpu_when_it_fits(make_app, sd_dir):
     app = _app(make_app, sd_dir, 1 << 30)
     async with app:
         res = await app.call("imagegen.generate", {"prompt": "x", "width": 32, "height": 32, "steps": 2})
-        async with app.pool.use("sd") as handle:
+        async with _loaded(app) as handle:
             assert handle.offload == "none" and handle.device.startswith("cuda")
             assert handle.pipe.unet.device.type == "cuda" and handle.dtype == "float16"
     assert res.structured["width"] == 32
@@ -62,7 +73,7 @@ async def test_model_offload_when_only_the_largest_component_fits(make_app, sd_d
     async with app:
         await app.call("imagegen.generate", {"prompt": "x", "width": 32, "height": 32, "steps": 3},
                        on_progress=on_progress)
-        async with app.pool.use("sd") as handle:
+        async with _loaded(app) as handle:
             assert handle.offload == "model"
             assert handle.pipe.unet.device.type == "cpu"  # parked in RAM between calls
         status = app.pool.model_status("sd")
@@ -74,7 +85,7 @@ async def test_sequential_offload_configured_runs(make_app, sd_dir):
     app = _app(make_app, sd_dir, 1 << 30, offload="sequential")
     async with app:
         res = await app.call("imagegen.generate", {"prompt": "x", "width": 32, "height": 32, "steps": 2})
-        async with app.pool.use("sd") as handle:
+        async with _loaded(app) as handle:
             assert handle.offload == "sequential"
     assert res.structured["steps"] == 2
 
@@ -93,7 +104,7 @@ async def test_cancel_on_gpu_returns_offloaded_modules_and_memory(make_app, sd_d
         before = torch.cuda.memory_allocated()
         with pytest.raises(ToolCancelled):
             await app.call("imagegen.generate", {"prompt": "x", "width": 64, "height": 64, "steps": 20}, ctx=ctx)
-        async with app.pool.use("sd") as handle:
+        async with _loaded(app) as handle:
             assert handle.pipe.unet.device.type == "cpu"
         # Nothing of the interrupted run stays on the GPU (allowing for cuBLAS's small workspace).
         assert torch.cuda.memory_allocated() - before < 1 << 20

@@ -17,6 +17,11 @@ MODES = ["legacy", "2026-07-28"]
 pytestmark = pytest.mark.anyio
 
 
+async def consent(ctx, params):
+    """The person behind the client says yes (admin tools are destructive: they ask)."""
+    return types.ElicitResult(action="accept", content={"allow": True})
+
+
 @pytest.fixture
 def surface(make_app):
     probe.state["cancelled"] = threading.Event()
@@ -115,8 +120,8 @@ async def test_disabling_a_plugin_sends_tools_list_changed_legacy(surface):
         if isinstance(message, types.ToolListChangedNotification):
             got.set()
 
-    async with surface.app, surface.running(), Client(surface.server, mode="legacy",
-                                                      message_handler=handler) as client:
+    async with surface.app, surface.running(), Client(surface.server, mode="legacy", message_handler=handler,
+                                                      elicitation_callback=consent) as client:
         result = await client.call_tool("admin.disable_plugin", {"name": "probe"})
         assert not result.is_error
         with anyio.fail_after(10):
@@ -128,7 +133,8 @@ async def test_disabling_a_plugin_sends_tools_list_changed_legacy(surface):
 
 
 async def test_disabling_a_plugin_notifies_listen_streams_modern(surface):
-    async with surface.app, surface.running(), Client(surface.server, mode="2026-07-28") as client:
+    async with surface.app, surface.running(), Client(surface.server, mode="2026-07-28",
+                                                      elicitation_callback=consent) as client:
         async with client.listen(tools_list_changed=True) as sub:
             await client.call_tool("admin.disable_plugin", {"name": "probe"})
             with anyio.fail_after(10):
@@ -192,7 +198,7 @@ async def test_underscore_tool_names_for_clients_that_reject_dots(make_app):
 
     app = make_app("admin", extra={"probe": probe}, config=LoomConfig(server=ServerConfig(mcp_tool_names="underscore")))
     surface = McpSurface(app)
-    async with app, surface.running(), Client(surface.server, mode="legacy") as client:
+    async with app, surface.running(), Client(surface.server, mode="legacy", elicitation_callback=consent) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         assert "admin_plugins" in names and "admin.plugins" not in names
         assert all("." not in n for n in names)

@@ -222,7 +222,10 @@ async def test_http_plugin_toggle_sends_list_changed(daemon):
         if isinstance(message, types.ToolListChangedNotification):
             got.set()
 
-    async with daemon.client(mode="legacy", message_handler=handler) as client:
+    async def consent(ctx, params):  # admin tools are destructive: the person is asked
+        return types.ElicitResult(action="accept", content={"allow": True})
+
+    async with daemon.client(mode="legacy", message_handler=handler, elicitation_callback=consent) as client:
         await client.list_tools()
         await anyio.sleep(0.3)  # let the client open its standalone GET stream
         try:

@@ -64,9 +64,11 @@ def build(make_app):
 
 
 
-def audit(app) -> list[dict]:
+def audit(app, *, started: bool = False) -> list[dict]:
+    """The audit log's outcome lines (``started=True``: also the lines written before a call)."""
     path = app.services["policy"].audit_path
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return rows if started else [r for r in rows if r["status"] != "started"]
 
 
 async def test_defaults_allow_read_only_and_ask_for_destructive(build):
@@ -157,11 +159,13 @@ async def test_every_call_lands_in_the_audit_log(build):
     assert rows[2]["error"] == "broken on purpose"
 
 
-async def test_disabling_the_policy_plugin_stops_it(build):
+async def test_disabling_the_policy_plugin_leaves_the_kernel_default(build):
     app, ran = build(deny=["demo.*"])
     async with app:
-        app.host.disable("policy")
+        app.host.disable("policy")  # the operator's own code (in-process) may do this
         assert (await app.call("demo.look", {})).text() == "looked"
+        with pytest.raises(ToolDenied, match="needs the user's consent"):  # a client still cannot wipe
+            await app.call("demo.wipe", {}, surface="mcp")
     assert ran == ["look"]
 
 

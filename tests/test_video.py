@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("diffusers")
 pytest.importorskip("imageio_ffmpeg")
 
+from core.capabilities import CapabilityError, ImageGen
 from core.config import LoomConfig, ModelConfig
 from core.pool import ModelUnavailable
 from core.tools import ToolCancelled, ToolContext, ToolError
@@ -25,8 +26,10 @@ def wan_dir(tmp_path_factory):
     return tiny.build_wan(tmp_path_factory.mktemp("wan") / "wan")
 
 
-def _config(wan_dir, **plugin) -> LoomConfig:
-    return LoomConfig(models={"wan": ModelConfig(backend="diffusers", file=str(wan_dir), role="video")},
+def _config(wan_dir, placement: str = "inline", **plugin) -> LoomConfig:
+    # inline by default: a worker imports torch and diffusers anew for each app (seconds per test)
+    return LoomConfig(models={"wan": ModelConfig(backend="diffusers", file=str(wan_dir), role="video",
+                                                 placement=placement)},
                       plugin={"video": plugin} if plugin else {})
 
 
@@ -43,7 +46,10 @@ def _probe(path: Path) -> dict:
     return {"size": tuple(meta["size"]), "fps": meta["fps"], "frames": frames, "comment": comment}
 
 
-async def test_wan_mp4_poster_and_progress(make_app, wan_dir, data_dir):
+async def test_wan_mp4_poster_and_progress(make_app, wan_dir, data_dir, monkeypatch):
+    from tests.wire import over_the_wire
+
+    calls = over_the_wire(monkeypatch)  # the frames come back as bytes, as from a worker process
     app = make_app("imagegen", "video", config=_config(wan_dir))
     events = []
 
@@ -62,10 +68,12 @@ async def test_wan_mp4_poster_and_progress(make_app, wan_dir, data_dir):
     assert json.loads(info["comment"].replace("\\", ""))["seed"] == 9
     assert events == [(1.0, 2.0), (2.0, 2.0)]
     assert res.structured["pipeline"] == "WanPipeline" and "5 frames" in text.text
+    assert calls == ["video.generate"]
 
 
 async def test_video_cancel_and_limits(make_app, wan_dir, data_dir):
-    app = make_app("video", config=_config(wan_dir, max_frames=9, max_steps=10))  # video alone: own backend
+    # in a worker process, where diffusers models go by default: cancelled there at a step boundary
+    app = make_app("imagegen", "video", config=_config(wan_dir, placement="process", max_frames=9, max_steps=10))
     ctx = ToolContext()
 
     async def on_progress(p, total, msg):
@@ -86,6 +94,17 @@ async def test_video_cancel_and_limits(make_app, wan_dir, data_dir):
         with pytest.raises(ToolError, match="fps must be between 1 and 60"):
             await app.call("video.generate", {"prompt": "x", "frames": 5, "fps": 0, "width": 16, "height": 16,
                                               "steps": 1})
+        # a text-to-video pipeline is a VideoGen, never an ImageGen
+        with pytest.raises(CapabilityError, match="cannot serve 'image'.*serves video"):
+            async with app.pool.use("wan", ImageGen):
+                pass
+
+
+async def test_video_without_the_diffusers_backend_says_which_plugin(make_app, wan_dir):
+    app = make_app("video", config=_config(wan_dir))  # imagegen (which registers `diffusers`) disabled
+    async with app:
+        with pytest.raises(ToolError, match="`diffusers` backend, which the imagegen plugin provides"):
+            await app.call("video.generate", {"prompt": "x", "frames": 5, "width": 16, "height": 16, "steps": 1})
 
 
 async def test_no_video_model_says_what_to_configure(make_app):

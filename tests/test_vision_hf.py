@@ -141,13 +141,17 @@ def vl_app(make_app, tiny_vl: Path, data_dir: Path):
     picture("blue", "square").save(work / "blue.jpg", format="JPEG")
     make_video(work / "clip.mp4")
     (work / "list.m3u8").write_text("#EXTM3U\nhttp://127.0.0.1/secret.ts\n")
+    # inline: the cancellation test looks at this process's generation threads
     cfg = LoomConfig(models={"tiny-vl": ModelConfig(backend="transformers", file=str(tiny_vl), role="vlm",
-                                                    device="cpu", memory="64MiB")},
+                                                    device="cpu", memory="64MiB", placement="inline")},
                      plugin={"vision": {"max_tokens": 8}})
     return make_app("vision", "embed", config=cfg), work
 
 
-async def test_vision_tools_answer_with_a_transformers_vlm(vl_app):
+async def test_vision_tools_answer_with_a_transformers_vlm(vl_app, monkeypatch):
+    from tests.wire import over_the_wire
+
+    calls = over_the_wire(monkeypatch)  # images go as PNG bytes, vectors come back as float32 bytes
     app, work = vl_app
     async with app:
         desc = await app.call("vision.describe", {"image": str(work / "red.png"), "detail": "brief"})
@@ -169,6 +173,7 @@ async def test_vision_tools_answer_with_a_transformers_vlm(vl_app):
     assert txt["space"] == "vlm" and txt["dims"] == 16  # the same space as the image embeddings
     assert minilm["model"] == "minilm" and minilm["dims"] == 384
     assert "tiny-vl" in str(status)
+    assert calls == ["chat.generate"] * 3 + ["vision_embed.images", "vision_embed.texts", "embed.texts"]
 
 
 async def test_video_frames_sampled_at_the_requested_fps(vl_app):
@@ -212,8 +217,51 @@ async def test_mcp_image_content_and_cancellation_mid_generation(vl_app):
         assert ctx.cancelled.is_set()  # the call was cancelled while generating
         # ...and the pin was held until the generation thread stopped: nothing still runs on the model
         assert app.pool.model_status("tiny-vl")["busy"] == 0
-        async with app.pool.use("tiny-vl") as handle:
-            assert not handle.lock.locked()
+        assert not [t for t in threading.enumerate() if t.name == "loom-chat.generate"]
+        assert not app.pool._leases["tiny-vl"].handle.lock.locked()
+
+
+async def test_transformers_vlm_serves_chat_with_image_parts(vl_app, handle):
+    """Any plugin can ask the VLM about a picture: Chat with image parts, streamed, counted, cancellable."""
+    import base64
+
+    from core.capabilities import Chat, VisionEmbed
+
+    app, work = vl_app
+    png = (work / "red.png").read_bytes()
+    question = {"type": "text", "text": "describe this image"}
+    as_bytes = [{"role": "user", "content": [{"type": "image", "data": png, "mime_type": "image/png"}, question]}]
+    as_url = [{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(png).decode()}},
+        question]}]
+    async with app:
+        async with app.pool.use("tiny-vl", Chat) as chat:
+            assert chat.vision and chat.info.capabilities == ("chat", "vision_embed")
+            deltas = []
+            async with chat.stream(as_bytes, max_tokens=6, temperature=0.0) as s:
+                async for delta in s:
+                    deltas.append(delta)
+            from_url = await chat.complete(as_url, max_tokens=6, temperature=0.0)
+            with_image = await chat.count_tokens(as_bytes)
+            text_only = await chat.count_tokens([{"role": "user", "content": [question]}])
+            stop = threading.Event()
+            stop.set()
+            stopped = await chat.complete(as_bytes, max_tokens=50, cancel=stop)
+            with pytest.raises(ToolError, match="does not do tool calling"):
+                await chat.complete(as_bytes, tools=[{"type": "function", "function": {"name": "f"}}])
+            with pytest.raises(ToolError, match="not a supported image"):
+                await chat.complete([{"role": "user", "content": [{"type": "image", "data": b"GIF? no"}]}])
+        async with app.pool.use("tiny-vl", VisionEmbed) as emb:
+            vec = (await emb.embed_images([png], dims=8)).array()
+    result = s.result
+    assert "".join(deltas) == result.text and result.usage.completion_tokens >= 1
+    # the same pixels reach the model as through the backend's own one-shot call
+    assert result.text.strip() == handle.generate([Image.open(work / "red.png").convert("RGB")],
+                                                  "describe this image", max_new_tokens=6)
+    assert from_url.text == result.text
+    assert result.usage.prompt_tokens == with_image and with_image > text_only + 4  # the image's tokens
+    assert stopped.finish_reason == "cancelled" and stopped.text == ""
+    assert vec.shape == (1, 8) and np.allclose(vec, handle.embed_images([picture("red")], dims=8), atol=1e-5)
 
 
 async def test_a_coordinator_that_sees_serves_the_vision_tools(make_app, tiny_vl: Path, data_dir: Path):

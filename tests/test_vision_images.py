@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
+from core.images import ImageLimits, McpImage, check_url, decode, fit_pixels, load_image, read_source
 from core.tools import ToolError
-from plugins.vision.images import ImageLimits, McpImage, check_url, decode, fit_pixels, load_image, read_source
 
 
 def png(size=(64, 48), color="red") -> bytes:

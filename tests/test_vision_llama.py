@@ -50,8 +50,9 @@ def photo(data_dir: Path) -> Path:
 
 
 def vlm_app(make_app, model: Path, mmproj: Path, **options: str):
+    # inline: the tests look at the loaded Llama's chat handler in this process
     cfg = LoomConfig(models={"tiny-vl": ModelConfig(
-        backend="llama_cpp", file=str(model), mmproj=str(mmproj), role="vlm", context_size=1024,
+        backend="llama_cpp", file=str(model), mmproj=str(mmproj), role="vlm", context_size=1024, placement="inline",
         options={"n_threads": 1, "seed": 0, **options})})
     return make_app("vision", "llamacpp", "models", config=cfg)
 
@@ -59,8 +60,8 @@ def vlm_app(make_app, model: Path, mmproj: Path, **options: str):
 async def test_vision_tools_answer_through_a_gguf_with_its_mmproj(make_app, vlm_files, photo: Path, capfd):
     from llama_cpp.llama_chat_format import MTMDChatHandler
 
+    from core.capabilities import Chat
     from core.pool import ModelLoaded
-    from plugins.llamacpp.chat import chat, has_vision, image_part
 
     model, mmproj = vlm_files
     app = vlm_app(make_app, model, mmproj)
@@ -81,19 +82,20 @@ async def test_vision_tools_answer_through_a_gguf_with_its_mmproj(make_app, vlm_
         loaded = [e for e in app.bus.recent if isinstance(e, ModelLoaded) and e.model == "tiny-vl"]
         assert len(loaded) == 1 and loaded[0].estimate >= est.total  # loaded once, mmproj included
 
-        async with app.pool.use("tiny-vl") as llm:
+        async with app.pool.use("tiny-vl", Chat) as chat:
+            assert chat.vision
+            llm = app.pool._leases["tiny-vl"].handle  # inline: the Llama itself, for a look inside
             # the multimodal handler is attached and its projector was initialised by the tools' calls
-            assert isinstance(llm.chat_handler, MTMDChatHandler) and has_vision(llm)
+            assert isinstance(llm.chat_handler, MTMDChatHandler)
             assert llm.chat_handler.mtmd_ctx is not None
             assert llm.n_tokens > N_IMAGE  # the last tool call's prompt held the image's embeddings
 
-            png = photo_png()
+            image = {"type": "image", "data": photo_png(), "mime_type": "image/png"}
             text = {"type": "text", "text": "What is in this picture?"}
-            seen = await chat(llm, [{"role": "user", "content": [image_part(png), text]}], max_tokens=4,
-                              temperature=0.0)
-            blind = await chat(llm, [{"role": "user", "content": [text]}], max_tokens=4, temperature=0.0)
-            two = await chat(llm, [{"role": "user", "content": [image_part(png), image_part(png), text]}],
-                             max_tokens=4, temperature=0.0)
+            seen = await chat.complete([{"role": "user", "content": [image, text]}], max_tokens=4, temperature=0.0)
+            blind = await chat.complete([{"role": "user", "content": [text]}], max_tokens=4, temperature=0.0)
+            two = await chat.complete([{"role": "user", "content": [image, image, text]}], max_tokens=4,
+                                      temperature=0.0)
     # each image takes exactly its embeddings' positions in the prompt
     assert seen.usage.prompt_tokens == blind.usage.prompt_tokens + N_IMAGE
     assert two.usage.prompt_tokens == blind.usage.prompt_tokens + 2 * N_IMAGE
@@ -108,7 +110,8 @@ async def test_options_chat_handler_picks_the_library_handler(make_app, vlm_file
     async with app:
         result = await app.call("vision.answer", {"image": str(photo), "question": "Sky?", "max_tokens": 4})
         assert isinstance(result.structured["text"], str)
-        async with app.pool.use("tiny-vl") as llm:
+        async with app.pool.use("tiny-vl"):
+            llm = app.pool._leases["tiny-vl"].handle  # inline: the Llama itself
             assert type(llm.chat_handler).__name__ == cls
             assert llm.n_tokens > N_IMAGE  # the handler's own prompt format, with the image's embeddings
 

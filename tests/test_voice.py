@@ -6,6 +6,7 @@ import base64
 import io
 import itertools
 import re
+import threading
 import wave
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 pytest.importorskip("piper")
 pytest.importorskip("faster_whisper")
 
-from core.tools import ToolError
+from core.tools import ToolCancelled, ToolError
 from plugins.voice.tools import SpeechChunk
 
 pytestmark = pytest.mark.anyio
@@ -30,7 +31,10 @@ def _wav(data: bytes) -> tuple[int, float]:
         return w.getframerate(), w.getnframes() / w.getframerate()
 
 
-async def test_speak_then_transcribe_round_trip(make_app, data_dir):
+async def test_speak_then_transcribe_round_trip(make_app, data_dir, monkeypatch):
+    from tests.wire import over_the_wire
+
+    calls = over_the_wire(monkeypatch)  # PCM and samples cross as bytes, as to a worker process
     app = make_app("voice")
     progress = []
 
@@ -55,6 +59,7 @@ async def test_speak_then_transcribe_round_trip(make_app, data_dir):
     ts = [w for seg in s["segments"] for w in seg["words"]]
     assert [w["word"].strip(".").lower() for w in ts][-2:] == ["lazy", "dog"]
     assert all(a["start"] <= b["start"] for a, b in itertools.pairwise(ts))
+    assert calls == ["speech.synthesize", "transcription.transcribe"]
 
 
 async def test_long_text_streams_sentence_by_sentence(make_app):
@@ -75,6 +80,52 @@ async def test_long_text_streams_sentence_by_sentence(make_app):
     total_pcm = sum(len(c.pcm) for c in chunks)
     rate, seconds = _wav(res.content[0].data)
     assert abs(seconds - total_pcm / 2 / rate) < 1e-6  # the WAV is the chunks, in order
+
+
+async def test_speech_and_transcription_capabilities_stream(make_app):
+    """Speech starts before the text is done: the first sentence's PCM arrives while the rest is
+    still being synthesized; transcription takes those samples and streams its segments."""
+    import msgspec
+    import numpy as np
+
+    from core.capabilities import OPS, Speech, SpeechSegment, Transcription
+
+    app = make_app("voice")
+    text = "One sentence first. Then a second one. And a third to finish."
+    async with app:
+        async with app.pool.use(app.pool.model_for("tts"), Speech) as tts:
+            assert tts.sample_rate == 22050
+            seen: list[SpeechSegment] = []
+            async with tts.stream(text) as s:
+                async for seg in s:
+                    seen.append(seg)
+            # The first sentence is the caller's while the others are still being made: cancelling
+            # on it stops the synthesis before the last of five sentences.
+            cancel = threading.Event()
+            early: list[SpeechSegment] = []
+
+            def stop(seg: SpeechSegment) -> None:
+                early.append(seg)
+                cancel.set()
+
+            with pytest.raises(ToolCancelled, match=r"cancelled after [1-4] of 5"):
+                await tts.synthesize(text + " A fourth one. And a fifth.", on_segment=stop, cancel=cancel)
+        pcm16 = np.frombuffer(s.result.pcm, dtype="<i2").astype(np.float32) / 32768.0
+        samples = np.interp(np.arange(0, len(pcm16), 22050 / 16000), np.arange(len(pcm16)),
+                            pcm16).astype(np.float32)  # resampled to Whisper's 16 kHz
+        async with app.pool.use(app.pool.model_for("stt"), Transcription) as stt:
+            assert not stt.multilingual  # tiny.en
+            segments = []
+            heard = await stt.transcribe(samples, language="en", on_segment=segments.append)
+    assert [seg.index for seg in seen] == [0, 1, 2] and seen[0].text == "One sentence first."
+    assert s.result.pcm == b"".join(seg.pcm for seg in seen) and s.result.sentences == 3
+    assert 1 <= len(early) < 5
+    for value, op, part in ((seen[0], "speech.synthesize", "event"), (s.result, "speech.synthesize", "result"),
+                            (heard, "transcription.transcribe", "result"),
+                            (segments[0], "transcription.transcribe", "event")):
+        assert msgspec.msgpack.decode(msgspec.msgpack.encode(value), type=getattr(OPS[op], part)) == value
+    assert segments == heard.segments and heard.language == "en"
+    assert {"sentence", "second", "third"} <= set(_words(heard.text)), heard.text
 
 
 async def test_speed_changes_duration(make_app):

@@ -51,10 +51,11 @@ def _fmt(n: Any) -> str:
 
 
 def _table(status: dict[str, Any]) -> None:
-    rows = [("NAME", "ROLES", "BACKEND", "DEVICE", "ESTIMATE", "MEASURED", "STATE", "UNTIL", "PIN")]
+    rows = [("NAME", "ROLES", "BACKEND", "WHERE", "DEVICE", "ESTIMATE", "MEASURED", "STATE", "UNTIL", "PIN")]
     for m in status["models"]:
         idle = "kept loaded" if m["keep_alive"] < 0 else f"keep_alive {m['keep_alive']:g}s"
-        rows.append((m["name"] + ("*" if m["default"] else ""), ",".join(m["roles"]) or "-", m["backend"],
+        where = m.get("placement", "-") + (f"@{m['node']}" if m.get("node") else "")
+        rows.append((m["name"] + ("*" if m["default"] else ""), ",".join(m["roles"]) or "-", m["backend"], where,
                      m.get("device", "-"), _fmt(m.get("estimate")), _fmt(m.get("measured")), m["state"],
                      m.get("until", idle), "yes" if m["pinned"] else "no"))
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
@@ -63,6 +64,8 @@ def _table(status: dict[str, Any]) -> None:
     for m in status["models"]:
         if m.get("estimate_error"):
             print(f"  {m['name']}: {m['estimate_error']}")
+        if m.get("state") == "failed":
+            print(f"  {m['name']}: failed: {m.get('error')}")
     for d in status["devices"]:
         print(f"{d['device']}: budget {_fmt(d['budget'])} ({d['budget_source']}), used {_fmt(d['used'])}")
     if any(m["default"] for m in status["models"]):

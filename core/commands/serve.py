@@ -4,15 +4,20 @@ OpenAI-compatible API under /v1, /healthz, /readyz, /metrics, /events and the da
 Prints where it listens and where the bearer token is. Holds an exclusive lock on the
 data dir (a second daemon on the same dir stops with a clear message). SIGINT/SIGTERM:
 stop accepting, let in-flight requests finish (up to ``server.shutdown_grace`` seconds),
-unload models, close the plugins (the memory database), exit 0.
+unload models, close the plugins (the memory database), exit 0. While in-flight requests
+finish, the listener stays open for up to ``server.drain_timeout`` seconds so ``/readyz``
+answers 503. Connection limits: ``server.header_timeout``, ``server.idle_timeout``,
+``server.max_connections`` (docs/operations.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import signal
 import socket
 import sys
+import time
 
 HELP = "run the daemon: MCP, the OpenAI-compatible API, metrics and the dashboard over HTTP"
 
@@ -81,11 +86,36 @@ def run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
+    from core.surfaces.http import http_protocol
+
     config = uvicorn.Config(asgi, lifespan="on", log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=cfg.shutdown_grace, log_config=None)
+                            timeout_graceful_shutdown=cfg.shutdown_grace, log_config=None,
+                            http=http_protocol(header_timeout=cfg.header_timeout,
+                                               max_connections=cfg.max_connections),
+                            timeout_keep_alive=max(1, round(cfg.idle_timeout)))
+
+    # sse-starlette (the MCP SDK's SSE responses) ends every stream the moment SIGTERM
+    # arrives, cutting tool calls in flight; Loom ends them itself once the work is done.
+    from sse_starlette.sse import AppStatus
+
+    AppStatus.disable_automatic_graceful_drain()
+
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             ops.begin_drain()  # readiness off, event streams end, new API calls get 503
+            started = time.monotonic()
+            grace = max(0.0, cfg.shutdown_grace)
+            # 1. Keep listening while work is in flight (at most drain_timeout): load
+            #    balancers polling /readyz get 503 rather than a refused connection.
+            while ops.busy and time.monotonic() - started < min(cfg.drain_timeout, grace):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            for server in self.servers:
+                server.close()
+            # 2. Let the calls in flight finish (their SSE streams included), up to the grace.
+            while ops.busy and time.monotonic() - started < grace:  # noqa: ASYNC110 - a counter, no event
+                await asyncio.sleep(0.05)
+            AppStatus.should_exit = True  # 3. now end the standing streams (idle MCP listeners)
+            self.config.timeout_graceful_shutdown = max(1.0, grace - (time.monotonic() - started))
             await super().shutdown(sockets)
 
     server = Server(config)

@@ -23,6 +23,7 @@ import contextvars
 import inspect
 import json
 import re
+import secrets
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -412,7 +413,7 @@ class McpSurface:
             raise
         except Exception as exc:
             log.exception("tool crashed", tool=name)
-            return _done(rctx, error_result(f"{name} failed: {type(exc).__name__}: {exc}"))
+            return _done(rctx, error_result(f"{name} failed: {type(exc).__name__}: {str(exc)[:500]}"))
         finally:
             current_call.reset(reset)
         return _done(rctx, result_to_mcp(result))
@@ -430,30 +431,44 @@ class McpSurface:
         # (this round's inputResponses, or earlier rounds' carried in the sealed
         # requestState) or ends the call with an InputRequiredResult; the client then
         # re-sends the call and the tool runs again, its earlier elicits now answered.
+        # Keys are random and listed in the sealed state (which the SDK binds to this tool
+        # and these arguments): an answer is taken only for a question this server asked,
+        # so a client cannot pre-answer a consent request it was never sent.
         answers: dict[str, Any] = {}
+        issued: list[str] = []
         state = call.request_state
         if state:
             try:
                 decoded = json.loads(state)
-                if isinstance(decoded, dict) and isinstance(decoded.get(_STATE_TAG), dict):
-                    answers.update(decoded[_STATE_TAG])
             except ValueError:
-                pass
+                decoded = None
+            carried = decoded.get(_STATE_TAG) if isinstance(decoded, dict) else None
+            if isinstance(carried, dict) and isinstance(carried.get("keys"), list):
+                issued = [k for k in carried["keys"] if isinstance(k, str)]
+                if isinstance(carried.get("answers"), dict):
+                    answers.update({k: v for k, v in carried["answers"].items() if k in issued})
         for key, value in (call.input_responses or {}).items():
-            answers[key] = _dump(value)
+            if key in issued and key not in answers:
+                answers[key] = _dump(value)
         counter = iter(range(1_000_000))
 
         async def elicit_modern(message: str, schema: dict[str, Any]) -> dict[str, Any] | None:
-            key = _ELICIT_KEY.format(next(counter))
-            if key in answers:
-                got = answers[key] if isinstance(answers[key], dict) else {}
-                return (got.get("content") or {}) if got.get("action") == "accept" else None
+            n = next(counter)
+            if n < len(issued):
+                key = issued[n]
+                if key in answers:
+                    got = answers[key] if isinstance(answers[key], dict) else {}
+                    return (got.get("content") or {}) if got.get("action") == "accept" else None
+            else:
+                key = _ELICIT_KEY.format(secrets.token_urlsafe(16))
+                issued.append(key)
             request = types.ElicitRequest(
                 params=types.ElicitRequestFormParams(message=message, requested_schema=schema)
             )
             raise McpResponse(
                 types.InputRequiredResult(
-                    input_requests={key: request}, request_state=json.dumps({_STATE_TAG: answers})
+                    input_requests={key: request},
+                    request_state=json.dumps({_STATE_TAG: {"keys": issued, "answers": answers}}),
                 )
             )
 
@@ -617,6 +632,11 @@ def _depth_ok(value: Any, limit: int) -> bool:
     return True
 
 
+def valid_id(value: Any) -> bool:
+    """A JSON-RPC id MCP accepts: a string or an integer (not null, a float, a bool)."""
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+
+
 def parse_line(line: bytes, *, max_depth: int = 64) -> tuple[Any, dict[str, Any] | None]:
     """One stdin line → (JSON-RPC message, None) or (None, the error to answer with)."""
 
@@ -638,7 +658,9 @@ def parse_line(line: bytes, *, max_depth: int = 64) -> tuple[Any, dict[str, Any]
     if not isinstance(obj, dict):
         return err(types.INVALID_REQUEST, "Invalid Request: expected a JSON-RPC object")
     ident = obj.get("id")
-    ident = ident if isinstance(ident, str | int) and not isinstance(ident, bool) else None
+    if "id" in obj and not valid_id(ident):
+        # Not a notification: a request whose id is unusable gets an error, not silence.
+        return err(types.INVALID_REQUEST, "Invalid Request: id must be a string or an integer")
     if not _depth_ok(obj, max_depth):
         return err(types.INVALID_REQUEST, f"Invalid Request: nested deeper than {max_depth} levels", ident)
     try:

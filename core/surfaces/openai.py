@@ -37,7 +37,7 @@ from typing import Any
 
 import anyio
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
@@ -46,6 +46,7 @@ from core.logging import get_logger
 from core.results import Audio, Image, ToolResult
 from core.tools import ToolArgumentError, ToolContext, ToolDenied, ToolError, ToolNotFound
 
+from .http import CLIENT_CLOSED, cancel_on_disconnect
 from .ops import DaemonOps, QueueFull
 
 log = get_logger("loom.openai")
@@ -112,6 +113,8 @@ def to_api_error(exc: BaseException) -> ApiError:
         ModelUnavailable = ToolNotFound
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, RecursionError | UnicodeDecodeError):
+        return _malformed(exc)
     msg = str(exc) or type(exc).__name__
     if isinstance(exc, QueueFull):
         return ApiError(429, msg, code="queue_full", retry_after=2)
@@ -137,7 +140,14 @@ def to_api_error(exc: BaseException) -> ApiError:
     if isinstance(exc, ToolError):
         return ApiError(400, msg)
     log.error("unexpected error in the OpenAI surface", error=repr(exc))
-    return ApiError(500, f"internal error: {type(exc).__name__}: {msg}")
+    return ApiError(500, f"internal error: {type(exc).__name__}: {msg[:500]}")  # bounded: never echo a body
+
+
+def _malformed(exc: BaseException) -> ApiError:
+    """A body no decoder should choke on: too deep, or not UTF-8 (400, no exception names)."""
+    if isinstance(exc, RecursionError):
+        return ApiError(400, "the request body is nested too deeply; flatten it", code="invalid_json")
+    return ApiError(400, "the request body is not valid UTF-8 JSON", code="invalid_json")
 
 
 def _invalid(message: str, param: str | None = None) -> ApiError:
@@ -209,6 +219,8 @@ def _decode(body: bytes, type_: type[Any]) -> Any:
         raw = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise _invalid(f"the request body is not valid JSON: {exc}") from None
+    except (RecursionError, UnicodeDecodeError) as exc:
+        raise _malformed(exc) from None
     if not isinstance(raw, dict):
         raise _invalid("the request body must be a JSON object")
     try:
@@ -341,9 +353,14 @@ class OpenAISurface:
                 return ApiError(503, "the daemon is shutting down; retry against the restarted daemon",
                                 code="shutting_down", retry_after=5).response()
             try:
-                return await handler(request)
+                # A client that leaves (while queued, or while the model runs) cancels its work.
+                async with cancel_on_disconnect(request) as watch:
+                    response = await handler(request)
+            except ClientDisconnect:
+                return Response(status_code=CLIENT_CLOSED)
             except Exception as exc:
                 return to_api_error(exc).response()
+            return Response(status_code=CLIENT_CLOSED) if watch.gone else response
 
         endpoint.__name__ = handler.__name__
         return endpoint

@@ -4,7 +4,9 @@
 the same port and behind the same guard:
 
 * ``GET /healthz``: 200 while the process answers (public: no token, no data);
-* ``GET /readyz``: 200 once started and until shutdown begins, 503 otherwise (public);
+* ``GET /readyz``: 200 once started and until shutdown begins, 503 otherwise (public):
+  ``starting``, ``draining`` (the listener stays open up to ``server.drain_timeout``), or
+  ``degraded`` with the faults a plugin reported (a corrupt memory database) and what to do;
 * ``GET /metrics``: Prometheus text format (tool requests and latencies, HTTP requests,
   model loads/evictions/unloads, memory per device, queue depths);
 * ``GET /events``: the bus as server-sent events, one bounded ``drop_oldest`` mailbox
@@ -44,6 +46,7 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 EVENT_CLIENT_MAXSIZE = 256
 HEARTBEAT_S = 15.0
 PLAN_KINDS = ("PlanReady", "PlanFinished")
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
 class QueueFull(Exception):
@@ -222,6 +225,10 @@ class Metrics:
             self.load_failures[event.model] += 1  # type: ignore[attr-defined]
 
     def observe_http(self, route: str, method: str, status: int, seconds: float) -> None:
+        # Every label is from a closed set: an unauthenticated client choosing the method,
+        # path or status text must not grow /metrics without bound.
+        method = method if method in HTTP_METHODS else "other"
+        status = status if 100 <= status <= 599 else 0
         self.http[(route, method, status)] += 1
         self.http_latency[route].observe(seconds)
 
@@ -302,7 +309,11 @@ class HttpMetrics:
             return
         started = time.perf_counter()
         status = 500
+        # An MCP GET is a standing listener (server-to-client stream), not work in flight:
+        # a drain does not wait for it.
+        listener = scope["method"] == "GET" and route_label(scope["path"]) == "/mcp"
         self.ops.in_flight += 1
+        self.ops.listeners += listener
 
         async def counting(message: Message) -> None:
             nonlocal status
@@ -314,6 +325,7 @@ class HttpMetrics:
             await self.app(scope, receive, counting)
         finally:
             self.ops.in_flight -= 1
+            self.ops.listeners -= listener
             self.ops.metrics.observe_http(route_label(scope["path"]), scope["method"], status,
                                           time.perf_counter() - started)
 
@@ -345,6 +357,7 @@ class DaemonOps:
         self.ready = False
         self.draining = anyio.Event()
         self.in_flight = 0
+        self.listeners = 0  # of in_flight: MCP GET streams that only listen
         self.started_at = time.time()
         self._subs: list[Any] = []
         self._tg: Any = None
@@ -380,6 +393,11 @@ class DaemonOps:
             log.info("draining: finishing in-flight requests", in_flight=self.in_flight)
         self.ready = False
         self.draining.set()
+
+    @property
+    def busy(self) -> bool:
+        """Requests doing work are in flight (standing MCP listeners do not count)."""
+        return self.in_flight - self.listeners > 0
 
     def spawn(self, func: Any, *args: Any) -> bool:
         if self._tg is None:
@@ -478,8 +496,18 @@ class DaemonOps:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
+        faults = getattr(self.app, "faults", None)
+        if self.ready and faults:  # e.g. a corrupt memory database: the message says how to recover
+            # Public path: name the plugins only; the details (paths, the fix) are in the
+            # authenticated /api/status, `loom plugins` and the log.
+            return JSONResponse({"status": "degraded", "faults": sorted(faults),
+                                 "hint": "see /api/status (server.faults) or the daemon log for what to do"},
+                                status_code=503)
         if self.ready:
-            return JSONResponse({"status": "ready"})
+            # Still ready (other models serve), but a model that crashed too often is named here.
+            failed = {m["name"]: m.get("error", "") for m in self.pool_status().get("models", [])
+                      if m.get("state") == "failed"}
+            return JSONResponse({"status": "ready", **({"models_failed": failed} if failed else {})})
         state = "draining" if self.draining.is_set() else "starting"
         return JSONResponse({"status": state}, status_code=503, headers={"Retry-After": "1"})
 

@@ -17,8 +17,15 @@ def plugins(args: NoArgs, ctx: ToolContext) -> list[dict]:
     return ctx.app.host.describe()
 
 
+def _refuse_policy(name: str, ctx: ToolContext, verb: str) -> None:
+    if ctx.app.guards_authorization(name):
+        raise ToolError(f"{name!r} decides what tools may run, so it cannot be {verb} at run time; an operator "
+                        "changes it in loom.toml ([plugins] and [plugin.policy]) and restarts the daemon")
+
+
 def enable_plugin(args: PluginName, ctx: ToolContext) -> dict:
     """Enable a loaded plugin: its tools, subscribers and resources are registered again."""
+    _refuse_policy(args.name, ctx, "enabled")
     try:
         ctx.app.host.enable(args.name)
     except ValueError as exc:
@@ -30,6 +37,7 @@ def disable_plugin(args: PluginName, ctx: ToolContext) -> dict:
     """Disable a plugin: its tools disappear from every surface until it is enabled again."""
     if args.name == "admin":
         raise ToolError("the admin plugin cannot disable itself")
+    _refuse_policy(args.name, ctx, "disabled")
     try:
         ctx.app.host.disable(args.name)
     except ValueError as exc:
@@ -38,7 +46,8 @@ def disable_plugin(args: PluginName, ctx: ToolContext) -> dict:
 
 
 def reload_config(args: NoArgs, ctx: ToolContext) -> dict:
-    """Re-read loom.toml and apply its [plugins] enabled/disabled lists."""
+    """Re-read loom.toml and apply its [plugins] enabled/disabled lists (the policy plugin
+    and its settings change only with a restart)."""
     from core.config import ConfigError
 
     try:
@@ -51,9 +60,10 @@ def reload_config(args: NoArgs, ctx: ToolContext) -> dict:
 @hookimpl
 def loom_register_tools(register):
     register(plugins, read_only=True, idempotent=True)
-    register(enable_plugin, idempotent=True)
-    register(disable_plugin, idempotent=True)
-    register(reload_config, idempotent=True)
+    # Destructive: each changes what every client may do, so the policy asks (and audits).
+    register(enable_plugin, idempotent=True, destructive=True)
+    register(disable_plugin, idempotent=True, destructive=True)
+    register(reload_config, idempotent=True, destructive=True)
 
 
 @hookimpl

@@ -72,8 +72,9 @@ class Assistant:
             path = confine(p, roots, what="attachment")
             try:
                 out.append(detect(path))
-            except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-                raise ToolError(str(exc)) from None
+            except OSError as exc:  # missing, a directory, no permission, a name too long...
+                raise ToolError(str(exc) if exc.filename is None else
+                                f"cannot read attachment {p[:200]!r}: {exc.strerror or exc}") from None
         return out
 
     # -- routing ------------------------------------------------------------------------
@@ -212,9 +213,9 @@ class Assistant:
 
     async def generate(self, prompt: str | list[dict[str, Any]], *, system: str | None = None,
                        temperature: float | None = None, max_tokens: int | None = None,
-                       seed: int | None = None, ctx: ToolContext | None = None) -> str:
-        """One answer from the coordinator model (llama.cpp chat with its own template)."""
-        name = self.app.pool.model_for("coordinator")
+                       seed: int | None = None, ctx: ToolContext | None = None, model: str | None = None) -> str:
+        """One answer from the coordinator model (or ``model``: the reasoning stage's expert tier)."""
+        name = model or self.app.pool.model_for("coordinator")
         messages = prompt if isinstance(prompt, list) else [
             {"role": "system", "content": system or self.settings.system_prompt},
             {"role": "user", "content": prompt}]
@@ -230,6 +231,7 @@ class Assistant:
         sys_parts = [system or self.settings.system_prompt]
         user = text
         samples = 1
+        model = None
         if turn is not None:
             sys_parts += turn.instructions
             if turn.context:
@@ -237,12 +239,13 @@ class Assistant:
             if turn.strategy == "chain_of_thought":
                 user += "\n\nThink it through step by step, then give the final answer on the last line."
             samples = max(1, min(turn.samples, 8))
+            model = (turn.metadata.get("reasoning") or {}).get("model")  # the tier the reasoning stage chose
         messages = [{"role": "system", "content": "\n\n".join(sys_parts)}, {"role": "user", "content": user}]
         answers = []
         for i in range(samples):
             temp = temperature if temperature is not None else (0.8 if samples > 1 else None)
             answers.append(await self.generate(messages, temperature=temp, max_tokens=max_tokens,
-                                               seed=(1000 + i) if samples > 1 else None, ctx=ctx))
+                                               seed=(1000 + i) if samples > 1 else None, ctx=ctx, model=model))
         if turn is not None:
             turn.candidates = answers
         return {"answer": answers[0], "samples": len(answers)}

@@ -80,7 +80,11 @@ TO_MARKDOWN = r"""
 
 EXTRACT = r"""
 (sel) => {
-  const root = (sel && document.querySelector(sel)) || document;
+  let root = document;
+  if (sel) {
+    try { root = document.querySelector(sel); } catch (e) { return {error: 'invalid'}; }
+    if (!root) return {error: 'none'};
+  }
   const links = [...root.querySelectorAll('a[href]')]
     .map(a => ({text: (a.innerText || a.textContent || '').replace(/\s+/g, ' ').trim(), url: a.href}))
     .filter(l => /^https?:/.test(l.url));

@@ -157,6 +157,11 @@ async def extract(args: ExtractArgs, ctx: ToolContext) -> dict[str, Any]:
     if args.url:
         await m.goto(s, args.url)
     data = await s.page.evaluate(EXTRACT, args.selector)
+    if data.get("error") == "invalid":
+        raise ToolError(f"{args.selector[:200]!r} is not a valid CSS selector (e.g. 'main', '#content', "
+                        "'table.prices')")
+    if data.get("error") == "none":
+        raise ToolError(f"no element matches {args.selector[:200]!r} on {s.page.url}")
     out: dict[str, Any] = {"url": s.page.url, "untrusted": True}
     if args.what in ("links", "all"):
         out["links"] = data["links"]

@@ -6,8 +6,15 @@ from core.events import Event
 
 
 class EmotionDetected(Event, frozen=True, kw_only=True):
+    """The classifier's reading: ``dominant`` (an emotion or neutral), its probability
+    (``confidence``), intensity, PAD, and whether the reply's tone changed (intensity at
+    least ``tone_threshold``)."""
+
     dominant: str
     intensity: float
+    confidence: float = 0.0
+    tone_changed: bool = False
+    tone_threshold: float = 0.0
     pleasure: float
     arousal: float
     dominance: float
@@ -15,12 +22,17 @@ class EmotionDetected(Event, frozen=True, kw_only=True):
 
 
 class StrategyChosen(Event, frozen=True, kw_only=True):
-    """The reasoning stage's choice: direct, chain_of_thought or self_consistency."""
+    """The reasoning stage's choice (direct, chain_of_thought, reflect, self_consistency) by
+    predicted ``difficulty``; ``tier`` is "coordinator" or "expert", ``expected_s`` the
+    measured seconds per answer for the strategy (None when not measured)."""
 
     strategy: str
     difficulty: float
     samples: int
     reasons: list[str] = []
+    tier: str = "coordinator"
+    model: str | None = None
+    expected_s: float | None = None
 
 
 class MajorityChosen(Event, frozen=True, kw_only=True):
@@ -32,13 +44,26 @@ class MajorityChosen(Event, frozen=True, kw_only=True):
 
 
 class ConfidenceAssessed(Event, frozen=True, kw_only=True):
+    """Anti-hallucination: the calibrated ``confidence`` that the answer is right, from the
+    samples' agreement (``semantic``: with embeddings), and memory facts it contradicts."""
+
     confidence: float
     pairwise: float
     majority: float
     samples: int
     uncertain: bool
+    support: float = 1.0
+    semantic: bool = False
+    contradicts: int = 0
+    threshold: float = 0.5
 
 
 class StyleChosen(Event, frozen=True, kw_only=True):
     context: str
     traits: dict[str, float] = {}
+
+
+class ReflectionDone(Event, frozen=True, kw_only=True):
+    """Self-reflection: the draft was critiqued, and revised or kept."""
+
+    revised: bool

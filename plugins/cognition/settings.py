@@ -25,19 +25,37 @@ STAGE_NAMES = ("emotion", "personality", "anti_hallucination", "reasoning")
 
 
 class EmotionSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    tone_threshold: Unit = 0.45  # intensity above which the tone instruction is added
+    # Intensity from which the reply's tone follows the emotion; None: the threshold calibrated
+    # with the model (cross-validated on its training set, see docs/cognition.md).
+    tone_threshold: Unit | None = None
+    # Judge with the sentence embedding too (the pool's embed model) when there is one.
+    use_embeddings: bool = True
+
+
+STRATEGIES = ("direct", "chain_of_thought", "reflect", "self_consistency")
 
 
 class ReasoningSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    chain_of_thought_at: Unit = 0.35  # difficulty from which the model thinks step by step
-    self_consistency_at: Unit = 0.65  # difficulty from which several answers vote
-    samples: Annotated[int, msgspec.Meta(ge=2, le=8)] = 5
+    # Which strategy a request gets by its predicted difficulty (P(several steps needed)).
+    # The defaults come from bench/reasoning.py's table with the packaged model; see
+    # docs/cognition.md for the figures.
+    hard_at: Unit = 0.5  # difficulty from which a request counts as hard
+    simple: str = "direct"
+    hard: str = "direct"
+    samples: Annotated[int, msgspec.Meta(ge=2, le=8)] = 5  # answers that vote under self_consistency
+    # A stronger model for hard requests, when one is configured: the role it serves
+    # ([models.x] role = "expert"); the plan says which tier answered and its expected cost.
+    expert_role: str = "expert"
+    # Measured seconds per answer with the packaged model (bench/reasoning.py), for the plan's estimate.
+    expected_s: dict[str, float] = {}
 
 
 class AntiHallucinationSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     samples: Annotated[int, msgspec.Meta(ge=2, le=8)] = 3  # answers compared for a factual question
-    threshold: Unit = 0.5  # confidence under which the answer is marked uncertain
+    # Calibrated confidence under which the answer is marked uncertain.
+    threshold: Unit = 0.5
     check: str = "factual"  # "factual" (questions of fact) or "always" (every coordinator answer)
+    use_embeddings: bool = True  # paraphrase agreement through the pool's embed model when there is one
 
 
 class PersonalitySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -61,6 +79,11 @@ class CognitionSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
             raise ValueError(f"unknown cognition stage(s) {sorted(unknown)}; known: {', '.join(STAGE_NAMES)}")
         if self.anti_hallucination.check not in ("factual", "always"):
             raise ValueError("anti_hallucination.check must be \"factual\" or \"always\"")
+        for which in ("simple", "hard"):
+            value = getattr(self.reasoning, which)
+            if value not in STRATEGIES:
+                raise ValueError(f"reasoning.{which} = {value!r} is not a strategy; "
+                                 f"choose one of {', '.join(STRATEGIES)}")
 
     def enabled(self, stage: str) -> bool:
         return self.stages.get(stage, True)

@@ -13,8 +13,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from . import agreement, emotion
-from .events import ConfidenceAssessed, EmotionDetected, MajorityChosen, StrategyChosen, StyleChosen
+from . import agreement, confidence, difficulty, emotion, strategies
+from .events import (
+    ConfidenceAssessed,
+    EmotionDetected,
+    MajorityChosen,
+    ReflectionDone,
+    StrategyChosen,
+    StyleChosen,
+)
 from .settings import CognitionSettings
 
 ORDERS = {"emotion": 20, "personality": 30, "anti_hallucination": 40, "reasoning": 50}
@@ -30,7 +37,18 @@ def coordinator_answers(turn: Any) -> bool:
 
 
 def _language(turn: Any) -> str:
-    return (turn.metadata.get("emotion") or {}).get("language") or emotion.detect(turn.transcript)["language"]
+    return (turn.metadata.get("emotion") or {}).get("language") or emotion.language(turn.transcript)
+
+
+def _pool_model(turn: Any, role: str) -> str | None:
+    """The pool's model for ``role``, or None (no app, or nothing serves it)."""
+    pool = getattr(turn.app, "pool", None)
+    if pool is None:
+        return None
+    try:
+        return pool.model_for(role)
+    except Exception:
+        return None
 
 
 # --- emotion ------------------------------------------------------------------------------
@@ -43,106 +61,98 @@ class EmotionStage:
         self.settings = settings
 
     async def before(self, turn: Any) -> None:
-        result = emotion.detect(turn.transcript)
+        vector = None
+        if self.settings.emotion.use_embeddings and turn.transcript.strip():
+            try:
+                embed = await embedder(turn)
+                if embed is not None:
+                    await embed.prepare([turn.transcript])  # type: ignore[attr-defined]
+                    vector = embed([turn.transcript])[0]
+            except Exception:  # no embedding model: the text-only model judges
+                vector = None
+        result = emotion.detect(turn.transcript, vector=vector)
+        threshold = self.settings.emotion.tone_threshold
+        if threshold is None:
+            threshold = result["tone_threshold"]
+        line = emotion.tone_instruction(result, threshold)
+        result["tone_changed"] = line is not None
         turn.metadata["emotion"] = result
-        line = emotion.tone_instruction(result, self.settings.emotion.tone_threshold)
         if line:
             turn.instructions.append(line)
         if result["language"] == "es":
             turn.instructions.append("The user writes in Spanish: answer in Spanish.")
         pad = result["pad"]
         await turn.emit(EmotionDetected(dominant=result["dominant"], intensity=result["intensity"],
-                                        pleasure=pad["pleasure"], arousal=pad["arousal"],
+                                        confidence=result["confidence"], tone_changed=line is not None,
+                                        tone_threshold=threshold, pleasure=pad["pleasure"], arousal=pad["arousal"],
                                         dominance=pad["dominance"], language=result["language"], source="cognition"))
 
 
 # --- reasoning ----------------------------------------------------------------------------
 
-_MATH = re.compile(r"\b(calculate|compute|how many|how much|percent|percentage|sum|multiply|divide|average|"
-                   r"equation|solve|calcula\w*|cu[aá]nt[oa]s?|porcentaje|suma|multiplica|divide|promedio|"
-                   r"ecuaci[oó]n|resuelve)\b|[-+*/^=×÷]\s*\d", re.IGNORECASE)
-_LOGIC = re.compile(r"\b(why|prove|derive|explain|compare|trade-?offs?|pros and cons|implications?|analy[sz]e|"
-                    r"evaluate|justify|por qu[eé]|demuestra|explica|compara|analiza|eval[uú]a|justifica|"
-                    r"ventajas y desventajas)\b", re.IGNORECASE)
-_MULTI = re.compile(r"\b(then|after that|first|second|finally|step|steps|each|both|luego|despu[eé]s|primero|"
-                    r"segundo|finalmente|paso|pasos|cada|ambos)\b", re.IGNORECASE)
-_PUZZLE = re.compile(r"\b(puzzle|riddle|trick question|brain ?teaser|logic problem|acertijo|adivinanza|"
-                     r"problema de l[oó]gica)\b", re.IGNORECASE)
-_CODE = re.compile(r"\b(algorithm|complexity|function|recursion|bug|optimi[sz]e|algoritmo|complejidad|"
-                   r"funci[oó]n|recursi[oó]n)\b", re.IGNORECASE)
-_STEPWISE = re.compile(r"\b(step by step|show your (work|reasoning)|paso a paso|razona)\b", re.IGNORECASE)
-
-
-def difficulty(text: str) -> tuple[float, list[str]]:
-    """0..1 estimate of how much reasoning ``text`` needs, with the reasons."""
-    score, reasons = 0.05, []
-    words = len(text.split())
-    numbers = len(re.findall(r"\d+(?:[.,]\d+)?", text))
-    if _MATH.search(text) or numbers >= 3:
-        score += 0.3
-        reasons.append("arithmetic")
-        if numbers >= 2:
-            score += 0.1
-    if _LOGIC.search(text):
-        score += 0.3
-        reasons.append("explanation or analysis")
-    multi = len(_MULTI.findall(text)) + max(text.count("?") - 1, 0)
-    if multi:
-        score += min(0.1 * multi, 0.25)
-        reasons.append("several steps or questions")
-    if _PUZZLE.search(text):
-        score += 0.35
-        reasons.append("puzzle")
-    if _CODE.search(text):
-        score += 0.1
-        reasons.append("algorithmic")
-    if words > 40:
-        score += 0.15 if words <= 100 else 0.25
-        reasons.append("long request")
-    if not reasons:
-        reasons.append("short, simple request" if words < 12 else "no reasoning markers")
-    return round(min(score, 1.0), 3), reasons
-
 
 class ReasoningStage:
+    """Strategy by predicted difficulty (``difficulty.predict``), the expert tier for hard
+    requests when one is configured, the majority of samples, and self-reflection."""
+
     name = "reasoning"
 
     def __init__(self, settings: CognitionSettings) -> None:
         self.settings = settings.reasoning
 
-    def choose(self, text: str) -> tuple[str, float, list[str]]:
-        d, reasons = difficulty(text)
-        if d >= self.settings.self_consistency_at:
-            return "self_consistency", d, reasons
-        if d >= self.settings.chain_of_thought_at or _STEPWISE.search(text):
-            if _STEPWISE.search(text):
-                reasons = [*reasons, "asked for step-by-step reasoning"]
-            return "chain_of_thought", d, reasons
-        return "direct", d, reasons
+    def choose(self, text: str) -> tuple[str, float]:
+        d = difficulty.predict(text)
+        return (self.settings.hard if d >= self.settings.hard_at else self.settings.simple), d
 
     async def before(self, turn: Any) -> None:
-        strategy, d, reasons = self.choose(turn.transcript)
+        strategy, d = self.choose(turn.transcript)
+        hard = d >= self.settings.hard_at
+        reasons = [f"predicted difficulty {d:.2f} ({'hard' if hard else 'simple'}, threshold "
+                   f"{self.settings.hard_at})"]
         if not coordinator_answers(turn):
-            strategy, reasons = "direct", [*reasons, "the plan's tools answer, not the coordinator"]
+            strategy = "direct"
+            reasons.append("the plan's tools answer, not the coordinator")
+        tier, model = "coordinator", _pool_model(turn, "coordinator")
+        if hard and coordinator_answers(turn):
+            expert = _pool_model(turn, self.settings.expert_role)
+            if expert is not None:
+                tier, model = "expert", expert
+                reasons.append(f"hard request: the {self.settings.expert_role} model {expert} answers")
         if strategy == "self_consistency":
             turn.samples = max(turn.samples, self.settings.samples)
-        turn.strategy = "chain_of_thought" if strategy == "self_consistency" else strategy
+        turn.strategy = "chain_of_thought" if strategy in ("self_consistency", "reflect") else strategy
+        calls = {"direct": 1, "chain_of_thought": 1, "reflect": 3, "self_consistency": self.settings.samples}[strategy]
+        per_call = self.settings.expected_s.get(strategy)
+        expected = round(per_call, 2) if per_call is not None else None
         turn.metadata["reasoning"] = {"strategy": strategy, "difficulty": d, "reasons": reasons,
-                                      "samples": turn.samples}
+                                      "samples": turn.samples, "tier": tier, "model": model,
+                                      "calls": calls, "expected_s": expected}
         await turn.emit(StrategyChosen(strategy=strategy, difficulty=d, samples=turn.samples, reasons=reasons,
-                                       source="cognition"))
+                                       tier=tier, model=model, expected_s=expected, source="cognition"))
 
     async def after(self, turn: Any) -> None:
-        cands = [c for c in turn.candidates if c and c.strip()]
-        if len(cands) < 2:
-            return
-        groups = agreement.clusters(cands)
-        best = groups[0]
-        turn.answer = cands[best[0]]
         info = turn.metadata.setdefault("reasoning", {})
-        info.update({"votes": len(best), "of": len(cands), "clusters": len(groups)})
-        await turn.emit(MajorityChosen(votes=len(best), samples=len(cands), clusters=len(groups),
-                                       source="cognition"))
+        cands = [c for c in turn.candidates if c and c.strip()]
+        if len(cands) >= 2 and info.get("strategy") == "self_consistency":
+            groups = agreement.clusters(cands, question=turn.transcript)
+            best = groups[0]
+            turn.answer = cands[best[0]]
+            info.update({"votes": len(best), "of": len(cands), "clusters": len(groups)})
+            await turn.emit(MajorityChosen(votes=len(best), samples=len(cands), clusters=len(groups),
+                                           source="cognition"))
+        if info.get("strategy") == "reflect" and turn.answer and turn._generate is not None:
+            model = info.get("model")
+
+            async def generate(messages: Any, **kw: Any) -> str:  # the same tier reviews its own draft
+                if model:
+                    kw["model"] = model
+                return await turn.generate(messages, **kw)
+
+            out = await strategies.critique_and_revise(generate, turn.transcript, turn.answer)
+            changed = out["answer"] != turn.answer
+            info.update({"critique": out["critique"], "revised": changed})
+            turn.answer = out["answer"]
+            await turn.emit(ReflectionDone(revised=changed, source="cognition"))
 
 
 # --- anti-hallucination -------------------------------------------------------------------
@@ -153,12 +163,37 @@ _FACTUAL = re.compile(r"^\s*(who|what|when|where|which|how many|how much|how old
 _OPINION = re.compile(r"\b(you think|your opinion|should i|recommend|suggest|write|draw|create|tell me a story|"
                       r"poem|joke|crees|opinas|deber[ií]a|recomienda|escribe|dibuja|cuento|poema|chiste)\b",
                       re.IGNORECASE)
+_MEMORY_FACT = re.compile(r"^Memory \((?:fact about the user|the user said)[^)]*\): (.+)$", re.DOTALL)
 
 
 def is_factual(text: str) -> bool:
     """A question of fact (not a request for an opinion or for creative writing)."""
     stripped = text.strip().lstrip("¿¡")
     return bool(_FACTUAL.search(stripped)) and not _OPINION.search(stripped)
+
+
+async def embedder(turn: Any) -> agreement.Embed | None:
+    """A function that embeds texts with the pool's embed model, or None when there is none."""
+    name = _pool_model(turn, "embed")
+    if name is None:
+        return None
+    from core.capabilities import Embed
+
+    pool = turn.app.pool
+    cache: dict[str, list[float]] = {}
+
+    async def embed_all(texts: list[str]) -> None:
+        todo = [t for t in dict.fromkeys(texts) if t not in cache]
+        if todo:
+            async with pool.use(name, Embed, reason="anti-hallucination") as handle:
+                for t, v in zip(todo, await handle.embed(todo), strict=True):
+                    cache[t] = v
+
+    def embed(texts: list[str]) -> list[list[float]]:
+        return [cache[t] for t in texts]
+
+    embed.prepare = embed_all  # type: ignore[attr-defined]
+    return embed
 
 
 class AntiHallucinationStage:
@@ -178,25 +213,60 @@ class AntiHallucinationStage:
             turn.metadata["anti_hallucination"] = {"checked": True, "samples": turn.samples}
 
     async def after(self, turn: Any) -> None:
+        info = turn.metadata.setdefault("anti_hallucination", {})
+        contradicted = self.contradictions(turn)
+        if contradicted:
+            info["contradicts"] = contradicted
         cands = [c for c in turn.candidates if c and c.strip()]
-        if len(cands) < 2 or not turn.answer:
+        if (len(cands) < 2 and not contradicted) or not turn.answer:
             return
-        score = agreement.agreement(cands)
-        conf = score["confidence"]
+        embed = None
+        if self.settings.use_embeddings and len(cands) >= 2:
+            try:
+                embed = await embedder(turn)
+                if embed is not None:
+                    await embed.prepare([agreement.Claims(c).final or c for c in cands])  # type: ignore[attr-defined]
+            except Exception as exc:  # no embeddings: the rules still judge numbers and entities
+                info["embeddings"] = f"unavailable ({exc})"
+                embed = None
+        main = cands.index(turn.answer) if turn.answer in cands else 0
+        score = agreement.agreement(cands, embed, main=main, question=turn.transcript) if len(cands) >= 2 else \
+            {"pairwise": 1.0, "majority": 1.0, "support": 1.0, "clusters": 1.0, "confidence": 1.0, "samples": 1}
+        conf = confidence.calibrated(score)
+        if contradicted:
+            conf = min(conf, 0.2)
         turn.confidence = conf
         uncertain = conf < self.settings.threshold
-        info = turn.metadata.setdefault("anti_hallucination", {})
-        info.update(score, uncertain=uncertain)
+        info.update(score, calibrated=conf, uncertain=uncertain, semantic=embed is not None)
         if uncertain:
             turn.uncertain = True
-            turn.answer = self.mark(turn.answer, conf, _language(turn))
+            turn.answer = self.mark(turn.answer, conf, _language(turn), contradicted)
             turn.metadata["uncertainty_marked"] = True
         await turn.emit(ConfidenceAssessed(confidence=conf, pairwise=score["pairwise"], majority=score["majority"],
-                                           samples=len(cands), uncertain=uncertain, source="cognition"))
+                                           support=score["support"], samples=len(cands), uncertain=uncertain,
+                                           semantic=embed is not None, contradicts=len(contradicted),
+                                           threshold=self.settings.threshold, source="cognition"))
 
     @staticmethod
-    def mark(answer: str, confidence: float, language: str = "en") -> str:
+    def contradictions(turn: Any) -> list[str]:
+        """Remembered facts (in ``turn.context``) that the answer contradicts."""
+        if not turn.answer:
+            return []
+        out = []
+        for line in turn.context:
+            m = _MEMORY_FACT.match(line)
+            if m and agreement.contradicts(turn.answer, m.group(1)):
+                out.append(m.group(1))
+        return out
+
+    @staticmethod
+    def mark(answer: str, confidence: float, language: str = "en", contradicted: list[str] | None = None) -> str:
         """Say it is uncertain instead of stating it as fact."""
+        if contradicted:
+            if language == "es":
+                return (f"Ojo: esto contradice lo que tengo guardado (\"{contradicted[0]}\"); "
+                        f"compruébalo. {answer}")
+            return f"Careful: this contradicts what I have stored (\"{contradicted[0]}\"); please check. {answer}"
         if language == "es":
             return (f"No estoy seguro de esto (mis respuestas no coincidían; confianza {confidence:.0%}). "
                     f"Lo que creo, sin poder confirmarlo: {answer}")

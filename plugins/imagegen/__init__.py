@@ -1,8 +1,10 @@
 """Image generation on diffusers: Flux (GGUF transformers too), Stable Diffusion, SDXL.
 
-Registers the ``diffusers`` model backend (shared with the video plugin) and the tools
-``imagegen.generate`` and ``imagegen.edit``. Models are configured by path in loom.toml
-with ``role = "imagegen"``; nothing is downloaded. See docs/media.md.
+Registers the ``diffusers`` model backend and the tools ``imagegen.generate`` and
+``imagegen.edit``. The backend serves the ``image`` capability for text-to-image pipelines
+and ``video`` for text-to-video ones, so the video plugin's tools run on it through
+``VideoGen`` handles (without importing anything from here). Models are configured by path
+in loom.toml with ``role = "imagegen"``; nothing is downloaded. See docs/media.md.
 
 Only light modules are imported here: torch and diffusers load on the first generation.
 """

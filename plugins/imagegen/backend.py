@@ -18,6 +18,14 @@ On CUDA a model that does not fit the free budget whole is loaded with model CPU
 offload (components move to the GPU in turn) when its largest component fits, and with
 sequential offload (layer by layer) otherwise; on CPU it runs plainly. The handle keeps
 one lock so a pipeline (whose scheduler is stateful) runs one generation at a time.
+
+The backend serves the ``image`` capability (``image.generate``, ``image.edit``) for
+text-to-image pipelines and ``video`` (``video.generate``) for text-to-video ones (Wan,
+LTX, AnimateDiff): callers hold ``core.capabilities.ImageGen``/``VideoGen`` handles and
+never see the pipeline. Each denoising step ends in diffusers' ``callback_on_step_end``,
+where the backend emits a ``StepProgress`` and checks the call's cancel flag; a cancelled
+call raises out of the pipeline at that step, so the remaining steps and the VAE decode
+never run, the offload hooks are reset and torch's cache is freed.
 """
 
 from __future__ import annotations
@@ -25,14 +33,29 @@ from __future__ import annotations
 import gc
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from core.backends import MemoryEstimate, ModelBackend, ModelSpec
+from core.capabilities import (
+    IMAGE_EDIT,
+    IMAGE_GENERATE,
+    VIDEO_GENERATE,
+    CapabilityError,
+    EditRequest,
+    ImageRequest,
+    ImageResult,
+    ModelInfo,
+    RawImage,
+    StepProgress,
+    VideoRequest,
+    VideoResult,
+)
 from core.safetensors_meta import DTYPE_NAME_BYTES, safetensors_bytes
-from core.tools import ToolError
+from core.tools import ToolCancelled, ToolError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 OFFLOAD_MODES = ("auto", "none", "model", "sequential")
@@ -50,7 +73,7 @@ class DiffusersConfigError(ToolError):
 
 @dataclass(eq=False)
 class DiffusersHandle:
-    """What ``pool.use()`` hands the imagegen and video tools."""
+    """A loaded pipeline; it never leaves the backend (callers hold ``ImageGen``/``VideoGen``)."""
 
     name: str
     pipe: Any
@@ -76,6 +99,9 @@ class DiffusersHandle:
                 _apply_offload(pipe, self.offload, self.device)
             self.derived["img2img"] = pipe
         return self.derived["img2img"]
+
+
+VIDEO_FAMILIES = ("wan", "ltx", "animatediff")
 
 
 def family_of(pipe_class: str) -> str:
@@ -215,6 +241,7 @@ def gpu_budget(device: str) -> int | None:
 class DiffusersBackend(ModelBackend):
     name: ClassVar[str] = "diffusers"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    capabilities: ClassVar[tuple[str, ...]] = ("image", "video")
 
     def __init__(self, budget: Callable[[str], int | None] | None = None) -> None:
         # ``budget(device) -> bytes``: the pool's budget for the device. The plugin wires it
@@ -295,6 +322,27 @@ class DiffusersBackend(ModelBackend):
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             raise DiffusersConfigError(f"model {spec.name!r}: cannot load GGUF transformer {gguf}: {exc}") from None
 
+    def describe(self, handle: DiffusersHandle, spec: ModelSpec) -> ModelInfo:
+        """``video`` for text-to-video pipelines, ``image`` otherwise, with the sizes they take."""
+        video = handle.family in VIDEO_FAMILIES
+        details: dict[str, Any] = {"family": handle.family, "pipeline": type(handle.pipe).__name__,
+                                   "device": handle.device, "offload": handle.offload, "dtype": handle.dtype}
+        if video:
+            details["size_step"] = video_size_step(handle.pipe)
+        else:
+            details["size_step"] = image_size_step(handle.pipe, handle.family)
+            details["native_size"] = list(native_size(handle.pipe))
+        return ModelInfo(name=spec.name, backend=self.name, capabilities=("video",) if video else ("image",),
+                         details=details)
+
+    def run(self, handle: DiffusersHandle, op: str, request: Any, emit: Callable[[Any], None],
+            cancel: threading.Event) -> Any:
+        if op in (IMAGE_GENERATE, IMAGE_EDIT):
+            return generate_image(handle, request, emit, cancel)
+        if op == VIDEO_GENERATE:
+            return generate_video(handle, request, emit, cancel)
+        raise CapabilityError(f"diffusers models do not serve {op!r}")
+
     def offload(self, handle: DiffusersHandle, mode: str) -> bool:
         if not handle.device.startswith("cuda") or mode not in ("model", "sequential"):
             return False
@@ -324,3 +372,158 @@ def free_memory() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+# --- serving operations ---------------------------------------------------------------------------
+
+
+def image_size_step(pipe: Any, family: str) -> int:
+    """Width and height must be multiples of this: the VAE's factor, doubled where latents are
+    packed in 2x2 patches (Flux)."""
+    factor = int(getattr(pipe, "vae_scale_factor", 8) or 8)
+    return factor * 2 if family == "flux" else factor
+
+
+def native_size(pipe: Any) -> tuple[int, int]:
+    unet = getattr(pipe, "unet", None)
+    factor = int(getattr(pipe, "vae_scale_factor", 8) or 8)
+    if unet is not None:
+        side = int(unet.config.sample_size) * factor
+    else:
+        side = int(getattr(pipe, "default_sample_size", 128)) * factor
+    return side, side
+
+
+def video_size_step(pipe: Any) -> int:
+    spatial = int(getattr(pipe, "vae_scale_factor_spatial", 0) or getattr(pipe, "vae_scale_factor", 8) or 8)
+    transformer = getattr(pipe, "transformer", None)
+    patch = getattr(getattr(transformer, "config", None), "patch_size", 1) or 1
+    if isinstance(patch, list | tuple):
+        patch = patch[-1]
+    return spatial * int(patch)
+
+
+def generator(seed: int) -> Any:
+    """A CPU generator: the same seed gives the same image on CPU and CUDA."""
+    import torch
+
+    return torch.Generator("cpu").manual_seed(seed)
+
+
+class _Interrupted(Exception):
+    """Raised inside the pipeline at a step boundary when the call was cancelled."""
+
+
+class StepCallback:
+    """The ``callback_on_step_end`` for one call: a ``StepProgress`` each step, stop when cancelled.
+
+    ``emit`` only queues the event for the caller, so a slow client never slows the model.
+    """
+
+    def __init__(self, total: int, emit: Callable[[Any], None], cancel: threading.Event) -> None:
+        self.total = total
+        self.emit = emit
+        self.cancel = cancel
+        self.steps = 0
+
+    def __call__(self, pipe: Any, step: int, timestep: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        self.steps = step + 1
+        if self.cancel.is_set():
+            pipe._interrupt = True  # pipelines that swallow exceptions still skip the rest
+            raise _Interrupted
+        total = getattr(pipe, "_num_timesteps", None) or self.total
+        self.emit(StepProgress(self.steps, int(total)))
+        return kwargs
+
+
+def call_pipeline(handle: DiffusersHandle, pipe: Any, kwargs: dict[str, Any], total: int,
+                  emit: Callable[[Any], None], cancel: threading.Event) -> tuple[Any, int]:
+    """Run one generation under the handle's lock; the output and the steps that ran."""
+    taken = {"callback_on_step_end", "callback", "callback_steps"} & set(kwargs)
+    if taken:
+        raise CapabilityError(f"options may not set {', '.join(sorted(taken))}: progress and cancellation use the "
+                              "step callback")
+    callback = StepCallback(total, emit, cancel)
+
+    def cancelled() -> ToolCancelled:
+        return ToolCancelled(f"the generation was cancelled at step {callback.steps}/{total}; nothing was saved")
+
+    while not handle.lock.acquire(timeout=0.1):
+        if cancel.is_set():  # waiting behind another generation: still cancellable
+            raise cancelled()
+    try:
+        if cancel.is_set():
+            raise cancelled()
+        try:
+            out = pipe(**kwargs, callback_on_step_end=callback)
+        except _Interrupted:
+            if hasattr(pipe, "maybe_free_model_hooks"):
+                pipe.maybe_free_model_hooks()  # offloaded modules go back to the CPU
+            free_memory()
+            raise cancelled() from None
+        finally:
+            pipe._interrupt = False
+        if cancel.is_set() and callback.steps < total:  # a pipeline that swallowed the interrupt
+            raise cancelled()
+        return out, callback.steps
+    finally:
+        handle.lock.release()
+
+
+def generate_image(handle: DiffusersHandle, req: ImageRequest, emit: Callable[[Any], None],
+                   cancel: threading.Event) -> ImageResult:
+    kw: dict[str, Any] = {"prompt": req.prompt, "width": req.width, "height": req.height,
+                          "num_inference_steps": req.steps, "guidance_scale": req.guidance,
+                          "generator": generator(req.seed)}
+    if req.negative_prompt:
+        kw["negative_prompt"] = req.negative_prompt
+        if handle.family == "flux":
+            kw["true_cfg_scale"] = max(1.5, req.guidance)  # Flux only honours a negative prompt with true CFG
+    total = req.steps
+    pipe = handle.pipe
+    if isinstance(req, EditRequest):
+        if (req.image.width, req.image.height) != (req.width, req.height):
+            raise CapabilityError(f"the input image is {req.image.width}x{req.image.height} but the request asks "
+                                  f"for {req.width}x{req.height}; resize it first")
+        pipe = handle.image_to_image()
+        kw["image"] = req.image.to_pil()
+        kw["strength"] = req.strength
+        total = max(1, min(req.steps, int(req.steps * req.strength)))
+    kw.update(req.options)
+    started = time.perf_counter()
+    out, steps = call_pipeline(handle, pipe, kw, total, emit, cancel)
+    seconds = time.perf_counter() - started
+    return ImageResult(image=RawImage.from_pil(out.images[0]), seed=req.seed, steps=steps,
+                       pipeline=type(pipe).__name__, seconds=seconds)
+
+
+def _frames_uint8(frames: Any) -> Any:
+    """The first video of a pipeline output as (frames, H, W, 3) uint8."""
+    import numpy as np
+
+    video = frames[0] if isinstance(frames, list | tuple) or getattr(frames, "ndim", 0) == 5 else frames
+    if isinstance(video, list):  # PIL images
+        video = np.stack([np.asarray(im.convert("RGB")) for im in video])
+    video = np.asarray(video)
+    if video.dtype != np.uint8:
+        video = (np.clip(video, 0.0, 1.0) * 255).round().astype(np.uint8)
+    return np.ascontiguousarray(video)
+
+
+def generate_video(handle: DiffusersHandle, req: VideoRequest, emit: Callable[[Any], None],
+                   cancel: threading.Event) -> VideoResult:
+    kw: dict[str, Any] = {"prompt": req.prompt, "width": req.width, "height": req.height, "num_frames": req.frames,
+                          "num_inference_steps": req.steps, "guidance_scale": req.guidance,
+                          "generator": generator(req.seed), "output_type": "np"}
+    if req.negative_prompt:
+        kw["negative_prompt"] = req.negative_prompt
+    if handle.family == "ltx":
+        kw["frame_rate"] = req.fps
+    kw.update(req.options)
+    started = time.perf_counter()
+    out, steps = call_pipeline(handle, handle.pipe, kw, req.steps, emit, cancel)
+    seconds = time.perf_counter() - started
+    video = _frames_uint8(out.frames)
+    count, height, width, _ = video.shape
+    return VideoResult(frames=video.tobytes(), count=int(count), width=int(width), height=int(height), fps=req.fps,
+                       seed=req.seed, steps=steps, pipeline=type(handle.pipe).__name__, seconds=seconds)

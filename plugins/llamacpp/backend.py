@@ -107,8 +107,10 @@ class LlamaCppBackend(ModelBackend):
 
         model, mmproj = self._paths(spec)
         n_batch = int(spec.config.options.get("n_batch", 512))
-        parts = estimate_llama(model, spec.config.context_size, n_batch=n_batch,
-                               extra_files=(mmproj,) if mmproj else ())
+        extra = [mmproj] if mmproj else []
+        if spec.config.draft_model and spec.config.speculative not in (False, "off"):
+            extra.append(resolve_file(spec.config.draft_model))  # its KV cache is small beside the weights
+        parts = estimate_llama(model, spec.config.context_size, n_batch=n_batch, extra_files=tuple(extra))
         return MemoryEstimate(total=sum(parts.values()), device=device, breakdown=parts)
 
     def load(self, spec: ModelSpec, device: str) -> Any:
@@ -134,6 +136,11 @@ class LlamaCppBackend(ModelBackend):
             llm = llama_cpp.Llama(str(model), **kwargs)
         except ValueError as exc:
             raise ToolError(f"llama.cpp could not load {model}: {exc}") from None
+        try:
+            llm._loom_speculative = self._speculation(spec, kwargs, llm)
+        except BaseException:
+            llm.close()
+            raise
         init = getattr(kwargs.get("chat_handler"), "_init_mtmd_context", None)
         if mmproj is not None and init is not None:
             # The library opens the projector lazily, on the first chat: a wrong mmproj would
@@ -146,6 +153,31 @@ class LlamaCppBackend(ModelBackend):
                 raise ToolError(f"llama.cpp could not load the vision projector {mmproj} for {model}: {exc}."
                                 f"{_mmproj_hint(model, mmproj)}") from None
         return llm
+
+    def _speculation(self, spec: ModelSpec, kwargs: dict[str, Any], llm: Any) -> dict[str, Any]:
+        """Speculative decoding settings for a loaded model (see ``speculative.py``).
+
+        ``speculative = "auto"`` (the default) drafts by prompt lookup for text models; its
+        adaptive draft length keeps the cost near zero where the answer does not copy the
+        prompt. A ``draft_model`` (a small GGUF with the same tokenizer) drafts instead.
+        """
+        import llama_cpp
+
+        mode = spec.config.speculative
+        if isinstance(mode, str) and mode not in ("auto", "on", "off"):
+            raise ToolError(f"model {spec.name!r}: speculative must be true, false or \"auto\", got {mode!r}")
+        enabled = mode in (True, "on") or (mode == "auto" and "chat_handler" not in kwargs)
+        draft = None
+        if spec.config.draft_model and enabled:
+            path = resolve_file(spec.config.draft_model)
+            draft = llama_cpp.Llama(str(path), n_ctx=kwargs["n_ctx"], verbose=False,
+                                    n_threads=kwargs.get("n_threads"), n_gpu_layers=kwargs.get("n_gpu_layers", 0))
+            if draft.n_vocab() != llm.n_vocab():
+                draft.close()
+                raise ToolError(f"model {spec.name!r}: the draft model {path.name} has a vocabulary of "
+                                f"{draft.n_vocab()} tokens, the model {llm.n_vocab()}; a draft must share the "
+                                "model's tokenizer (use a smaller model of the same family)")
+        return {"enabled": enabled, "draft": draft}
 
     def describe(self, handle: Any, spec: ModelSpec) -> ModelInfo:
         from .chat import embeds, has_vision
@@ -170,6 +202,9 @@ class LlamaCppBackend(ModelBackend):
         raise CapabilityError(f"llama.cpp models do not serve {op!r}")
 
     def unload(self, handle: Any) -> None:
+        draft = (getattr(handle, "_loom_speculative", None) or {}).get("draft")
+        if draft is not None:
+            draft.close()
         close = getattr(handle, "close", None)
         if close is not None:
             close()

@@ -15,6 +15,7 @@ between chunks could run on for many tokens). One generation runs at a time per 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import re
@@ -37,6 +38,8 @@ from core.capabilities import (
     TokenLogprob,
     ToolCallOut,
 )
+
+from .speculative import speculating, speculator_for
 
 
 class LlamaChatError(CapabilityError):
@@ -370,19 +373,17 @@ def prepare(llm: Any, req: ChatRequest) -> tuple[list[dict[str, Any]], dict[str,
 # --- generation ------------------------------------------------------------------------
 
 
-def generate(llm: Any, req: ChatRequest, emit: Callable[[Any], None], cancel: threading.Event,
-             *, decode: Callable[[Any], Any] | None = None) -> ChatResult:
-    """One chat generation, emitting ``ChatDelta``s as text is produced.
-
-    ``decode`` optionally replaces the token loop (speculative decoding): it receives the
-    ``_TokenGate`` and must behave like ``Llama.generate``.
-    """
+def generate(llm: Any, req: ChatRequest, emit: Callable[[Any], None], cancel: threading.Event) -> ChatResult:
+    """One chat generation, emitting ``ChatDelta``s as text is produced (speculatively decoded
+    when the request or the model's config asks for it: see ``speculative``)."""
     t0 = time.perf_counter()
     msgs, params, tool_names = prepare(llm, req)
     lock = model_lock(llm)
     if not _acquire(lock, cancel):
         return ChatResult("", "cancelled", usage=ChatUsage(total_s=time.perf_counter() - t0))
-    gate = _TokenGate(llm, cancel, req.max_tokens, decode)
+    gate = _TokenGate(llm, cancel, req.max_tokens)
+    spec = None if req.logprobs else speculator_for(llm, req.speculative)
+    speculation = speculating(llm, spec) if spec is not None else contextlib.nullcontext()
     parts: list[str] = []
     logprobs: list[TokenLogprob] = []
     unsent = 0  # parts not yet handed over (batching)
@@ -395,7 +396,7 @@ def generate(llm: Any, req: ChatRequest, emit: Callable[[Any], None], cancel: th
         if cancel.is_set():
             finish = "cancelled"
         else:
-            with gate:
+            with gate, speculation:
                 stream = llm.create_chat_completion(messages=msgs, stream=True, **params)
                 try:
                     for chunk in stream:
@@ -443,7 +444,7 @@ def generate(llm: Any, req: ChatRequest, emit: Callable[[Any], None], cancel: th
         total_s=end - t0,
         tokens_per_s=(gate.count - 1) / (end - decode_from)
         if decode_from is not None and gate.count > 1 and end > decode_from else None,
-        draft_accepted=gate.accepted,
+        draft_accepted=spec.accepted if spec is not None else None,
     )
     text = "".join(parts)
     calls = [ToolCallOut(d["name"], _loads(d["arguments"]) or {}, d.get("id", "")) for d in tool_deltas.values()]
@@ -516,24 +517,20 @@ class _TokenGate:
     only between chunks could let a cancelled call run on for many tokens. The wrapper
     sits on the token loop itself; leaving it ends the completion as if by length. It
     also enforces ``max_tokens`` exactly (the library's own check is skipped while it holds
-    back a partial character). ``decode`` replaces the library's token loop (speculative
-    decoding); it may report accepted draft tokens in ``accepted``.
+    back a partial character).
     """
 
-    def __init__(self, llm: Any, cancel: threading.Event, limit: int | None = None,
-                 decode: Callable[[Any], Any] | None = None) -> None:
+    def __init__(self, llm: Any, cancel: threading.Event, limit: int | None = None) -> None:
         self.llm = llm
         self.cancel = cancel
         self.limit = limit if limit and limit > 0 else None
-        self.decode = decode
         self.count = 0
         self.prompt_tokens = 0
         self.first_at: float | None = None
         self.last: int | None = None
-        self.accepted: int | None = None
 
     def __enter__(self) -> _TokenGate:
-        original = self.llm.generate if self.decode is None else self.decode(self)
+        original = self.llm.generate
         cancel, limit = self.cancel, self.limit
 
         def generate(tokens: Sequence[int], *args: Any, **kwargs: Any) -> Any:

@@ -33,6 +33,9 @@ STAGE_ORDER = 10  # first before the answer (context for every later stage), las
 
 Kind = Literal["semantic", "episodic", "working"]
 Unit = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+# SQLite integers are signed 64-bit: a bigger id is a validation error, not an OverflowError.
+MemoryId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+MAX_QUERY = 2000  # characters of a recall/forget query: recall cost grows with it, and it is echoed
 
 
 class MemoryHandle:
@@ -58,9 +61,50 @@ class MemoryHandle:
                 # numpy and SQLite load in a worker thread: the event loop keeps serving.
                 service = await anyio.to_thread.run_sync(importlib.import_module, "plugins.memory.service")
                 svc = service.MemoryService(self.app.config.data_dir, self.settings, app=self.app)
-                await svc.start()
+                try:
+                    await svc.start()
+                except Exception as exc:
+                    from .repair import MemoryCorrupt
+
+                    if isinstance(exc, MemoryCorrupt):
+                        self._report_fault(str(exc))
+                    raise
                 self.service = svc
         return self.service
+
+    def _report_fault(self, message: str) -> None:
+        """Show the fault in plugin status and make /readyz say the daemon is degraded."""
+        info = self.app.host.plugins.get("memory")
+        if info is not None and f"startup: {message}" not in info.errors:
+            info.errors.append(f"startup: {message}")
+        report = getattr(self.app, "report_fault", None)
+        if report is not None:
+            report("memory", message)
+
+    def check(self) -> dict[str, Any]:
+        """``loom memory check``: SQLite's integrity check on the database."""
+        from .repair import HINT, check
+
+        path = self.db_path
+        problem = check(path)
+        if problem is None:
+            return {"database": str(path), "status": "ok", "message": f"{path} is sound"}
+        return {"database": str(path), "status": "corrupt", "problem": problem[:300],
+                "message": f"{path} is corrupt ({problem[:300]}); {HINT}"}
+
+    @property
+    def db_path(self) -> Any:
+        from pathlib import Path
+
+        path = Path(self.settings.db)
+        return path if path.is_absolute() else self.app.config.data_dir / path
+
+    def repair(self) -> dict[str, Any]:
+        """Rebuild a corrupt database from what can be read (``loom memory repair``; the
+        caller holds the data dir lock, so no daemon is using it)."""
+        from .repair import repair
+
+        return repair(self.db_path)
 
     async def close(self) -> None:
         if self._lock is None:
@@ -125,7 +169,8 @@ async def remember(args: RememberArgs, ctx: ToolContext) -> dict:
 
 
 class RecallArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    query: Annotated[str, msgspec.Meta(description="What to look for, in plain words.", min_length=1)]
+    query: Annotated[str, msgspec.Meta(description="What to look for, in plain words.", min_length=1,
+                                       max_length=MAX_QUERY)]
     k: Annotated[int, msgspec.Meta(ge=1, le=50, description="How many memories to return.")] = 5
     kinds: Annotated[list[Kind] | None, msgspec.Meta(description="Only these kinds.")] = None
     # Not named session_id: a plan binds the current session to session_id, and a question
@@ -153,8 +198,8 @@ async def recall(args: RecallArgs, ctx: ToolContext) -> ToolResult:
 
 
 class ForgetArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    ids: Annotated[list[int], msgspec.Meta(description="Memory ids to forget.")] = []
-    query: Annotated[str | None, msgspec.Meta(
+    ids: Annotated[list[MemoryId], msgspec.Meta(description="Memory ids to forget.", max_length=1000)] = []
+    query: Annotated[Annotated[str, msgspec.Meta(max_length=MAX_QUERY)] | None, msgspec.Meta(
         description="Forget the memories that best match this (strong matches only).")] = None
     sweep: Annotated[bool, msgspec.Meta(
         description="Apply the forgetting curve now: archive every memory that has faded.")] = False
@@ -186,7 +231,7 @@ async def forget(args: ForgetArgs, ctx: ToolContext) -> dict:
 
 
 class RestoreArgs(msgspec.Struct, forbid_unknown_fields=True):
-    ids: list[int]
+    ids: Annotated[list[MemoryId], msgspec.Meta(max_length=1000)]
 
 
 async def restore(args: RestoreArgs, ctx: ToolContext) -> dict:

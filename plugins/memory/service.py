@@ -111,9 +111,25 @@ class MemoryService:
             self._indexed.set()
         return self
 
-    def _open(self) -> None:
+    @property
+    def db_path(self) -> Path:
         path = Path(self.settings.db)
-        self.store = Store(path if path.is_absolute() else self.data_dir / path)
+        return path if path.is_absolute() else self.data_dir / path
+
+    def _open(self) -> None:
+        import sqlite3
+
+        from .repair import check, corrupt_error
+
+        # A damaged database is refused at start with a recovery hint (``loom memory
+        # repair``), rather than serving half-readable memories and failing later.
+        problem = check(self.db_path)
+        if problem is not None:
+            raise corrupt_error(self.db_path, problem)
+        try:
+            self.store = Store(self.db_path)
+        except sqlite3.DatabaseError as exc:
+            raise corrupt_error(self.db_path, str(exc)) from None
         if self.embedder is not None:
             key = f"{self.embedder.name}"
             if self.store.meta("embedder") not in (None, key):

@@ -7,9 +7,12 @@ destructive ones ask, the rest are allowed. "Ask" means consent from the person 
 the client (MCP elicitation through ``ctx.elicit``); without a way to ask, or when the
 person declines, the tool does not run and the caller gets an error saying why.
 
-Every call is appended to an audit log (JSON lines in the data dir): time, surface,
-caller, tool, a SHA-256 digest of the arguments (canonical JSON), the decision and the
-result status. Configure it in ``[plugin.policy]``; see docs/agents.md.
+Every call is appended to an audit log (JSON lines in the data dir, mode 0600): time,
+surface, caller, tool, a SHA-256 digest of the arguments (canonical JSON), the decision
+and the result status. A call that may change something gets a ``started`` line before it
+runs, and does not run when that line cannot be written. The policy is the operator's:
+no tool can disable or reconfigure it at run time (edit ``[plugin.policy]`` and restart).
+Configure it in ``[plugin.policy]``; see docs/agents.md and docs/security.md.
 """
 
 from __future__ import annotations
@@ -47,8 +50,8 @@ def loom_configure(config, app):
 def loom_authorize(call, app):
     policy = _policy(app)
     if policy is None:
-        return None
-    return policy.authorize(call)
+        return None  # the kernel's fail-closed default applies (destructive tools ask)
+    return policy.authorize_and_record(call)
 
 
 @hookimpl

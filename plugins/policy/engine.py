@@ -6,7 +6,7 @@ import datetime as _dt
 import fnmatch
 import hashlib
 import json
-import sys
+import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import msgspec
 
+from core.consent import ask_consent
 from core.logging import get_logger
 from core.tools import Decision, ToolCall, ToolCancelled, ToolDenied
 
@@ -94,54 +95,28 @@ class Policy:
         if action == "deny":
             return Decision("deny", f"{call.tool.name} is denied by the policy ({why}); an operator can change "
                                     "[plugin.policy] in loom.toml")
-        return await self._ask(call, why, record)
+        return await ask_consent(call, why, timeout=self.settings.ask_timeout)
 
-    async def _ask(self, call: ToolCall, why: str, record: dict[str, Any]) -> Decision:
-        ctx, name = call.ctx, call.tool.name
-        if ctx.elicit is None:
-            record["decision"] = "ask:unavailable"
-            return Decision("deny", f"{name} needs the user's consent ({why}), but this {ctx.surface} client cannot "
-                                    "be asked (no MCP elicitation support), so nothing was done. Use a client that "
-                                    "supports elicitation, or an operator can allow it in [plugin.policy] allow")
-        preview = json.dumps(msgspec.to_builtins(call.args), ensure_ascii=False, default=str)
-        if len(preview) > 600:
-            preview = preview[:600] + "…"
-        message = (f"Allow {name}?\n{call.tool.description.splitlines()[0] if call.tool.description else ''}\n"
-                   f"Arguments: {preview}\nRequested by {ctx.caller} over {ctx.surface}.")
-        schema = {
-            "type": "object",
-            "properties": {"allow": {"type": "boolean", "title": "Allow", "description": f"Let {name} run once"}},
-            "required": ["allow"],
-        }
+    async def authorize_and_record(self, call: ToolCall) -> Decision:
+        """``authorize``, then write the audit line ahead of any call that may change
+        something: a call whose audit line cannot be written does not run."""
+        decision = await self.authorize(call)
+        if decision.action != "allow" or not self.settings.audit or call.tool.annotations.read_only:
+            return decision
         try:
-            with anyio.fail_after(self.settings.ask_timeout):
-                answer = await ctx.elicit(message, schema)
-        except TimeoutError:
-            record["decision"] = "ask:timeout"
-            return Decision("deny", f"{name} needs the user's consent and no answer came within "
-                                    f"{self.settings.ask_timeout:g} s, so nothing was done")
-        except Exception as exc:
-            mcp = sys.modules.get("core.surfaces.mcp")
-            if mcp is not None and isinstance(exc, mcp.McpResponse):
-                raise  # the 2026 protocol round trip: the client re-sends the call with the answer
-            record["decision"] = "ask:failed"
-            return Decision("deny", f"{name} needs the user's consent, but asking failed ({exc}), so nothing was done")
-        if answer is None:
-            record["decision"] = "ask:declined"
-            return Decision("deny", f"the user declined {name}, so nothing was done")
-        if isinstance(answer, dict) and answer.get("allow", True) is False:
-            record["decision"] = "ask:refused"
-            return Decision("deny", f"the user did not allow {name}, so nothing was done")
-        record["decision"] = "ask:accepted"
-        return Decision("allow", f"the user allowed {name}")
+            self._write(self._entry(call, "started", None))
+        except OSError as exc:
+            log.error("audit log write failed: refusing the call", path=str(self.audit_path), error=str(exc))
+            call.ctx.extra["policy"]["decision"] = "deny:audit"
+            return Decision("deny", f"{call.tool.name} was not run: the audit log {self.audit_path} cannot be "
+                                    f"written ({exc.strerror or exc}); free disk space or fix its permissions")
+        return decision
 
     # -- audit ---------------------------------------------------------------------------
 
     def audit(self, call: ToolCall, result: Any, error: BaseException | None) -> None:
         if not self.settings.audit:
             return
-        ctx = call.ctx
-        record = ctx.extra.get("policy", {})
         if isinstance(error, ToolDenied):
             status = "denied"
         elif isinstance(error, ToolCancelled) or (error is not None and
@@ -153,6 +128,14 @@ class Policy:
             status = "error"
         else:
             status = "ok"
+        try:
+            self._write(self._entry(call, status, error))
+        except OSError as exc:  # the call already ran (and its intent was logged before it)
+            log.error("audit log write failed", path=str(self.audit_path), error=str(exc))
+
+    def _entry(self, call: ToolCall, status: str, error: BaseException | None) -> dict[str, Any]:
+        ctx = call.ctx
+        record = ctx.extra.get("policy", {})
         entry = {
             "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds"),
             "surface": ctx.surface,
@@ -166,14 +149,20 @@ class Policy:
         }
         if error is not None:
             entry["error"] = (str(error) or type(error).__name__)[:300]
-        line = json.dumps(entry, ensure_ascii=False) + "\n"
-        try:
-            with self._lock:
-                self.audit_path.parent.mkdir(parents=True, exist_ok=True)
-                with open(self.audit_path, "a", encoding="utf-8") as f:
-                    f.write(line)
-        except OSError as exc:  # the call already ran; never turn an audit failure into a crash
-            log.error("audit log write failed", path=str(self.audit_path), error=str(exc))
+        return entry
+
+    def _write(self, entry: dict[str, Any]) -> None:
+        """Append one line (mode 0600: arguments digests and callers are not for everyone)."""
+        line = (json.dumps(entry, ensure_ascii=False) + "\n").encode()
+        with self._lock:
+            self.audit_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(self.audit_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                written = os.write(fd, line)
+                if written != len(line):
+                    raise OSError(28, "short write (disk full?)")
+            finally:
+                os.close(fd)
 
     def describe(self) -> dict[str, Any]:
         return {**msgspec.to_builtins(self.settings), "audit_path": str(self.audit_path)}

@@ -1,16 +1,15 @@
 """Video generation on diffusers text-to-video pipelines: Wan, LTX-Video, AnimateDiff.
 
 ``video.generate`` writes an MP4 (imageio-ffmpeg's bundled ffmpeg) and returns a poster
-frame. Models are configured by path with ``role = "video"``; they load through the
-pool with the ``diffusers`` backend that the imagegen plugin defines (this plugin
-registers it too when imagegen is disabled). See docs/media.md.
+frame. Models are configured by path with ``role = "video"``; they load through the pool
+with the ``diffusers`` backend, which the imagegen plugin registers and which serves the
+``video`` capability (``core.capabilities.VideoGen``): keep the imagegen plugin enabled
+(its tools can still be denied by policy). See docs/media.md.
 """
 
 from __future__ import annotations
 
 from core.hookspecs import hookimpl
-from plugins.imagegen import wire_budget
-from plugins.imagegen.backend import DiffusersBackend
 
 from . import tools
 
@@ -25,20 +24,6 @@ DOCTOR = [
 @hookimpl
 def loom_configure(config, app):
     config.plugin_settings("video", tools.VideoSettings)
-
-
-@hookimpl
-def loom_register_backends(register):
-    try:
-        register("diffusers", DiffusersBackend)
-    except ValueError:
-        pass  # the imagegen plugin registered the same backend already
-
-
-@hookimpl
-def loom_startup(app):
-    if "diffusers" in app.backends:
-        wire_budget(app)
 
 
 @hookimpl

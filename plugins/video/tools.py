@@ -10,10 +10,11 @@ from typing import Annotated, Any
 import anyio.to_thread
 import msgspec
 
+from core.capabilities import StepProgress, VideoGen, VideoRequest, VideoResult
+from core.generation import check_size, check_steps, model_or_hint, new_seed, output_path, write_atomic
+from core.images import png_bytes
 from core.results import Image, ResourceLink, Text, ToolResult
 from core.tools import ToolContext, ToolError
-from plugins.imagegen import runner
-from plugins.imagegen.tools import check_size, check_steps
 
 ROLE = "video"
 SECTION = "plugin.video"
@@ -70,16 +71,6 @@ def settings(app: Any) -> VideoSettings:
     return app.config.plugin_settings("video", VideoSettings)
 
 
-def size_step(handle: Any) -> int:
-    pipe = handle.pipe
-    spatial = int(getattr(pipe, "vae_scale_factor_spatial", 0) or getattr(pipe, "vae_scale_factor", 8) or 8)
-    transformer = getattr(pipe, "transformer", None)
-    patch = getattr(getattr(transformer, "config", None), "patch_size", 1) or 1
-    if isinstance(patch, list | tuple):
-        patch = patch[-1]
-    return spatial * int(patch)
-
-
 def check_frames(frames: int, family: str, limits: VideoSettings) -> None:
     if frames < 1:
         raise ToolError(f"frames must be at least 1, got {frames}")
@@ -92,31 +83,18 @@ def check_frames(frames: int, family: str, limits: VideoSettings) -> None:
         raise ToolError(f"this {family} model takes {k}k+1 frames (e.g. {lower} or {lower + k}), got {frames}")
 
 
-def _plan(args: GenerateArgs, handle: Any, options: dict[str, Any], limits: VideoSettings) -> dict[str, Any]:
-    d = {**FAMILY_DEFAULTS.get(handle.family, FAMILY_DEFAULTS["animatediff"]), **options}
+def _plan(args: GenerateArgs, gen: VideoGen, options: dict[str, Any], limits: VideoSettings) -> dict[str, Any]:
+    d = {**FAMILY_DEFAULTS.get(gen.family, FAMILY_DEFAULTS["animatediff"]), **options}
     plan: dict[str, Any] = {k: int(d[k]) if getattr(args, k) is None else getattr(args, k)
                             for k in ("width", "height", "frames", "fps", "steps")}
     plan["guidance"] = float(d["guidance"]) if args.guidance is None else args.guidance
-    plan["seed"] = runner.new_seed(args.seed)
-    check_size(plan["width"], plan["height"], size_step(handle), limits, "video", SECTION)
+    plan["seed"] = new_seed(args.seed)
+    check_size(plan["width"], plan["height"], gen.size_step, limits, "video", SECTION)
     check_steps(plan["steps"], limits, SECTION)
-    check_frames(plan["frames"], handle.family, limits)
+    check_frames(plan["frames"], gen.family, limits)
     if not 1 <= plan["fps"] <= limits.max_fps:
         raise ToolError(f"fps must be between 1 and {limits.max_fps}, got {plan['fps']}")
     return plan
-
-
-def _frames_uint8(frames: Any) -> Any:
-    """The first video of a pipeline output as (frames, H, W, 3) uint8."""
-    import numpy as np
-
-    video = frames[0] if isinstance(frames, list | tuple) or getattr(frames, "ndim", 0) == 5 else frames
-    if isinstance(video, list):  # PIL images
-        video = np.stack([np.asarray(im.convert("RGB")) for im in video])
-    video = np.asarray(video)
-    if video.dtype != np.uint8:
-        video = (np.clip(video, 0.0, 1.0) * 255).round().astype(np.uint8)
-    return video
 
 
 def write_mp4(video: Any, path: Path, fps: int, metadata: dict[str, Any]) -> None:
@@ -141,13 +119,17 @@ def write_mp4(video: Any, path: Path, fps: int, metadata: dict[str, Any]) -> Non
     tmp.replace(path)
 
 
-def _save(app: Any, video: Any, params: dict[str, Any]) -> tuple[Path, Path, bytes]:
+def _save(app: Any, result: VideoResult, params: dict[str, Any]) -> tuple[Path, Path, bytes]:
     from PIL import Image as PILImage
 
-    mp4 = runner.output_path(app, "video", params["seed"], ".mp4")
+    video = result.array()
+    mp4 = output_path(app, "video", params["seed"], ".mp4")
     write_mp4(video, mp4, params["fps"], params)
     poster = mp4.with_suffix(".png")
-    data = runner.save_png(PILImage.fromarray(video[len(video) // 2]), poster, {**params, "poster_of": mp4.name})
+    meta = {**params, "poster_of": mp4.name}
+    text = {"parameters": json.dumps(meta, sort_keys=True), "seed": str(params["seed"]), "Software": "Loom"}
+    data = png_bytes(PILImage.fromarray(video[len(video) // 2]), text=text, compress_level=3)
+    write_atomic(poster, data)
     return mp4, poster, data
 
 
@@ -159,30 +141,29 @@ async def generate(args: GenerateArgs, ctx: ToolContext) -> ToolResult:
     dir's outputs/ with the parameters and seed in its metadata."""
     app = ctx.app
     limits = settings(app)
-    name = runner.model_or_hint(app, ROLE, args.model, CONFIG_HINT)
-    async with app.pool.use(name) as handle:
-        plan = _plan(args, handle, dict(app.pool.config_for(name).options), limits)
-        kwargs: dict[str, Any] = {"prompt": args.prompt, "width": plan["width"], "height": plan["height"],
-                                  "num_frames": plan["frames"], "num_inference_steps": plan["steps"],
-                                  "guidance_scale": plan["guidance"], "generator": runner.generator(plan["seed"]),
-                                  "output_type": "np"}
-        if args.negative_prompt:
-            kwargs["negative_prompt"] = args.negative_prompt
-        if handle.family == "ltx":
-            kwargs["frame_rate"] = plan["fps"]
-        reporter = runner.StepReporter(ctx, plan["steps"], "video.generate")
+    name = model_or_hint(app, ROLE, args.model, CONFIG_HINT)
+    if app.pool.config_for(name).backend == "diffusers" and "diffusers" not in app.backends:
+        raise ToolError(f"model {name!r} needs the `diffusers` backend, which the imagegen plugin provides: enable "
+                        "the imagegen plugin (deny its tools by policy if you do not want them)")
+
+    async def on_step(ev: StepProgress) -> None:
+        await ctx.progress(float(ev.step), float(ev.total), f"video.generate: step {ev.step}/{ev.total}")
+
+    async with app.pool.use(name, VideoGen, reason="video.generate") as gen:
+        plan = _plan(args, gen, dict(app.pool.config_for(name).options), limits)
+        request = VideoRequest(prompt=args.prompt, negative_prompt=args.negative_prompt, width=plan["width"],
+                               height=plan["height"], frames=plan["frames"], fps=plan["fps"], steps=plan["steps"],
+                               guidance=plan["guidance"], seed=plan["seed"])
         started = time.perf_counter()
-        out = await reporter.run(lambda: runner.call_pipeline(handle, handle.pipe, kwargs, reporter))
+        out = await gen.generate(request, on_progress=on_step, cancel=ctx.cancelled)
         seconds = time.perf_counter() - started
-        pipeline = type(handle.pipe).__name__
-    params = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "model": name, "pipeline": pipeline,
-              **plan}
-    video = _frames_uint8(out.frames)
-    mp4, poster, data = await anyio.to_thread.run_sync(_save, app, video, params)
-    summary = (f"video: {len(video)} frames {plan['width']}x{plan['height']} at {plan['fps']} fps, "
+    params = {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "model": name,
+              "pipeline": out.pipeline, **plan}
+    mp4, poster, data = await anyio.to_thread.run_sync(_save, app, out, params)
+    summary = (f"video: {out.count} frames {out.width}x{out.height} at {plan['fps']} fps, "
                f"{plan['steps']} steps, seed {plan['seed']}, {seconds:.1f}s with {name} -> {mp4}")
     return ToolResult(
         content=[Image(data, "image/png"), ResourceLink.for_file(mp4, "video/mp4", description="the video"),
                  ResourceLink.for_file(poster, "image/png", description="poster frame"), Text(summary)],
         structured={**params, "path": str(mp4), "poster": str(poster), "seconds": round(seconds, 3),
-                    "frames_written": len(video)})
+                    "frames_written": out.count})

@@ -2,27 +2,30 @@
 
 The VLM is whatever ``app.pool.model_for("vlm")`` names: a Qwen3-VL GGUF with its mmproj
 (backend ``llama_cpp``) or a local transformers Qwen2.5-VL / Qwen3-VL folder (backend
-``transformers``, registered here, see ``hf_backend.py``). With no VLM configured every
-tool that needs one says exactly what to add to loom.toml, while what a packaged model
-can serve still works: OCR through tesseract, text embeddings through the "embed" model.
+``transformers``, registered here, see ``hf_backend.py``). The tools reach it through
+capability handles only: describing, answering and OCR are ``Chat`` calls with image parts
+(any model whose ``info.vision`` is true), image and VLM-space text embeddings are
+``VisionEmbed`` calls. With no VLM configured every tool that needs one says exactly what
+to add to loom.toml, while what a packaged model can serve still works: OCR through
+tesseract, text embeddings through the "embed" model.
 
-Images are loaded by ``images.py`` (confined paths, guarded URLs, base64, MCP content;
+Images are loaded by ``core.images`` (confined paths, guarded URLs, base64, MCP content;
 byte and pixel caps before decoding). PIL, torch and transformers are imported lazily.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
+from core.blocking import run_blocking
+from core.capabilities import Chat, Embed, VisionEmbed, matryoshka
 from core.hookspecs import hookimpl
+from core.images import ImageLimits, ImageSource, McpImage, png_bytes
 from core.results import Text, ToolResult
 from core.tools import ToolContext, ToolError
-
-from .images import ImageLimits, ImageSource, McpImage
 
 T = TypeVar("T")
 
@@ -180,39 +183,12 @@ def has_vlm(ctx: ToolContext) -> bool:
 
 
 async def blocking(ctx: ToolContext, fn: Callable[[], T]) -> T:
-    """Run ``fn`` in a worker thread. If the call is cancelled, ``ctx.cancelled`` is set (the
-    work stops at its next check) and we wait for the thread before letting go, so a model
-    pinned around this call is never unloaded under a running generation."""
-    import anyio
-
-    box: dict[str, Any] = {}
-    done = anyio.Event()
-
-    def work() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:
-            box["error"] = exc
-
-    async def runner() -> None:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(work)
-        done.set()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(runner)
-        try:
-            await done.wait()
-        except anyio.get_cancelled_exc_class():
-            ctx.cancelled.set()
-            raise
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    """Run ``fn`` in a worker thread; a cancelled call sets ``ctx.cancelled`` and waits for it."""
+    return await run_blocking(fn, ctx.cancelled)
 
 
 async def load_images(ctx: ToolContext, sources: list[ImageSource], fit: bool = True) -> list[Any]:
-    from .images import load_image
+    from core.images import load_image
 
     s = settings(ctx)
     roots = ctx.app.config.allowed_roots()
@@ -222,28 +198,21 @@ async def load_images(ctx: ToolContext, sources: list[ImageSource], fit: bool = 
 
 async def ask_vlm(ctx: ToolContext, name: str, images: list[Any], prompt: str, max_tokens: int,
                   frame_labels: list[str] | None = None) -> str:
-    """One answer from the VLM for images + prompt, whichever backend serves it."""
-    async with ctx.app.pool.use(name) as handle:
-        if hasattr(handle, "generate") and getattr(handle, "kind", "") == "transformers":
-            cancelled: threading.Event = ctx.cancelled
-            return await blocking(ctx, lambda: handle.generate(images, prompt, max_new_tokens=max_tokens,
-                                                               cancelled=cancelled))
-        from plugins.llamacpp.chat import chat, has_vision, image_part
-
-        from .images import png_bytes
-
-        if not has_vision(handle):
+    """One greedy answer from the VLM for images + prompt, whichever backend serves it."""
+    pngs = await blocking(ctx, lambda: [png_bytes(im, compress_level=1) for im in images])  # transport only
+    parts: list[dict[str, Any]] = []
+    for i, data in enumerate(pngs):
+        if frame_labels:
+            parts.append({"type": "text", "text": frame_labels[i]})
+        parts.append({"type": "image", "data": data, "mime_type": "image/png"})
+    parts.append({"type": "text", "text": prompt})
+    async with ctx.app.pool.use(name, Chat, reason=ctx.tool or "vision") as chat:
+        if not chat.vision:
             raise ToolError(no_vlm_message(ctx.tool or "vision", f"Model {name!r} was loaded without a vision "
                                                                  "projector (mmproj)."))
-        parts: list[dict[str, Any]] = []
-        for i, im in enumerate(images):
-            if frame_labels:
-                parts.append({"type": "text", "text": frame_labels[i]})
-            parts.append(image_part(png_bytes(im)))
-        parts.append({"type": "text", "text": prompt})
-        result = await chat(handle, [{"role": "user", "content": parts}], max_tokens=max_tokens, temperature=0.0,
-                            cancel=ctx.cancelled)
-        return result.text.strip()
+        result = await chat.complete([{"role": "user", "content": parts}], max_tokens=max_tokens, temperature=0.0,
+                                     cancel=ctx.cancelled)
+    return result.text.strip()
 
 
 def _answer(text: str, **facts: Any) -> ToolResult:
@@ -304,8 +273,9 @@ async def ocr(args: OcrArgs, ctx: ToolContext) -> ToolResult:
 
 async def video(args: VideoArgs, ctx: ToolContext) -> ToolResult:
     """Describe a video (or answer about it): frames sampled at `fps`, then given to the VLM together."""
+    from core.images import fit_pixels
+
     from .frames import local_video, sample_frames, temp_dir
-    from .images import fit_pixels
 
     name = vlm_name(ctx, "vision.video")
     s = settings(ctx)
@@ -329,32 +299,37 @@ async def video(args: VideoArgs, ctx: ToolContext) -> ToolResult:
     return _answer(text, model=name, video=info, timestamps=times)
 
 
-def _vlm_backend(ctx: ToolContext) -> tuple[str | None, str | None]:
+def _vlm_embedder(ctx: ToolContext) -> tuple[str | None, bool]:
+    """The VLM's name (None without one) and whether its backend can embed images (``vision_embed``)."""
     try:
         name = vlm_name(ctx, "")
     except ToolError:
-        return None, None
+        return None, False
     cfg = _model_config(ctx.app, name)
-    return name, (cfg.backend if cfg is not None else None)
+    if cfg is None:
+        return name, False
+    try:
+        serves = VisionEmbed.kind in ctx.app.pool.backend(cfg.backend).capabilities
+    except ToolError:
+        serves = False
+    return name, serves
 
 
 async def embed_text(args: EmbedTextArgs, ctx: ToolContext) -> dict:
     """Embed texts as unit vectors, optionally truncated (Matryoshka) to `dims` and re-normalised."""
-    from .hf_backend import matryoshka
-
-    name, backend = _vlm_backend(ctx)
+    name, embeds = _vlm_embedder(ctx)
     space = args.space
     if space == "auto":
-        space = "vlm" if backend == "transformers" else "text"
+        space = "vlm" if embeds else "text"
     if space == "vlm":
         if name is None:
             raise ToolError(no_vlm_message("vision.embed_text with space='vlm'", "space='text' uses the packaged "
                                                                                 "MiniLM embedder."))
-        if backend != "transformers":
-            raise ToolError(f"the VLM {name!r} runs on llama.cpp, whose hidden states this tool cannot pool; "
+        if not embeds:
+            raise ToolError(f"the VLM {name!r} runs on a backend whose hidden states this tool cannot pool; "
                             "use space='text', or configure a transformers VLM (backend = \"transformers\")")
-        async with ctx.app.pool.use(name) as handle:
-            vecs = await blocking(ctx, lambda: handle.embed_texts(args.texts, args.dims, ctx.cancelled))
+        async with ctx.app.pool.use(name, VisionEmbed, reason="vision.embed_text") as emb:
+            vecs = (await emb.embed_texts(args.texts, dims=args.dims, cancel=ctx.cancelled)).array()
     else:
         from core.pool import ModelUnavailable
 
@@ -362,24 +337,26 @@ async def embed_text(args: EmbedTextArgs, ctx: ToolContext) -> dict:
             name = ctx.app.pool.model_for("embed")
         except ModelUnavailable as exc:
             raise ToolError(f"vision.embed_text needs an embedding model: {exc}") from None
-        async with ctx.app.pool.use(name) as handle:
-            raw = await blocking(ctx, lambda: handle.embed(list(args.texts)))
+        async with ctx.app.pool.use(name, Embed, reason="vision.embed_text") as embedder:
+            raw = await embedder.embed_array(list(args.texts))
         vecs = matryoshka(raw, args.dims)
     return {"model": name, "space": space, "dims": int(vecs.shape[1]), "embeddings": vecs.round(6).tolist()}
 
 
 async def embed_image(args: EmbedImageArgs, ctx: ToolContext) -> dict:
     """Embed images as unit vectors (mean of the VLM's image-token hidden states), optional Matryoshka `dims`."""
-    name, backend = _vlm_backend(ctx)
+    name, embeds = _vlm_embedder(ctx)
     extra = ("Image embeddings are pooled from a transformers VLM's hidden states: backend = \"transformers\", "
              "file = \"/models/Qwen3-VL-2B-Instruct\", role = \"vlm\".")
     if name is None:
         raise ToolError(no_vlm_message("vision.embed_image", extra))
-    if backend != "transformers":
+    if not embeds:
+        backend = getattr(_model_config(ctx.app, name), "backend", "?")
         raise ToolError(f"vision.embed_image needs a transformers VLM; {name!r} runs on {backend}. {extra}")
     images = await load_images(ctx, list(args.images))
-    async with ctx.app.pool.use(name) as handle:
-        vecs = await blocking(ctx, lambda: handle.embed_images(images, args.dims, ctx.cancelled))
+    pngs = await blocking(ctx, lambda: [png_bytes(im, compress_level=1) for im in images])  # transport only
+    async with ctx.app.pool.use(name, VisionEmbed, reason="vision.embed_image") as emb:
+        vecs = (await emb.embed_images(pngs, dims=args.dims, cancel=ctx.cancelled)).array()
     return {"model": name, "space": "vlm", "dims": int(vecs.shape[1]), "embeddings": vecs.round(6).tolist()}
 
 

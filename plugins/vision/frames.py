@@ -18,9 +18,8 @@ from typing import Any
 
 import msgspec
 
+from core.images import ImageLimits, confined_path, fetch_url
 from core.tools import ToolError
-
-from .images import ImageLimits, confined_path, fetch_url
 
 _CONTAINERS: list[tuple[bytes, int, str]] = [
     (b"ftyp", 4, "mov"),  # MP4, MOV, M4V, 3GP

@@ -5,9 +5,17 @@ preprocessor_config.json); nothing is ever downloaded (``local_files_only``). Im
 through the *PIL* image processor (``backend="pil"``, or ``use_fast=False`` on older
 transformers): the torchvision one cannot run beside the CPU torch here.
 
-The handle does three things: generate text for images + a prompt, embed images (mean of
-the last hidden state over the image tokens) and embed texts (last token's last hidden
-state), both with Matryoshka truncation to a requested dimension and re-normalisation.
+The backend serves two capabilities (``core.capabilities``):
+
+- ``chat`` (``info.vision = True``): ``chat.generate`` with image parts in the messages,
+  rendered through the model's own chat template, text streamed as ``ChatDelta``s and
+  stopped at the next token when the call is cancelled; ``chat.count``;
+- ``vision_embed``: images (mean of the last hidden state over the image tokens) and texts
+  (last token's last hidden state) in one space, with Matryoshka truncation to a requested
+  dimension and re-normalisation.
+
+Images arrive as encoded bytes and are decoded here with ``core.images.decode`` (byte,
+pixel and aspect caps), so a worker process never trusts what it is sent.
 
 Options (``[models.<name>.options]``): ``dtype`` ("auto", "float32", "bfloat16",
 "float16"; auto = the checkpoint's dtype on CUDA, float32 on CPU), ``attn_implementation``.
@@ -18,13 +26,32 @@ from __future__ import annotations
 import inspect
 import json
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.backends import MemoryEstimate, ModelBackend, ModelSpec
+from core.capabilities import (
+    COUNT,
+    EMBED_IMAGES,
+    EMBED_TEXTS,
+    GENERATE,
+    CapabilityError,
+    ChatDelta,
+    ChatRequest,
+    ChatResult,
+    ChatUsage,
+    CountRequest,
+    EmbedResult,
+    ImageEmbedRequest,
+    ModelInfo,
+    TextEmbedRequest,
+    TokenCount,
+    matryoshka,
+)
 from core.safetensors_meta import safetensors_bytes
-from core.tools import ToolError
+from core.tools import ToolCancelled, ToolError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -110,6 +137,7 @@ class TransformersVLMBackend(ModelBackend):
 
     name = "transformers"
     devices = ("cpu", "cuda")
+    capabilities = ("chat", "vision_embed")
 
     def estimate(self, spec: ModelSpec, device: str) -> MemoryEstimate:
         if spec.config.memory is not None:
@@ -144,7 +172,28 @@ class TransformersVLMBackend(ModelBackend):
         model = cls.from_pretrained(str(folder), **kwargs).to(device).eval()
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         return TransformersVLM(model, tokenizer, pil_image_processor(folder), device, spec.name,
-                               chat_template(tokenizer, folder))
+                               chat_template(tokenizer, folder), context_size=spec.config.context_size)
+
+    def describe(self, handle: TransformersVLM, spec: ModelSpec) -> ModelInfo:
+        return ModelInfo(name=spec.name, backend=self.name, capabilities=self.capabilities,
+                         context_size=spec.config.context_size, vision=True,
+                         details={"dim": handle.dim, "architecture": getattr(handle.model.config, "model_type", None),
+                                  "device": str(handle.device)})
+
+    def run(self, handle: TransformersVLM, op: str, request: Any, emit: Callable[[Any], None],
+            cancel: threading.Event) -> Any:
+        if op == GENERATE:
+            return handle.chat(request, emit, cancel)
+        if op == COUNT:
+            return handle.count(request)
+        if op == EMBED_IMAGES:
+            req: ImageEmbedRequest = request
+            images = [decode_image(b, i) for i, b in enumerate(req.images)]
+            return EmbedResult.from_rows(handle.embed_images(images, req.dims, cancel))
+        if op == EMBED_TEXTS:
+            treq: TextEmbedRequest = request
+            return EmbedResult.from_rows(handle.embed_texts(treq.texts, treq.dims, cancel))
+        raise CapabilityError(f"transformers VLMs do not serve {op!r}")
 
     def unload(self, handle: TransformersVLM) -> None:
         import gc
@@ -184,26 +233,99 @@ def chat_template(tokenizer: Any, folder: Path) -> str:
     return QWEN_TEMPLATE
 
 
-def matryoshka(vectors: np.ndarray, dims: int | None) -> np.ndarray:
-    """Keep the first ``dims`` components and re-normalise each row to unit length."""
-    import numpy as np
+def decode_image(data: bytes, index: int = 0) -> Any:
+    """Encoded bytes -> RGB PIL image, with the default caps (bombs, truncation, non-images)."""
+    from core.images import ImageLimits, decode
 
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if dims is not None:
-        if dims < 1 or dims > vectors.shape[1]:
-            raise ToolError(f"dims must be between 1 and {vectors.shape[1]} for this model, got {dims}")
-        vectors = vectors[:, :dims]
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+    return decode(data, limits=ImageLimits(), what=f"image {index + 1}")
+
+
+def chat_messages(messages: Sequence[Any]) -> tuple[list[dict[str, Any]], list[Any]]:
+    """OpenAI-shaped messages -> template messages (``{"type": "image"}`` placeholders) and the
+    decoded images in order."""
+    from core.images import content_image
+
+    if not messages:
+        raise CapabilityError("no messages to answer: pass at least one {'role': 'user', 'content': ...}")
+    out: list[dict[str, Any]] = []
+    images: list[Any] = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or msg.get("role") not in ("system", "user", "assistant", "tool"):
+            raise CapabilityError(f"message {i} must be a dict with a role (system, user, assistant, tool)")
+        content = msg.get("content")
+        if content is None or isinstance(content, str):
+            out.append({"role": msg["role"], "content": content or ""})
+            continue
+        if not isinstance(content, list):
+            raise CapabilityError(f"message {i}: content must be a string or a list of parts")
+        parts: list[dict[str, Any]] = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append({"type": "text", "text": part})
+                continue
+            found = content_image(part)
+            if found is not None:
+                images.append(decode_image(found[0], len(images)))
+                parts.append({"type": "image"})
+            elif isinstance(part, dict) and part.get("type") == "text":
+                parts.append({"type": "text", "text": str(part.get("text", ""))})
+            else:
+                raise CapabilityError(f"message {i}: unsupported content part {part!r:.80}")
+        out.append({"role": msg["role"], "content": parts})
+    return out, images
+
+
+class _Streamer:
+    """A transformers streamer that emits text deltas as tokens are generated, and asks to
+    stop at a stop string. Decodes the whole completion each time (completions are short)
+    and holds back an incomplete UTF-8 character."""
+
+    def __init__(self, tokenizer: Any, emit: Callable[[Any], None], stop: list[str]) -> None:
+        self.tokenizer = tokenizer
+        self.emit = emit
+        self.stop = stop
+        self.ids: list[int] = []
+        self.sent = 0
+        self.text = ""
+        self.stopped = False
+        self.first_at: float | None = None
+        self._prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self._prompt_seen:  # generate() hands the prompt over first
+            self._prompt_seen = True
+            return
+        self.ids.extend(int(t) for t in value.reshape(-1).tolist())
+        self._send(final=False)
+
+    def end(self) -> None:
+        self._send(final=True)  # what was held back (a trailing invalid byte stays as U+FFFD)
+
+    def _send(self, final: bool) -> None:
+        if self.stopped:
+            return
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if text.endswith("\ufffd") and not final:
+            return
+        for s in self.stop:
+            cut = text.find(s)
+            if cut >= 0:
+                text, self.stopped = text[:cut], True
+        self.text = text
+        if len(text) > self.sent:
+            if self.first_at is None:
+                self.first_at = time.perf_counter()
+            self.emit(ChatDelta(text[self.sent:], len(self.ids)))
+            self.sent = len(text)
 
 
 class TransformersVLM:
-    """A loaded Qwen-VL model: ``generate``, ``embed_images``, ``embed_texts``. Thread-safe (one call at a time)."""
-
-    kind = "transformers"
+    """A loaded Qwen-VL model: ``chat``, ``count``, ``embed_images``, ``embed_texts`` (and ``generate`` for
+    one prompt). Thread-safe (one call at a time). Only the backend holds it."""
 
     def __init__(self, model: Any, tokenizer: Any, image_processor: Any, device: str, name: str,
-                 template: str) -> None:
+                 template: str, context_size: int = 4096) -> None:
+        self.context_size = context_size
         self.model = model
         self.tokenizer = tokenizer
         self.image_processor = image_processor
@@ -245,41 +367,104 @@ class TransformersVLM:
             out["mm_token_type_ids"] = (enc["input_ids"] == self.image_token_id).to(torch.int32)
         return {k: v.to(self.device) for k, v in out.items()}
 
-    def prompt(self, images: int, text: str, system: str | None = None) -> str:
+    def render(self, messages: list[dict[str, Any]]) -> str:
+        """Template messages (with ``{"type": "image"}`` parts) -> the prompt text."""
         from jinja2 import Template  # transformers' own dependency
 
-        content = [{"type": "image"} for _ in range(images)] + [{"type": "text", "text": text}]
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
         try:
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True,
                                                       chat_template=self.template)
         except Exception:  # an odd template: fall back to Qwen's own format
             return Template(QWEN_TEMPLATE).render(messages=messages, add_generation_prompt=True)
 
+    def prompt(self, images: int, text: str, system: str | None = None) -> str:
+        content = [{"type": "image"} for _ in range(images)] + [{"type": "text", "text": text}]
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": content}]
+        return self.render(messages)
+
     # -- generation --------------------------------------------------------------------------
 
-    def generate(self, images: Sequence[Any], prompt: str, *, max_new_tokens: int = 256, system: str | None = None,
-                 temperature: float = 0.0, cancelled: threading.Event | None = None) -> str:
+    def _generate(self, inputs: dict[str, Any], *, max_new_tokens: int, sampling: dict[str, Any],
+                  stop: Callable[[], bool], streamer: Any = None, seed: int | None = None) -> Any:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
-        class _Cancel(StoppingCriteria):
+        class _Stop(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                stop = cancelled is not None and cancelled.is_set()
-                return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+                return torch.full((input_ids.shape[0],), stop(), dtype=torch.bool, device=input_ids.device)
 
-        inputs = self._inputs(self.prompt(len(images), prompt, system), images)
-        sampling: dict[str, Any] = {"do_sample": False}
-        if temperature > 0:
-            sampling = {"do_sample": True, "temperature": temperature}
         eos = [self.tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
         eos = [e for e in eos if isinstance(e, int) and e >= 0] or None
         with self.lock, torch.inference_mode():
-            out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, eos_token_id=eos,
-                                      pad_token_id=self.tokenizer.pad_token_id,
-                                      stopping_criteria=StoppingCriteriaList([_Cancel()]), **sampling)
+            if seed is not None and sampling.get("do_sample"):
+                torch.manual_seed(seed)
+            return self.model.generate(**inputs, max_new_tokens=max_new_tokens, eos_token_id=eos,
+                                       pad_token_id=self.tokenizer.pad_token_id, streamer=streamer,
+                                       stopping_criteria=StoppingCriteriaList([_Stop()]), **sampling)
+
+    def generate(self, images: Sequence[Any], prompt: str, *, max_new_tokens: int = 256, system: str | None = None,
+                 temperature: float = 0.0, cancelled: threading.Event | None = None) -> str:
+        """Text for images + one prompt, greedy unless ``temperature`` > 0 (blocking)."""
+        inputs = self._inputs(self.prompt(len(images), prompt, system), images)
+        sampling: dict[str, Any] = {"do_sample": True, "temperature": temperature} if temperature > 0 else \
+            {"do_sample": False}
+        out = self._generate(inputs, max_new_tokens=max_new_tokens, sampling=sampling,
+                             stop=lambda: cancelled is not None and cancelled.is_set())
         new = out[0, inputs["input_ids"].shape[1]:]
         return self.tokenizer.decode(new, skip_special_tokens=True).strip()
+
+    def chat(self, req: ChatRequest, emit: Callable[[Any], None], cancel: threading.Event) -> ChatResult:
+        """``chat.generate``: messages with image parts, text streamed through ``emit``."""
+        t0 = time.perf_counter()
+        if req.tools and req.tool_choice != "none":
+            raise CapabilityError(f"model {self.name!r} (transformers) does not do tool calling; use a llama.cpp "
+                                  "model for tool calls")
+        if req.logprobs:
+            raise CapabilityError(f"model {self.name!r} (transformers) does not return logprobs; use a llama.cpp model")
+        if req.response_format is not None or req.grammar is not None:
+            raise CapabilityError(f"model {self.name!r} (transformers) cannot constrain its output (response_format, "
+                                  "grammar); use a llama.cpp model")
+        messages, images = chat_messages(req.messages)
+        inputs = self._inputs(self.render(messages), images)
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        sampling: dict[str, Any] = {"do_sample": False}
+        if req.temperature > 0:
+            sampling = {"do_sample": True, "temperature": req.temperature, "top_p": req.top_p, "top_k": req.top_k}
+            if req.min_p is not None:
+                sampling["min_p"] = req.min_p
+        if req.repeat_penalty != 1.0:
+            sampling["repetition_penalty"] = req.repeat_penalty
+        max_new = req.max_tokens or max(1, self.context_size - prompt_tokens)
+        streamer = _Streamer(self.tokenizer, emit, list(req.stop))
+        if cancel.is_set():
+            return ChatResult("", "cancelled", usage=ChatUsage(prompt_tokens=prompt_tokens,
+                                                               total_s=time.perf_counter() - t0))
+        out = self._generate(inputs, max_new_tokens=max_new, sampling=sampling, streamer=streamer, seed=req.seed,
+                             stop=lambda: cancel.is_set() or streamer.stopped)
+        end = time.perf_counter()
+        new = out[0, prompt_tokens:]
+        completion = int(new.shape[0])
+        ended_on_eos = completion > 0 and int(new[-1]) in {self.tokenizer.convert_tokens_to_ids(t)
+                                                           for t in ("<|im_end|>", "<|endoftext|>")}
+        if cancel.is_set():
+            finish = "cancelled"
+        elif streamer.stopped or ended_on_eos:
+            finish = "stop"
+        else:
+            finish = "length" if completion >= max_new else "stop"
+        first = streamer.first_at
+        usage = ChatUsage(prompt_tokens=prompt_tokens, completion_tokens=completion,
+                          ttft_s=None if first is None else first - t0, total_s=end - t0,
+                          tokens_per_s=(completion - 1) / (end - first)
+                          if first is not None and completion > 1 and end > first else None)
+        return ChatResult(streamer.text, finish, usage=usage)
+
+    def count(self, req: CountRequest) -> TokenCount:
+        """``chat.count``: tokens of a prompt (images count as the positions they take)."""
+        if req.messages is not None:
+            messages, images = chat_messages(req.messages)
+            return TokenCount(int(self._inputs(self.render(messages), images)["input_ids"].shape[1]))
+        return TokenCount(len(self.tokenizer(req.text or "", add_special_tokens=False)["input_ids"]))
 
     # -- embeddings --------------------------------------------------------------------------
 
@@ -298,7 +483,7 @@ class TransformersVLM:
         rows = []
         for im in images:
             if cancelled is not None and cancelled.is_set():
-                raise ToolError("cancelled")
+                raise ToolCancelled("the embedding was cancelled")
             inputs = self._inputs("<|vision_start|><|image_pad|><|vision_end|>", [im])
             hidden = self._last_hidden(inputs)
             mask = inputs["input_ids"][0] == self.image_token_id
@@ -313,7 +498,7 @@ class TransformersVLM:
         rows = []
         for t in texts:
             if cancelled is not None and cancelled.is_set():
-                raise ToolError("cancelled")
+                raise ToolCancelled("the embedding was cancelled")
             inputs = self._inputs(t or " ", [])
             rows.append(self._last_hidden(inputs)[-1].cpu().numpy())
         return matryoshka(np.stack(rows), dims)

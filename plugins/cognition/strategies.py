@@ -1,0 +1,67 @@
+"""Reasoning strategies, as calls to any ``generate(messages, **kw) -> str``:
+
+- ``direct``: answer;
+- ``chain_of_thought``: think step by step, final answer on the last line;
+- ``reflect``: draft (chain of thought) -> critique the draft -> revise it;
+- ``self_consistency``: several chain-of-thought samples, the answer most of them reach.
+
+The reasoning stage uses ``critique_and_revise`` on the assistant's draft; the benchmark
+(bench/reasoning.py) runs ``solve`` for every strategy on the same problems, so the
+prompts measured are the prompts used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from . import agreement
+
+Generate = Callable[..., Awaitable[str]]
+
+SYSTEM = "You are a careful assistant. Answer clearly and briefly."
+COT = "\n\nThink it through step by step, then give the final answer on the last line as 'Answer: <answer>'."
+DIRECT = "\n\nGive only the final answer."
+CRITIQUE = ("Here is a question and a draft answer.\n\nQuestion: {question}\n\nDraft answer:\n{draft}\n\n"
+            "Check each step of the draft. List any mistake you find; if every step is right, say 'No mistakes'.")
+REVISE = ("Question: {question}\n\nDraft answer:\n{draft}\n\nReview of the draft:\n{critique}\n\n"
+          "Write the corrected solution, step by step, and give the final answer on the last line as "
+          "'Answer: <answer>'.")
+
+
+def _messages(user: str, system: str = SYSTEM) -> list[dict[str, Any]]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+async def critique_and_revise(generate: Generate, question: str, draft: str, *,
+                              max_tokens: int = 256) -> dict[str, str]:
+    """Self-reflection on ``draft``: a critique, then a revision that takes it into account."""
+    critique = await generate(_messages(CRITIQUE.format(question=question, draft=draft)), temperature=0.0,
+                              max_tokens=max_tokens)
+    if "no mistake" in critique.lower():
+        return {"critique": critique, "answer": draft}
+    revised = await generate(_messages(REVISE.format(question=question, draft=draft, critique=critique)),
+                             temperature=0.0, max_tokens=max_tokens)
+    return {"critique": critique, "answer": revised or draft}
+
+
+async def solve(strategy: str, generate: Generate, question: str, *, samples: int = 5,
+                max_tokens: int = 256) -> dict[str, Any]:
+    """Answer ``question`` with ``strategy``; returns the answer and how many model calls it took."""
+    if strategy == "direct":
+        answer = await generate(_messages(question + DIRECT), temperature=0.0, max_tokens=64)
+        return {"answer": answer, "calls": 1}
+    if strategy == "chain_of_thought":
+        answer = await generate(_messages(question + COT), temperature=0.0, max_tokens=max_tokens)
+        return {"answer": answer, "calls": 1}
+    if strategy == "reflect":
+        draft = await generate(_messages(question + COT), temperature=0.0, max_tokens=max_tokens)
+        out = await critique_and_revise(generate, question, draft, max_tokens=max_tokens)
+        return {"answer": out["answer"], "draft": draft, "critique": out["critique"],
+                "calls": 2 if out["answer"] is draft else 3}
+    if strategy == "self_consistency":
+        answers = [await generate(_messages(question + COT), temperature=0.7, seed=1000 + i, max_tokens=max_tokens)
+                   for i in range(samples)]
+        best = agreement.clusters(answers, question=question)[0]
+        return {"answer": answers[best[0]], "votes": len(best), "calls": samples}
+    raise ValueError(f"unknown strategy {strategy!r}")
