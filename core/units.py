@@ -29,3 +29,30 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
+_DURATION_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+NEVER = ("never", "forever", "inf")
+
+
+def parse_duration(value: int | float | str) -> float:
+    """Seconds from a number or an Ollama-style string: ``300``, ``"5m"``, ``"1h30m"``,
+    ``"90s"``, ``"-1"`` (negative: never), ``"never"``."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a duration: {value!r} (write e.g. 300, \"5m\", \"1h\" or -1 for never)")
+    if isinstance(value, int | float):
+        return float(value)
+    text = value.strip().lower()
+    if text in NEVER:
+        return -1.0
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    sign = -1.0 if text.startswith("-") else 1.0
+    body = text.lstrip("+-").replace(" ", "")
+    parts = _DURATION_PART.findall(body)
+    if not parts or "".join(f"{n}{u}" for n, u in parts) != body:
+        raise ValueError(f"not a duration: {value!r} (write e.g. 300, \"5m\", \"1h30m\", \"90s\" or -1 for never)")
+    return sign * sum(float(n) * _DURATION_SECONDS[u.lower()] for n, u in parts)

@@ -19,6 +19,10 @@ Idle MCP sessions expire after ``server.session_idle_timeout``; at most
 client (address and User-Agent). A new session beyond either cap closes the idlest
 one (the client's own, for the per-client cap) instead of being refused, so a client
 that never sends DELETE cannot lock the others out.
+
+Every tool profile (``core.profiles``) is served at ``<mcp_path>/<profile>``, each with
+its own session manager (and so its own caps); each session keeps its SSE events for
+resumption (``Last-Event-ID``, see ``core.surfaces.event_store``).
 """
 
 from __future__ import annotations
@@ -112,6 +116,7 @@ class SecurityGuard:
         max_body: int,
         public_paths: Sequence[str] = (),
         cookie_paths: Sequence[str] = (),
+        cookie_actions: Sequence[str] = (),
         public_max_body: int = PUBLIC_MAX_BODY,
     ) -> None:
         self.app = app
@@ -127,6 +132,9 @@ class SecurityGuard:
         self.public = frozenset(public_paths)
         # The dashboard's HttpOnly cookie stands in for the header, for GETs on these paths only.
         self.cookie_paths = frozenset(cookie_paths)
+        # ...and for POSTs under these prefixes (the dashboard's buttons) when the request also
+        # carries X-Loom-Dashboard: 1, a header no other origin can send without a preflight.
+        self.cookie_actions = tuple(cookie_actions)
 
     def _host_ok(self, host: str | None) -> bool:
         if not host:
@@ -151,7 +159,11 @@ class SecurityGuard:
         return hmac.compare_digest(header[7:].strip().encode(), self.token)
 
     def _cookie_ok(self, scope: Scope, headers: Headers) -> bool:
-        if self.token is None or scope["method"] not in ("GET", "HEAD") or scope["path"] not in self.cookie_paths:
+        method, path = scope["method"], scope["path"]
+        reading = method in ("GET", "HEAD") and path in self.cookie_paths
+        acting = (method == "POST" and path.startswith(self.cookie_actions) and bool(self.cookie_actions)
+                  and headers.get("x-loom-dashboard") == "1")
+        if self.token is None or not (reading or acting):
             return False
         from .dashboard import cookie_token
 
@@ -528,17 +540,22 @@ def build_http_app(
     surface: Any = None,
     public_paths: Sequence[str] = (),
     cookie_paths: Sequence[str] = (),
+    cookie_actions: Sequence[str] = (),
     services: Sequence[Callable[[], contextlib.AbstractAsyncContextManager[Any]]] = (),
 ) -> Starlette:
     """The daemon's ASGI app for ``app`` (a ``Loom``); starting it starts ``app`` too.
 
     ``auth=False`` (``--no-auth``) is refused unless ``host`` is a loopback address.
     ``public_paths`` need no token (health probes); ``cookie_paths`` also accept the
-    dashboard's cookie on GET; ``services`` are entered, in order, once the app runs.
+    dashboard's cookie on GET, ``cookie_actions`` (path prefixes) on POST with the
+    ``X-Loom-Dashboard: 1`` header; ``services`` are entered, in order, once the app runs.
     """
     from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
     from mcp.server.transport_security import TransportSecuritySettings
 
+    from core.profiles import profiles
+
+    from .event_store import resumable_session_manager
     from .mcp import McpSurface
 
     cfg = app.config.server
@@ -549,29 +566,43 @@ def build_http_app(
                          "on a loopback address (127.0.0.1, ::1, localhost)")
     token = ensure_token(app.config)[0] if auth else None
     surface = surface or McpSurface(app)
-    manager = _session_manager_class()(
-        app=surface.server,
-        per_client=cfg.max_sessions_per_client,
-        # Host/Origin are checked by SecurityGuard for every route.
-        security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-        session_idle_timeout=cfg.session_idle_timeout,
-        max_sessions=cfg.max_sessions,
-        max_request_body_size=cfg.max_body_bytes,
-    )
+    # The full tool list at mcp_path; each tool profile at mcp_path/<profile>.
+    surfaces = [(cfg.mcp_path, surface)]
+    for profile in profiles(app.config):
+        surfaces.append((f"{cfg.mcp_path.rstrip('/')}/{profile}", McpSurface(app, profile=profile)))
+    manager_class = _session_manager_class()
+
+    def manager_for(server: Any) -> Any:
+        return resumable_session_manager(
+            base=manager_class,
+            app=server,
+            per_client=cfg.max_sessions_per_client,
+            # Host/Origin are checked by SecurityGuard for every route.
+            security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+            session_idle_timeout=cfg.session_idle_timeout,
+            max_sessions=cfg.max_sessions,
+            max_request_body_size=cfg.max_body_bytes,
+        )
+
+    managers = [(path, s, manager_for(s.server)) for path, s in surfaces]
     allowed_hosts = list(cfg.allowed_hosts)
     if host not in ("0.0.0.0", "::", ""):
         allowed_hosts.append(host)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with app, surface.running(), manager.run(), contextlib.AsyncExitStack() as stack:
+        async with app, contextlib.AsyncExitStack() as stack:
+            for _path, s, manager in managers:
+                await stack.enter_async_context(s.running())
+                await stack.enter_async_context(manager.run())
             for service in services:
                 await stack.enter_async_context(service())
             yield
 
-    mcp_endpoint = CheckedMcpEndpoint(StreamableHTTPASGIApp(manager))
-    routes: list[BaseRoute] = [Route(cfg.mcp_path, endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]),
-                               *extra_routes]
+    routes: list[BaseRoute] = [Route(path, endpoint=CheckedMcpEndpoint(StreamableHTTPASGIApp(manager)),
+                                     methods=["GET", "POST", "DELETE"])
+                               for path, _s, manager in managers]
+    routes.extend(extra_routes)
     star = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     star.state.loom = app
     star.state.mcp = surface
@@ -583,5 +614,6 @@ def build_http_app(
         max_body=cfg.max_body_bytes,
         public_paths=public_paths,
         cookie_paths=cookie_paths,
+        cookie_actions=cookie_actions,
     )
     return star

@@ -26,7 +26,7 @@ import contextlib
 import math
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.events import Event, ToolFinished
 from core.logging import get_logger
+from core.payloads import event_to_wire
 
 log = get_logger("loom.ops")
 
@@ -94,15 +95,23 @@ class RequestQueue:
     notes to its client between waits without a task group across its yields.
     """
 
-    def __init__(self, *, slots: int = 1, max_waiting: int = 64) -> None:
+    def __init__(self, *, slots: int = 1, max_waiting: int = 64,
+                 slots_for: Callable[[str], int] | None = None) -> None:
         self.slots = slots
         self.max_waiting = max_waiting
+        self.slots_for = slots_for  # per model: its replicas run side by side
         self._lanes: dict[str, _Lane] = {}
 
     def lane(self, model: str) -> _Lane:
         lane = self._lanes.get(model)
         if lane is None:
-            lane = self._lanes[model] = _Lane(self.slots)
+            slots = self.slots
+            if self.slots_for is not None:
+                try:
+                    slots = max(self.slots_for(model), 1)
+                except Exception:  # an unknown model: the request fails later with the reason
+                    slots = self.slots
+            lane = self._lanes[model] = _Lane(slots)
         return lane
 
     def check(self, model: str) -> None:
@@ -353,7 +362,8 @@ class DaemonOps:
     def __init__(self, app: Any, *, max_waiting: int = 64) -> None:
         self.app = app
         self.metrics = Metrics()
-        self.queue = RequestQueue(max_waiting=max_waiting)
+        self.queue = RequestQueue(max_waiting=max_waiting,
+                                  slots_for=lambda model: app.pool.config_for(model).replicas)
         self.ready = False
         self.draining = anyio.Event()
         self.in_flight = 0
@@ -420,8 +430,8 @@ class DaemonOps:
     def status(self) -> dict[str, Any]:
         """Everything the dashboard shows, in one JSON object."""
         recent = list(self.app.bus.recent)
-        events = [msgspec.to_builtins(e) for e in recent[-100:]]
-        plans = [msgspec.to_builtins(e) for e in recent if type(e).__name__ in PLAN_KINDS][-20:]
+        events = [event_to_wire(e) for e in recent[-100:]]
+        plans = [event_to_wire(e) for e in recent if type(e).__name__ in PLAN_KINDS][-20:]
         return {
             "server": {**self.app.status(), "ready": self.ready, "draining": self.draining.is_set(),
                        "in_flight": self.in_flight, "time": time.time()},
@@ -556,7 +566,7 @@ class DaemonOps:
                         if sub.dropped > reported:
                             yield f": dropped {sub.dropped - reported} events (client too slow)\n\n".encode()
                             reported = sub.dropped
-                        data = msgspec.json.encode(event)
+                        data = msgspec.json.encode(event_to_wire(event))  # large bytes as references
                         yield b"event: " + type(event).__name__.encode() + b"\nid: " + event.id.encode() + \
                             b"\ndata: " + data + b"\n\n"
             finally:
