@@ -64,6 +64,10 @@ class ServerConfig(_Section):
     # How MCP clients see tool names: "dotted" (vision.describe) or "underscore"
     # (vision_describe) for clients whose model APIs allow only [A-Za-z0-9_-] in names.
     mcp_tool_names: Literal["dotted", "underscore"] = "dotted"
+    # Tools that answer a 2026-07-28 client declaring the MCP tasks extension with a task
+    # handle to poll (2025-11-25 clients ask for a task themselves, for any tool).
+    mcp_task_tools: list[str] = msgspec.field(
+        default_factory=lambda: ["video.generate", "imagegen.*", "browser.research"])
 
 
 class PluginsConfig(_Section):
@@ -153,6 +157,40 @@ class PullConfig(_Section):
     models_dir: str | None = None  # default: <data_dir>/models
 
 
+class ProfileConfig(_Section):
+    """``[profiles.<name>]``: a named subset of the tools, for clients with small contexts.
+
+    Served over MCP at ``<mcp_path>/<name>`` and selectable for the OpenAI/Anthropic tool
+    lists (``core.profiles.profile_tools``). Patterns are ``fnmatch`` globs on tool names
+    (``"voice.*"``, ``"coder.generate"``); ``exclude`` wins over ``tools``.
+    """
+
+    description: str = ""
+    tools: list[str] = []  # the tools listed to the client
+    exclude: list[str] = []
+    # Tools the client may call without seeing them listed (found through tools.search);
+    # default: only the listed ones.
+    callable: list[str] | None = None
+
+
+def _check_profiles(profiles: Any, where: str) -> None:
+    """Each ``[profiles.<name>]`` on its own, so an error names the profile (msgspec writes
+    dict keys as ``[...]``), and a name that cannot be a URL path segment is refused."""
+    if not isinstance(profiles, dict):
+        return
+    for name, entry in profiles.items():
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", str(name)):
+            raise ConfigError(f"{where}: [profiles.{name}]: a profile name is part of a URL path "
+                              "(/mcp/<name>): use letters, digits, '_' and '-'")
+        try:
+            msgspec.convert(entry, ProfileConfig)
+        except msgspec.ValidationError as exc:
+            msg = str(exc).replace("at `$", f"at `$.profiles.{name}")
+            if "at `$" not in str(exc):
+                msg = f"{msg} - at `$.profiles.{name}`"
+            raise ConfigError(f"{where}: {msg}") from None
+
+
 class LoomConfig(_Section):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     plugins: PluginsConfig = msgspec.field(default_factory=PluginsConfig)
@@ -161,6 +199,8 @@ class LoomConfig(_Section):
     cluster: ClusterConfig = msgspec.field(default_factory=ClusterConfig)
     paths: PathsConfig = msgspec.field(default_factory=PathsConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    # Named tool profiles; built-in ones (all, media, coding, discover) unless redefined.
+    profiles: dict[str, ProfileConfig] = {}
     pull: PullConfig = msgspec.field(default_factory=PullConfig)
     # Per-plugin settings, `[plugin.<name>]`, typed by each plugin (see ``plugin_settings``).
     plugin: dict[str, dict[str, Any]] = {}
@@ -271,6 +311,7 @@ def load_config(
     _merge(raw, overrides)
     raw.pop("source", None)
     validate_raw(raw, where)
+    _check_profiles(raw.get("profiles"), where)
     try:
         cfg = msgspec.convert(raw, LoomConfig)
     except msgspec.ValidationError as exc:
@@ -284,7 +325,7 @@ def load_config(
 _DURATIONS = {"server": ("session_idle_timeout", "shutdown_grace"), "pool": ("queue_timeout", "default_keep_alive")}
 _SIZES = {"server": ("max_body_bytes",), "pool": ("ram_budget", "ram_reserve", "gpu_budget", "gpu_reserve")}
 _SECTIONS = {"server": ServerConfig, "plugins": PluginsConfig, "pool": PoolConfig, "paths": PathsConfig,
-             "logging": LoggingConfig, "pull": PullConfig}
+             "logging": LoggingConfig, "pull": PullConfig, "cluster": ClusterConfig}
 
 
 def _fields(struct: type) -> list[str]:
@@ -307,7 +348,7 @@ def _check_keys(table: dict[str, Any], struct: type, section: str, where: str) -
 def validate_raw(raw: dict[str, Any], where: str) -> None:
     """Check the parsed TOML before it becomes typed config; converts durations and sizes
     written as strings ("5m", "6GiB") in place. Raises ``ConfigError`` naming the key."""
-    top = [*_SECTIONS, "models", "plugin"]
+    top = [*_SECTIONS, "models", "plugin", "profiles"]
     for key, value in raw.items():
         if key not in top:
             raise ConfigError(f"{where}: unknown section [{key}]{_did_you_mean(key, top)} "

@@ -42,10 +42,12 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "voice": "plugins.voice",
     "browser": "plugins.browser",
     "system": "plugins.system",
+    "document": "plugins.document",
     "memory": "plugins.memory",
     "cognition": "plugins.cognition",
     "assistant": "plugins.assistant",
     "policy": "plugins.policy",
+    "toolsearch": "plugins.toolsearch",
 }
 
 REGISTRATION_HOOKS = (
