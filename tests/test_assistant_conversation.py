@@ -169,7 +169,12 @@ async def test_speech_is_spoken_sentence_by_sentence_while_the_answer_is_written
         return {"path": f"/tmp/sentence{len(spoken)}.wav"}
 
     voice = SimpleNamespace(loom_register_tools=hookimpl(lambda register: register(speak)))
-    app = make_app("assistant", extra={"fake": fake.plugin(slow), "voice": voice}, config=fake.config())
+    from core.config import ModelConfig
+
+    cfg = fake.config()
+    # A tts model must be configured, or the plan drops the speech step as not available here.
+    cfg.models["piper"] = ModelConfig(backend="fake-coordinator", role="tts", placement="inline")
+    app = make_app("assistant", extra={"fake": fake.plugin(slow), "voice": voice}, config=cfg)
     seen: list[str] = []
 
     async def on_progress(progress, total, message):
