@@ -54,6 +54,10 @@ class ServerConfig(_Section):
     # How MCP clients see tool names: "dotted" (vision.describe) or "underscore"
     # (vision_describe) for clients whose model APIs allow only [A-Za-z0-9_-] in names.
     mcp_tool_names: Literal["dotted", "underscore"] = "dotted"
+    # Tools that answer a 2026-07-28 client declaring the MCP tasks extension with a task
+    # handle to poll (2025-11-25 clients ask for a task themselves, for any tool).
+    mcp_task_tools: list[str] = msgspec.field(
+        default_factory=lambda: ["video.generate", "imagegen.*", "browser.research"])
 
 
 class PluginsConfig(_Section):
@@ -136,6 +140,40 @@ class LoggingConfig(_Section):
     format: str = "auto"  # "auto", "json", "console"
 
 
+class ProfileConfig(_Section):
+    """``[profiles.<name>]``: a named subset of the tools, for clients with small contexts.
+
+    Served over MCP at ``<mcp_path>/<name>`` and selectable for the OpenAI/Anthropic tool
+    lists (``core.profiles.profile_tools``). Patterns are ``fnmatch`` globs on tool names
+    (``"voice.*"``, ``"coder.generate"``); ``exclude`` wins over ``tools``.
+    """
+
+    description: str = ""
+    tools: list[str] = []  # the tools listed to the client
+    exclude: list[str] = []
+    # Tools the client may call without seeing them listed (found through tools.search);
+    # default: only the listed ones.
+    callable: list[str] | None = None
+
+
+def _check_profiles(profiles: Any, where: str) -> None:
+    """Each ``[profiles.<name>]`` on its own, so an error names the profile (msgspec writes
+    dict keys as ``[...]``), and a name that cannot be a URL path segment is refused."""
+    if not isinstance(profiles, dict):
+        return
+    for name, entry in profiles.items():
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", str(name)):
+            raise ConfigError(f"{where}: [profiles.{name}]: a profile name is part of a URL path "
+                              "(/mcp/<name>): use letters, digits, '_' and '-'")
+        try:
+            msgspec.convert(entry, ProfileConfig)
+        except msgspec.ValidationError as exc:
+            msg = str(exc).replace("at `$", f"at `$.profiles.{name}")
+            if "at `$" not in str(exc):
+                msg = f"{msg} - at `$.profiles.{name}`"
+            raise ConfigError(f"{where}: {msg}") from None
+
+
 class LoomConfig(_Section):
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     plugins: PluginsConfig = msgspec.field(default_factory=PluginsConfig)
@@ -144,6 +182,8 @@ class LoomConfig(_Section):
     cluster: ClusterConfig = msgspec.field(default_factory=ClusterConfig)
     paths: PathsConfig = msgspec.field(default_factory=PathsConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    # Named tool profiles; built-in ones (all, media, coding, discover) unless redefined.
+    profiles: dict[str, ProfileConfig] = {}
     # Per-plugin settings, `[plugin.<name>]`, typed by each plugin (see ``plugin_settings``).
     plugin: dict[str, dict[str, Any]] = {}
     source: str | None = None  # the file this came from, for error messages
@@ -263,6 +303,7 @@ def load_config(
                 if "at `$" not in str(exc):
                     msg = f"{msg} - at `$.models.{name}`"
                 raise ConfigError(f"{where}: {msg}") from None
+    _check_profiles(raw.get("profiles"), where)
     try:
         cfg = msgspec.convert(raw, LoomConfig)
     except msgspec.ValidationError as exc:

@@ -46,6 +46,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "cognition": "plugins.cognition",
     "assistant": "plugins.assistant",
     "policy": "plugins.policy",
+    "toolsearch": "plugins.toolsearch",
 }
 
 REGISTRATION_HOOKS = (

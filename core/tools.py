@@ -8,10 +8,12 @@ in a worker thread so the event loop never blocks.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 import threading
 import time
+import types
 import typing
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,7 +26,7 @@ import msgspec
 
 from .events import Progress, ToolCalled, ToolFinished, ToolsChanged, new_id
 from .logging import bind_request
-from .results import ToolResult, to_result
+from .results import CONTENT_TYPES, ToolResult, to_result
 
 if typing.TYPE_CHECKING:
     from .bus import EventBus
@@ -95,6 +97,10 @@ class Tool:
     timeout: float | None = None
     #: requests a user might make that this tool answers; the assistant's router learns them
     examples: tuple[str, ...] = ()
+    # The JSON schema of the structured content the tool returns (MCP ``outputSchema``):
+    # derived from the return annotation, or given at registration; None for tools that
+    # return only text or media.
+    output_schema: dict[str, Any] | None = None
     _schema: dict[str, Any] | None = None
 
     @property
@@ -136,7 +142,7 @@ def _type_name(prop: dict[str, Any]) -> str:
     return "any"
 
 
-def struct_schema(args_type: type[msgspec.Struct]) -> dict[str, Any]:
+def struct_schema(args_type: Any) -> dict[str, Any]:
     """A plain object JSON schema for ``args_type``: the root inlined, no root ``$ref``."""
     schema = msgspec.json.schema(args_type)
     ref = schema.pop("$ref", None)
@@ -151,6 +157,97 @@ def struct_schema(args_type: type[msgspec.Struct]) -> dict[str, Any]:
     if defs:
         root["$defs"] = defs
     return root
+
+
+# Return annotations that never produce structured content (text, media, or a ToolResult
+# whose structure only the tool knows: such a tool declares ``output_schema=`` instead).
+_UNSTRUCTURED = (str, bytes, type(None), ToolResult, *CONTENT_TYPES)
+
+
+def output_schema_for(annotation: Any) -> dict[str, Any] | None:
+    """The MCP ``outputSchema`` for a tool's return annotation, or None.
+
+    A Struct, TypedDict, dataclass or ``dict[...]`` is the structured content itself; a
+    list, tuple, number or bool is sent wrapped as ``{"result": ...}`` (MCP's
+    ``structuredContent`` must be an object), so its schema is wrapped the same way. A
+    union that may also return text or media gets no schema: MCP requires structured
+    content on every result once a schema is declared.
+    """
+    if annotation is inspect.Signature.empty or annotation is Any:
+        return None
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        members = typing.get_args(annotation)
+        if any(_is_unstructured(m) for m in members):
+            return None
+        if all(_is_object(m) for m in members):
+            return struct_schema(annotation)
+        if not any(_is_object(m) for m in members):
+            return _wrapped(annotation)
+        return None  # objects mixed with scalars: the two wire shapes differ
+    if _is_unstructured(annotation):
+        return None
+    if _is_object(annotation):
+        return struct_schema(annotation)
+    try:
+        return _wrapped(annotation)
+    except (TypeError, msgspec.ValidationError):
+        return None  # not a type msgspec can describe: declare output_schema= explicitly
+
+
+def _is_unstructured(tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        return _is_unstructured(typing.get_args(tp)[0])
+    if origin in (list, tuple):  # a list of content items is content; of anything else, structured
+        return any(_is_content(a) for a in typing.get_args(tp) if a is not Ellipsis)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_unstructured(a) for a in typing.get_args(tp))
+    base = origin or tp
+    return tp is None or (isinstance(base, type) and issubclass(base, _UNSTRUCTURED))
+
+
+def _is_content(tp: Any) -> bool:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_is_content(a) for a in typing.get_args(tp))
+    return isinstance(tp, type) and issubclass(tp, CONTENT_TYPES)
+
+
+def _is_object(tp: Any) -> bool:
+    base = typing.get_origin(tp) or tp
+    if base is dict or (isinstance(base, type) and issubclass(base, msgspec.Struct)):
+        return True
+    return typing.is_typeddict(base) or dataclasses.is_dataclass(base)
+
+
+def _wrapped(tp: Any) -> dict[str, Any]:
+    inner = msgspec.json.schema(tp)
+    defs = inner.pop("$defs", None)
+    out: dict[str, Any] = {"type": "object", "properties": {"result": inner}, "required": ["result"]}
+    if defs:
+        out["$defs"] = defs
+    return out
+
+
+def object_schema(*, optional: dict[str, Any] | None = None, **required: Any) -> dict[str, Any]:
+    """An ``output_schema=`` for a ``ToolResult`` whose ``structured`` is a dict: each keyword
+    names a key and its type (``str``, ``int | None``, ``list[dict]``...); keys in
+    ``optional`` may be absent. Other keys may appear too (the schema stays open)."""
+    props = {k: msgspec.json.schema(v) for k, v in {**required, **(optional or {})}.items()}
+    out: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+def _explicit_output_schema(value: Any) -> dict[str, Any] | None:
+    """``output_schema=`` at registration: a JSON schema dict, or a type to derive one from."""
+    if value is None or isinstance(value, dict):
+        return value
+    schema = output_schema_for(value)
+    if schema is None:
+        raise TypeError(f"output_schema={value!r} does not describe structured content")
+    return schema
 
 
 # --- call context --------------------------------------------------------------------
@@ -285,12 +382,17 @@ class ToolRegistry:
         title: str | None = None,
         timeout: float | None = None,
         examples: Iterable[str] = (),
+        output_schema: Any = None,
     ) -> Tool:
         """Register ``func`` as ``<plugin>.<name>``. Raises on a duplicate name.
 
         ``examples``: requests, in the words users would use, that this tool answers
         ("turn the volume down", "baja el volumen"); the assistant's router trains on
         them at start, so the tool becomes routable without editing the assistant.
+
+        ``output_schema`` (a JSON schema, or a type such as a Struct) describes the
+        structured content for tools whose return annotation cannot (``-> ToolResult``);
+        otherwise it is derived from the return annotation.
         """
         short = name or func.__name__
         full = short if "." in short else f"{plugin}.{short}"
@@ -301,7 +403,7 @@ class ToolRegistry:
             raise DuplicateToolError(
                 f"tool {full!r} registered by plugin {plugin!r} is already registered by plugin {other!r}"
             )
-        args_type, wants_context = _signature(func)
+        args_type, wants_context, returns = _signature(func)
         tool = Tool(
             name=full,
             plugin=plugin,
@@ -319,6 +421,8 @@ class ToolRegistry:
             is_async=inspect.iscoroutinefunction(func),
             timeout=timeout,
             examples=_examples(full, examples),
+            output_schema=_explicit_output_schema(output_schema) if output_schema is not None
+            else output_schema_for(returns),
         )
         tool.input_schema  # noqa: B018 - derive now so a bad Struct fails at registration
         self._tools[full] = tool
@@ -448,8 +552,9 @@ def _describe(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
-def _signature(func: Callable[..., Any]) -> tuple[type[msgspec.Struct], bool]:
-    """The args Struct (first parameter's annotation) and whether a context is wanted."""
+def _signature(func: Callable[..., Any]) -> tuple[type[msgspec.Struct], bool, Any]:
+    """The args Struct (first parameter's annotation), whether a context is wanted, and
+    the return annotation (``inspect.Signature.empty`` when there is none)."""
     params = list(inspect.signature(func).parameters.values())
     if not params:
         raise TypeError(f"tool {func.__qualname__} must take an arguments Struct (use core.tools.NoArgs)")
@@ -466,4 +571,4 @@ def _signature(func: Callable[..., Any]) -> tuple[type[msgspec.Struct], bool]:
             f"tool {func.__qualname__}: first parameter must be annotated with a msgspec.Struct, "
             f"got {args_type!r}"
         )
-    return args_type, len(params) > 1
+    return args_type, len(params) > 1, hints.get("return", inspect.Signature.empty)

@@ -39,6 +39,8 @@ def env(tmp_path_factory) -> dict[str, str]:
         "LOOM_PLUGINS": "admin,probe",
         "LOOM_SERVER__MAX_BODY_BYTES": str(MAX_BODY),
         "LOOM_LOGGING__LEVEL": "warning",
+        "LOOM_PROFILES__PROBES__TOOLS": '["probe.echo", "probe.render"]',
+        "LOOM_SERVER__MCP_TASK_TOOLS": '["probe.render"]',
     }
 
 
@@ -60,6 +62,20 @@ async def test_stdio_client_lists_and_calls_tools(env, mode):
     assert result.content[0].text == "over stdio"
     assert noisy.content[0].text == "quiet result"
     assert version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
+
+
+async def test_stdio_serves_one_profile(env):
+    params = StdioServerParameters(command=sys.executable, args=["-m", "core.cli", "mcp", "--profile", "probes"],
+                                   env=env, cwd=str(ROOT))
+    async with Client(params, mode="legacy") as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+    assert names == {"probe.echo", "probe.render"}
+
+
+def test_stdio_unknown_profile_is_a_clear_error(env):
+    bad = subprocess.run([sys.executable, "-m", "core.cli", "mcp", "--profile", "nope"], env=env, cwd=str(ROOT),
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert bad.returncode == 2 and "unknown tool profile 'nope'" in bad.stderr and bad.stdout == ""
 
 
 @pytest.mark.filterwarnings("ignore:ping is removed")
@@ -285,3 +301,137 @@ def test_build_http_app_refuses_no_auth_off_loopback(make_app):
 
     with pytest.raises(ValueError, match="loopback"):
         build_http_app(make_app("admin"), auth=False, host="192.168.1.10")
+
+
+# --- profiles, resumable SSE and tasks over real HTTP ---------------------------------------
+
+
+async def test_http_profile_path_serves_only_the_profile(daemon):
+    http = httpx2.AsyncClient(headers=daemon.headers(), timeout=30)
+    async with Client(streamable_http_client(daemon.url + "/probes", http_client=http), mode="legacy") as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        echoed = await client.call_tool("probe.echo", {"text": "profiled"})
+        with pytest.raises(Exception, match="not in the 'probes' profile"):
+            await client.call_tool("admin.plugins", {})
+    assert names == {"probe.echo", "probe.render"}
+    assert echoed.content[0].text == "profiled"
+
+
+def test_http_unknown_profile_path_is_404(daemon):
+    unknown = httpx.post(daemon.url + "/nope", content=json.dumps(INIT), headers=daemon.headers(
+        **{"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}))
+    assert unknown.status_code == 404
+
+
+def _session(daemon: Daemon) -> dict[str, str]:
+    r = post(daemon, INIT)
+    headers = daemon.headers(**{"mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25",
+                                "Content-Type": "application/json", "Accept": "application/json, text/event-stream"})
+    post(daemon, {"jsonrpc": "2.0", "method": "notifications/initialized"}, headers)
+    return headers
+
+
+def _events(lines) -> list[tuple[str | None, dict | None]]:
+    """(id, JSON data) for each SSE event in an iterator of lines; stops at the stream's end."""
+    event_id, data = None, []
+    for line in lines:
+        if line == "":
+            if event_id is not None or data:
+                yield event_id, (json.loads("".join(data)) if "".join(data).strip() else None)
+            event_id, data = None, []
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+
+
+def test_http_sse_stream_resumes_with_last_event_id(daemon):
+    headers = _session(daemon)
+    call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": {"name": "probe.render", "arguments": {"steps": 6, "delay": 0.2},
+                       "_meta": {"progressToken": "p"}}}
+    seen: list[dict] = []
+    last = None
+    with httpx.stream("POST", daemon.url, content=json.dumps(call), headers=headers, timeout=30) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for event_id, data in _events(r.iter_lines()):
+            last = event_id or last
+            if data is not None:
+                seen.append(data)
+            if len(seen) == 2:
+                break  # the connection drops mid-call
+    assert last is not None and [m["params"]["progress"] for m in seen] == [1, 2]
+    resumed: list[dict] = []
+    get_headers = {k: v for k, v in headers.items() if k != "Content-Type"} | {"Last-Event-ID": last,
+                                                                                "Accept": "text/event-stream"}
+    with httpx.stream("GET", daemon.url, headers=get_headers, timeout=30) as r:
+        assert r.status_code == 200
+        for _, data in _events(r.iter_lines()):
+            if data is not None:
+                resumed.append(data)
+                if data.get("id") == 9:
+                    break
+    progress = [m["params"]["progress"] for m in resumed if m.get("method") == "notifications/progress"]
+    assert progress == [3, 4, 5, 6]  # nothing lost, nothing repeated
+    assert resumed[-1]["result"]["structuredContent"] == {"frames": 6, "path": "/tmp/loom-probe.mp4"}
+
+
+def test_http_task_started_on_one_connection_is_fetched_from_another(daemon):
+    first = _session(daemon)
+    start = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+             "params": {"name": "probe.render", "arguments": {"steps": 3, "delay": 0.1}, "task": {"ttl": 60000}}}
+    created = _json_or_sse(httpx.post(daemon.url, content=json.dumps(start), headers=first, timeout=30))
+    task_id = created["result"]["task"]["taskId"]
+    httpx.request("DELETE", daemon.url, headers=first, timeout=30)  # the first client goes away
+    second = _session(daemon)
+    got = {"jsonrpc": "2.0", "id": 2, "method": "tasks/result", "params": {"taskId": task_id}}
+    result = _json_or_sse(httpx.post(daemon.url, content=json.dumps(got), headers=second, timeout=30))
+    assert result["result"]["structuredContent"] == {"frames": 3, "path": "/tmp/loom-probe.mp4"}
+    status = {"jsonrpc": "2.0", "id": 3, "method": "tasks/get", "params": {"taskId": task_id}}
+    assert _json_or_sse(httpx.post(daemon.url, content=json.dumps(status), headers=second,
+                                   timeout=30))["result"]["status"] == "completed"
+
+
+def _json_or_sse(r: httpx.Response) -> dict:
+    if r.headers["content-type"].startswith("application/json"):
+        return r.json()
+    return [d for _, d in _events([*r.text.splitlines(), ""]) if d is not None][-1]
+
+
+# --- fastmcp, a client nobody here wrote -----------------------------------------------------
+
+
+def fastmcp_client(daemon: Daemon, path: str = ""):
+    from fastmcp import Client as FastClient
+    from fastmcp.client.transports import StreamableHttpTransport
+
+    return FastClient(StreamableHttpTransport(daemon.url + path, headers=daemon.headers()))
+
+
+async def test_fastmcp_client_reads_typed_structured_results(daemon):
+    async with fastmcp_client(daemon) as client:
+        tools = {t.name: t for t in await client.list_tools()}
+        measured = await client.call_tool("probe.measure", {})
+        templates = {t.uri_template for t in await client.list_resource_templates()}
+    assert tools["probe.measure"].output_schema["required"] == ["width", "height"]
+    assert measured.structured_content == {"width": 640, "height": 480, "unit": "px"}
+    assert measured.data.width == 640  # fastmcp built a type from the declared outputSchema
+    assert "loom://files/{+path}" in templates
+
+
+async def test_fastmcp_client_drives_a_task_start_poll_fetch_and_cancel(daemon):
+    from fastmcp_tasks.client import call_tool_task
+
+    async with fastmcp_client(daemon) as client:
+        # transparent: the server answers with a task, fastmcp polls tasks/get to the end
+        plain = await client.call_tool("probe.render", {"steps": 3, "delay": 0.05})
+        handle = await call_tool_task(client, "probe.render", {"steps": 4, "delay": 0.1})
+        first = await handle.status()
+        done = await handle.result()
+        long = await call_tool_task(client, "probe.render", {"steps": 1000, "delay": 0.05})
+        await long.cancel()
+        final = await long.wait(timeout=20)
+    assert plain.structured_content == {"frames": 3, "path": "/tmp/loom-probe.mp4"}
+    assert first.status in ("working", "completed")
+    assert done.structured_content == {"frames": 4, "path": "/tmp/loom-probe.mp4"}
+    assert final.status == "cancelled"

@@ -16,7 +16,8 @@ HELP = "serve MCP over stdio (for desktop clients)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+    p.add_argument("--profile", help="serve only this tool profile (all, media, coding, discover, or one from "
+                                     "[profiles.<name>] in loom.toml)")
 
 
 def _claim_stdio() -> tuple[int, int]:
@@ -35,10 +36,15 @@ def run(args: argparse.Namespace) -> int:
     wire_in, wire_out = _claim_stdio()
     import anyio
 
+    from core.profiles import ProfileNotFound
     from core.surfaces.mcp import McpSurface, serve_stdio
 
     app = make_app(args)
-    surface = McpSurface(app)
+    try:
+        surface = McpSurface(app, profile=getattr(args, "profile", None))
+    except ProfileNotFound as exc:
+        print(f"loom: {exc}", file=sys.stderr)
+        return 2
     stdin = os.fdopen(wire_in, "rb", buffering=1 << 16)
     stdout = os.fdopen(wire_out, "wb", buffering=0)
 

@@ -19,6 +19,10 @@ Idle MCP sessions expire after ``server.session_idle_timeout``; at most
 client (address and User-Agent). A new session beyond either cap closes the idlest
 one (the client's own, for the per-client cap) instead of being refused, so a client
 that never sends DELETE cannot lock the others out.
+
+Every tool profile (``core.profiles``) is served at ``<mcp_path>/<profile>``, each with
+its own session manager (and so its own caps); each session keeps its SSE events for
+resumption (``Last-Event-ID``, see ``core.surfaces.event_store``).
 """
 
 from __future__ import annotations
@@ -542,6 +546,9 @@ def build_http_app(
     from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
     from mcp.server.transport_security import TransportSecuritySettings
 
+    from core.profiles import profiles
+
+    from .event_store import resumable_session_manager
     from .mcp import McpSurface
 
     cfg = app.config.server
@@ -552,29 +559,43 @@ def build_http_app(
                          "on a loopback address (127.0.0.1, ::1, localhost)")
     token = ensure_token(app.config)[0] if auth else None
     surface = surface or McpSurface(app)
-    manager = _session_manager_class()(
-        app=surface.server,
-        per_client=cfg.max_sessions_per_client,
-        # Host/Origin are checked by SecurityGuard for every route.
-        security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
-        session_idle_timeout=cfg.session_idle_timeout,
-        max_sessions=cfg.max_sessions,
-        max_request_body_size=cfg.max_body_bytes,
-    )
+    # The full tool list at mcp_path; each tool profile at mcp_path/<profile>.
+    surfaces = [(cfg.mcp_path, surface)]
+    for profile in profiles(app.config):
+        surfaces.append((f"{cfg.mcp_path.rstrip('/')}/{profile}", McpSurface(app, profile=profile)))
+    manager_class = _session_manager_class()
+
+    def manager_for(server: Any) -> Any:
+        return resumable_session_manager(
+            base=manager_class,
+            app=server,
+            per_client=cfg.max_sessions_per_client,
+            # Host/Origin are checked by SecurityGuard for every route.
+            security_settings=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+            session_idle_timeout=cfg.session_idle_timeout,
+            max_sessions=cfg.max_sessions,
+            max_request_body_size=cfg.max_body_bytes,
+        )
+
+    managers = [(path, s, manager_for(s.server)) for path, s in surfaces]
     allowed_hosts = list(cfg.allowed_hosts)
     if host not in ("0.0.0.0", "::", ""):
         allowed_hosts.append(host)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        async with app, surface.running(), manager.run(), contextlib.AsyncExitStack() as stack:
+        async with app, contextlib.AsyncExitStack() as stack:
+            for _path, s, manager in managers:
+                await stack.enter_async_context(s.running())
+                await stack.enter_async_context(manager.run())
             for service in services:
                 await stack.enter_async_context(service())
             yield
 
-    mcp_endpoint = CheckedMcpEndpoint(StreamableHTTPASGIApp(manager))
-    routes: list[BaseRoute] = [Route(cfg.mcp_path, endpoint=mcp_endpoint, methods=["GET", "POST", "DELETE"]),
-                               *extra_routes]
+    routes: list[BaseRoute] = [Route(path, endpoint=CheckedMcpEndpoint(StreamableHTTPASGIApp(manager)),
+                                     methods=["GET", "POST", "DELETE"])
+                               for path, _s, manager in managers]
+    routes.extend(extra_routes)
     star = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     star.state.loom = app
     star.state.mcp = surface

@@ -12,8 +12,14 @@ server-to-client request) and the 2026-07-28 stateless era (list changes ride
 ``subscriptions/listen`` streams; elicitation is an ``InputRequiredResult`` round
 trip, the tool re-run with the answers).
 
-Run it inside ``async with surface.running():`` (it watches the registries), then
-on any transport: ``serve_stdio`` here, or streamable HTTP from ``core.surfaces.http``.
+Beyond tools, resources and prompts: ``outputSchema`` for tools with structured results
+(``core.tools``), resource templates and argument completion (``core.completion``),
+resource subscriptions on both eras (``mcp_watch``), MCP tasks for long calls
+(``mcp_tasks``), and tool profiles (``McpSurface(app, profile=...)``, ``core.profiles``).
+
+Run it inside ``async with surface.running():`` (it watches the registries and runs the
+tasks), then on any transport: ``serve_stdio`` here, or streamable HTTP from
+``core.surfaces.http``.
 """
 
 from __future__ import annotations
@@ -27,7 +33,9 @@ import secrets
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from fnmatch import fnmatchcase
 from typing import Any, BinaryIO
+from urllib.parse import unquote
 
 import anyio
 import anyio.from_thread
@@ -44,16 +52,30 @@ from mcp.server.subscriptions import (
     ListenHandler,
     PromptsListChanged,
     ResourcesListChanged,
+    ResourceUpdated,
     ToolsListChanged,
 )
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from core.events import PluginStateChanged
+from core.completion import MAX_VALUES, complete
+from core.events import Event, PluginStateChanged
 from core.logging import get_logger
+from core.profiles import SEARCH_TOOL, get_profile, profile_allows, profile_tools
 from core.results import Audio, Image, ResourceLink, Text, ToolResult
 from core.tools import ToolContext, ToolError, ToolNotFound
+
+from .mcp_tasks import (
+    EXTENSION,
+    RELATED_TASK,
+    TERMINAL,
+    McpTask,
+    TaskStore,
+    declares_extension,
+    wants_task_legacy,
+)
+from .mcp_watch import ResourceWatcher
 
 log = get_logger("loom.mcp")
 
@@ -61,11 +83,13 @@ log = get_logger("loom.mcp")
 # when clients must see a tool under a name other than ``<plugin>.<name>`` (the MCP
 # conformance fixtures use bare names such as ``test_simple_text``).
 ALIASES_SERVICE = "mcp.aliases"
+TASKS_SERVICE = "mcp.tasks"
 
 INSTRUCTIONS = (
     "Loom is a local multimodal agent runtime. Tools are named <plugin>.<tool>; read "
     "loom://status for the plugins and loom://models for the models and memory."
 )
+SEARCH_HINT = " To find the tools for a task, call tools.search with the task in a sentence."
 
 _ELICIT_KEY = "loom-elicit-{}"
 _STATE_TAG = "loom-elicit"
@@ -191,6 +215,10 @@ def _dump(value: Any) -> Any:
     return value
 
 
+class _ListenStream:
+    """Owner of the resource subscriptions of one 2026-07-28 ``subscriptions/listen`` stream."""
+
+
 # --- the surface ---------------------------------------------------------------------
 
 
@@ -209,17 +237,31 @@ class _LoomServer(Server[Any]):
         opts = notification_options or NotificationOptions(
             prompts_changed=True, resources_changed=True, tools_changed=True
         )
-        return super().get_capabilities(opts, experimental_capabilities, extensions,
+        # Both generations of MCP tasks; each wire keeps only its own field (2025-11-25:
+        # ``tasks``, task-augmented tools/call, list and cancel; 2026-07-28: the extension).
+        extensions = {**(extensions or self.extensions or {}), EXTENSION: {}}
+        caps = super().get_capabilities(opts, experimental_capabilities, extensions,
                                         protocol_version=protocol_version)
+        caps.tasks = types.ServerTasksCapability.model_validate(
+            {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}})
+        return caps
 
 
 class McpSurface:
     """Serves one ``Loom`` app as an MCP server; see the module docstring."""
 
-    def __init__(self, app: Any, *, name: str = "loom") -> None:
+    def __init__(self, app: Any, *, name: str = "loom", profile: str | None = None) -> None:
+        """``profile``: serve only that tool profile's tools (``core.profiles``); None serves all."""
         self.app = app
+        self.profile = profile
+        if profile is not None:
+            get_profile(app.config, profile)  # an unknown profile fails here, not at first call
         self._events = InMemorySubscriptionBus()
         self._listen = ListenHandler(self._events)
+        self._resource_watch = ResourceWatcher(self._read_bytes, self._send_updated,
+                                               on_first=self._watch_bus, on_empty=self._unwatch_bus)
+        self._bus_watch: Any = None
+        self._watched_connections: set[Any] = set()
         self._connections: set[Any] = set()  # handshake-era connections (standalone streams)
         self._tools_cache: list[dict[str, Any]] | None = None
         self._alias_cache: dict[str, str] | None = None
@@ -228,12 +270,13 @@ class McpSurface:
         self._loop_thread: int | None = None
         self._wake = anyio.Event()
         self._forced: set[str] = set()
-        app.services["mcp"] = self
+        if profile is None:
+            app.services["mcp"] = self
         self.server = _LoomServer(
-            name,
+            name if profile is None else f"{name}-{profile}",
             version=app.version,
             title="Loom",
-            instructions=INSTRUCTIONS,
+            instructions=INSTRUCTIONS + (SEARCH_HINT if SEARCH_TOOL in app.tools else ""),
             # Lists and reads change at run time (plugins come and go): never fresh.
             cache_hints={m: CacheHint(ttl_ms=0, scope="private") for m in CACHEABLE_METHODS},
             get_tool_input_schema=self._input_schema,
@@ -243,8 +286,8 @@ class McpSurface:
             on_list_resource_templates=self._list_templates,
             on_read_resource=self._read_resource,
             on_subscribe_resource=self._subscribe,
-            on_unsubscribe_resource=self._subscribe,
-            on_subscriptions_listen=self._listen,
+            on_unsubscribe_resource=self._unsubscribe,
+            on_subscriptions_listen=self._listen_with_resources,
             on_list_prompts=self._list_prompts,
             on_get_prompt=self._get_prompt,
             on_completion=self._complete,
@@ -254,11 +297,20 @@ class McpSurface:
         self.server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, self._set_level)
         self.server.add_notification_handler("notifications/initialized", types.NotificationParams,
                                              self._initialized)
+        # MCP tasks, shared by every surface of the app (a task started on /mcp/media can be
+        # polled on /mcp).
+        self.tasks: TaskStore = app.services.setdefault(TASKS_SERVICE, TaskStore())
+        self.server.add_request_handler("tasks/get", types.GetTaskRequestParams, self._tasks_get)
+        self.server.add_request_handler("tasks/result", types.GetTaskPayloadRequestParams, self._tasks_result)
+        self.server.add_request_handler("tasks/cancel", types.CancelTaskRequestParams, self._tasks_cancel)
+        self.server.add_request_handler("tasks/list", types.PaginatedRequestParams, self._tasks_list)
+        self.server.add_request_handler("tasks/update", types.GetTaskRequestParams, self._tasks_update)
         # The 2026-07-28 requestState is echoed by the client: seal it so tools only see
         # state they minted.
         self.server.middleware.append(
             RequestStateBoundary(RequestStateSecurity.ephemeral(), default_audience=name)
         )
+        self.server.middleware.append(self._task_middleware)
         app.tools.on_change(self._on_tools_change)
 
     # -- lifecycle and change notifications ------------------------------------------------
@@ -273,13 +325,17 @@ class McpSurface:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch)
+                tg.start_soon(self._resource_watch.run)
+                self.tasks.attach(tg)
                 try:
                     yield self
                 finally:
+                    self.tasks.detach(tg)
                     self._listen.close()
                     tg.cancel_scope.cancel()
         finally:
             self.app.bus.unsubscribe(sub)
+            self._unwatch_bus()
             self._token = None
 
     def _on_tools_change(self, added: list[str], removed: list[str]) -> None:
@@ -363,19 +419,31 @@ class McpSurface:
     def _resolve(self, name: str) -> str:
         return self._aliases().get(name, name)
 
+    def mcp_name(self, tool: str) -> str:
+        """The name MCP clients see for registry tool ``tool`` (an alias, or the name itself)."""
+        for alias, real in self._aliases().items():
+            if real == tool:
+                return alias
+        return tool
+
     def tool_list(self) -> list[dict[str, Any]]:
         cached = self._tools_cache
         if cached is not None:
             return cached
         reverse = {v: k for k, v in self._aliases().items()}
         tools = []
-        for t in self.app.tools.list():
+        listed = self.app.tools.list() if self.profile is None else profile_tools(self.app, self.profile)
+        for t in listed:
             entry: dict[str, Any] = {
                 "name": reverse.get(t.name, t.name),
                 "description": t.description,
                 "inputSchema": t.input_schema,
                 "annotations": t.annotations.to_mcp(),
             }
+            if t.output_schema is not None:
+                entry["outputSchema"] = t.output_schema
+            # 2025-11-25: any call may run as an MCP task (the 2026 wire drops this field).
+            entry["execution"] = {"taskSupport": "optional"}
             if t.annotations.title:
                 entry["title"] = t.annotations.title
             tools.append(entry)
@@ -389,17 +457,40 @@ class McpSurface:
     async def _list_tools(self, rctx: ServerRequestContext[Any, Any], params: Any) -> dict[str, Any]:
         return _done(rctx, {"tools": self.tool_list()})
 
-    async def _call_tool(self, rctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> Any:
-        name = self._resolve(params.name)
+    def _callable(self, params_name: str) -> str:
+        """The registry name for an MCP tool name; an MCP error if this surface does not serve it."""
+        name = self._resolve(params_name)
+        if self.profile is not None and name in self.app.tools and not profile_allows(self.app, self.profile, name):
+            raise MCPError(code=types.INVALID_PARAMS,
+                           message=f"Tool {name!r} is not in the {self.profile!r} profile served here; "
+                                   "connect to the full MCP path (or a profile that has it) to call it")
+        return name
+
+    async def _call_tool(self, rctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams,
+                         task: McpTask | None = None) -> Any:
+        """One ``tools/call``; with ``task``, run as that MCP task (progress goes to its status)."""
+        name = self._callable(params.name)
         call = McpCall(rctx, params)
         client = rctx.session.client_params
+        if task is None:
+            on_progress = rctx.session.report_progress
+            elicit = self._elicitor(call) if call.can_elicit() else None
+        else:
+            # The request that started the task has been answered: nothing can be asked or
+            # reported on it any more. Progress becomes the task's status message.
+            async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+                done = f"{progress:g}/{total:g}" if total else f"{progress:g}"
+                task.set("working", f"{message} ({done})" if message else done)
+
+            elicit = None
         ctx = ToolContext(
             surface="mcp",
             caller=client.client_info.name if client is not None else "mcp",
-            on_progress=rctx.session.report_progress,
-            elicit=self._elicitor(call) if call.can_elicit() else None,
+            on_progress=on_progress,
+            elicit=elicit,
         )
         ctx.extra["mcp"] = call
+        ctx.extra["profile"] = self.profile
         reset = current_call.set(call)
         try:
             result = await self.app.call(name, params.arguments or {}, ctx=ctx)
@@ -416,7 +507,90 @@ class McpSurface:
             return _done(rctx, error_result(f"{name} failed: {type(exc).__name__}: {str(exc)[:500]}"))
         finally:
             current_call.reset(reset)
-        return _done(rctx, result_to_mcp(result))
+        out = result_to_mcp(result)
+        tool = self.app.tools.get(name)
+        if tool.output_schema is not None and "structuredContent" not in out and not out["isError"]:
+            log.warning("tool declares an output schema but returned no structured content", tool=name)
+        return _done(rctx, out)
+
+    # -- tasks (core.surfaces.mcp_tasks) ---------------------------------------------------
+
+    async def _task_middleware(self, rctx: ServerRequestContext[Any, Any], call_next: Any) -> Any:
+        """Answer a ``tools/call`` that becomes a task with the task handle, at once."""
+        if rctx.method != "tools/call":
+            return await call_next(rctx)
+        raw = rctx.params
+        modern = rctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        if modern:
+            if not declares_extension(raw) or not isinstance(raw, dict):
+                return await call_next(rctx)
+            name = self._resolve(str(raw.get("name", "")))
+            if not any(fnmatchcase(name, p) for p in self.app.config.server.mcp_task_tools):
+                return await call_next(rctx)
+            ttl = None
+        else:
+            meta = wants_task_legacy(raw)
+            if meta is None or not isinstance(raw, dict):
+                return await call_next(rctx)
+            conn = getattr(rctx.session, "_connection", None)
+            if conn is not None and not conn.initialize_accepted:
+                return await call_next(rctx)  # the runner answers a call before initialize
+            ttl = meta.get("ttl")
+        params = types.CallToolRequestParams.model_validate(raw, by_name=False)
+        name = self._callable(params.name)
+        if name not in self.app.tools:
+            raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool {params.name!r}")
+
+        async def run(task: McpTask) -> dict[str, Any]:
+            result = await self._call_tool(rctx, params, task)
+            result = _dump(result)
+            if isinstance(result, dict):
+                result = {k: v for k, v in result.items() if k != "resultType"}
+            return result
+
+        task = self.tasks.start(name, ttl if isinstance(ttl, int) else None, run)
+        log.info("tool call started as a task", tool=name, task=task.task_id)
+        if modern:
+            return {"resultType": "task", **task.modern(detailed=False)}
+        return {"task": task.legacy()}
+
+    async def _tasks_get(self, rctx: ServerRequestContext[Any, Any], params: types.GetTaskRequestParams) -> Any:
+        task = self.tasks.get(params.task_id)
+        if rctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return task.modern()
+        return task.legacy()
+
+    async def _tasks_result(self, rctx: ServerRequestContext[Any, Any],
+                            params: types.GetTaskPayloadRequestParams) -> Any:
+        """2025-11-25 ``tasks/result``: wait for the end; the tool's result, or its error."""
+        task = self.tasks.get(params.task_id)
+        await task.done.wait()
+        if task.status == "completed" and task.result is not None:
+            meta = {**(task.result.get("_meta") or {}), RELATED_TASK: {"taskId": task.task_id}}
+            return {**task.result, "_meta": meta}
+        if task.status == "failed" and task.error is not None:
+            raise MCPError(code=task.error["code"], message=task.error["message"])
+        raise MCPError(code=types.INVALID_PARAMS, message=f"task {task.task_id} was cancelled: it has no result")
+
+    async def _tasks_cancel(self, rctx: ServerRequestContext[Any, Any],
+                            params: types.CancelTaskRequestParams) -> Any:
+        if rctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            self.tasks.cancel(params.task_id)
+            return {}  # an acknowledgement; tasks/get shows the outcome
+        task = self.tasks.get(params.task_id)
+        if task.status in TERMINAL:
+            raise MCPError(code=types.INVALID_PARAMS,
+                           message=f"task {task.task_id} is already {task.status}: nothing to cancel")
+        return self.tasks.cancel(params.task_id).legacy()
+
+    async def _tasks_list(self, rctx: ServerRequestContext[Any, Any], params: Any) -> Any:
+        return {"tasks": [t.legacy() for t in self.tasks.tasks.values()]}
+
+    async def _tasks_update(self, rctx: ServerRequestContext[Any, Any], params: types.GetTaskRequestParams) -> Any:
+        # Loom's tasks never wait for input (they run without elicitation), so there is
+        # never an outstanding request to answer: acknowledge, as the extension asks.
+        self.tasks.get(params.task_id)
+        return {}
 
     def _elicitor(self, call: McpCall) -> Callable[[str, dict[str, Any]], Awaitable[dict[str, Any] | None]]:
         """``ctx.elicit`` for this call: a form elicitation; the answer, or None if declined."""
@@ -503,7 +677,7 @@ class McpSurface:
             if self._is_template(r.uri):
                 m = _template_regex(r.uri).fullmatch(uri)
                 if m:
-                    return r, m.groupdict()
+                    return r, {k: unquote(v) for k, v in m.groupdict().items()}
         return None
 
     async def _read_resource(self, rctx: ServerRequestContext[Any, Any], params: Any) -> Any:
@@ -542,16 +716,94 @@ class McpSurface:
             return None, _answer(rctx, answer)
         except MCPError:
             raise
+        except ToolError as exc:  # the handler's own "not found" or bad argument: say why
+            raise MCPError(code=types.INVALID_PARAMS, message=f"{what}: {exc}") from None
         except Exception as exc:
             log.exception("handler failed", what=what)
             raise MCPError(code=types.INTERNAL_ERROR, message=f"{what} failed: {exc}") from None
         finally:
             current_call.reset(reset)
 
+    # -- resource subscriptions (core.surfaces.mcp_watch) ----------------------------------
+
+    def _watch_bus(self) -> None:
+        """While anything is subscribed, any event may change a subscribed resource: each
+        burst of events triggers one re-read (``ResourceWatcher.run``)."""
+        if self._bus_watch is None:
+            self._bus_watch = self.app.bus.subscribe(Event, lambda _e: self._resource_watch.kick(),
+                                                     name="mcp-resource-watch", overflow="drop_oldest")
+
+    def _unwatch_bus(self) -> None:
+        if self._bus_watch is not None:
+            self.app.bus.unsubscribe(self._bus_watch)
+            self._bus_watch = None
+
+    async def _read_bytes(self, uri: str) -> bytes:
+        """A resource's contents as bytes, for change detection."""
+        found = self._match(uri)
+        if found is None:
+            raise LookupError(f"Resource not found: {uri}")
+        res, variables = found
+        value = res.func(self.app, **variables)
+        if inspect.isawaitable(value):
+            value = await value
+        if isinstance(value, bytes | bytearray):
+            return bytes(value)
+        if isinstance(value, str):
+            return value.encode()
+        return msgspec.json.encode(value, enc_hook=str)
+
+    async def _send_updated(self, uri: str, owners: set[Any]) -> None:
+        log.debug("resource updated", uri=uri)
+        if any(isinstance(o, _ListenStream) for o in owners):
+            await self._events.publish(ResourceUpdated(uri=uri))  # 2026-07-28 listen streams filter by URI
+        for conn in owners:
+            if not isinstance(conn, _ListenStream):
+                try:
+                    await conn.send_resource_updated(uri)  # 2025-11-25: on the session's standalone stream
+                except Exception as exc:  # a closing connection must not keep the others from hearing
+                    log.debug("resource update not delivered", uri=uri, error=repr(exc))
+
+    def _known(self, uri: str) -> None:
+        if self._match(uri) is None:
+            raise MCPError(code=types.INVALID_PARAMS, message=f"Resource not found: {uri}", data={"uri": uri})
+
     async def _subscribe(self, rctx: ServerRequestContext[Any, Any], params: Any) -> dict[str, Any]:
-        # Accepted so 2025-11-25 clients can subscribe; Loom's resources are snapshots
-        # that clients re-read, so there are no per-resource updates to push yet.
+        """2025-11-25 ``resources/subscribe``: ``notifications/resources/updated`` follows each real change."""
+        uri = str(params.uri)
+        self._known(uri)
+        conn = getattr(rctx.session, "_connection", None)
+        if conn is None:
+            raise MCPError(code=types.INTERNAL_ERROR, message="this transport cannot carry resource updates")
+        if conn not in self._watched_connections:
+            self._watched_connections.add(conn)
+            conn.exit_stack.callback(self._forget_connection, conn)
+        await self._resource_watch.add(uri, conn)
         return {}
+
+    def _forget_connection(self, conn: Any) -> None:
+        self._watched_connections.discard(conn)
+        self._resource_watch.remove_owner(conn)
+
+    async def _unsubscribe(self, rctx: ServerRequestContext[Any, Any], params: Any) -> dict[str, Any]:
+        conn = getattr(rctx.session, "_connection", None)
+        self._resource_watch.remove(str(params.uri), conn)
+        return {}
+
+    async def _listen_with_resources(self, rctx: ServerRequestContext[Any, Any],
+                                     params: types.SubscriptionsListenRequestParams) -> Any:
+        """2026-07-28 ``subscriptions/listen``: list changes, plus updates of the listed resources."""
+        uris = list(params.notifications.resource_subscriptions or ())
+        for uri in uris:
+            self._known(uri)
+        stream = _ListenStream()
+        for uri in uris:
+            await self._resource_watch.add(uri, stream)
+        try:
+            return await self._listen(rctx, params)
+        finally:
+            for uri in uris:
+                self._resource_watch.remove(uri, stream)
 
     # -- prompts ---------------------------------------------------------------------------
 
@@ -582,8 +834,23 @@ class McpSurface:
             return early
         return _done(rctx, {"description": prompt.description, "messages": _prompt_messages(value)})
 
-    async def _complete(self, rctx: ServerRequestContext[Any, Any], params: Any) -> dict[str, Any]:
-        return _done(rctx, {"completion": {"values": [], "total": 0, "hasMore": False}})
+    async def _complete(self, rctx: ServerRequestContext[Any, Any], params: types.CompleteRequestParams
+                        ) -> dict[str, Any]:
+        """Values for a prompt argument or template variable (``core.completion``, by its name)."""
+        ref = params.ref
+        if isinstance(ref, types.PromptReference):
+            if ref.name not in self.app.prompts:
+                raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown prompt {ref.name!r}")
+            where = ref.name
+        else:
+            if ref.uri not in self.app.resources:
+                raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown resource template {ref.uri!r}")
+            where = ref.uri
+        # Synchronous: listing one folder is fast, and the pool is not thread-safe.
+        values = complete(self.app, params.argument.name, params.argument.value, ref=where)
+        shown = values[:MAX_VALUES]
+        return _done(rctx, {"completion": {"values": shown, "total": len(values),
+                                           "hasMore": len(values) > len(shown)}})
 
     async def _set_level(self, rctx: ServerRequestContext[Any, Any], params: Any) -> dict[str, Any]:
         return {}
@@ -607,11 +874,14 @@ _templates: dict[str, re.Pattern[str]] = {}
 
 
 def _template_regex(template: str) -> re.Pattern[str]:
-    """``test://item/{id}/data`` → a regex with one named group per variable."""
+    """``test://item/{id}/data`` → a regex with one named group per variable; a ``{+path}``
+    variable (RFC 6570 reserved expansion) may span several segments."""
     pat = _templates.get(template)
     if pat is None:
-        parts = re.split(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", template)
-        rx = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts))
+        parts = re.split(r"\{(\+?[A-Za-z_][A-Za-z0-9_]*)\}", template)
+        rx = "".join(re.escape(p) if i % 2 == 0
+                     else f"(?P<{p[1:]}>.+)" if p.startswith("+") else f"(?P<{p}>[^/]+)"
+                     for i, p in enumerate(parts))
         pat = _templates[template] = re.compile(rx)
     return pat
 

@@ -39,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.events import Event, ToolFinished
 from core.logging import get_logger
+from core.payloads import event_to_wire
 
 log = get_logger("loom.ops")
 
@@ -429,8 +430,8 @@ class DaemonOps:
     def status(self) -> dict[str, Any]:
         """Everything the dashboard shows, in one JSON object."""
         recent = list(self.app.bus.recent)
-        events = [msgspec.to_builtins(e) for e in recent[-100:]]
-        plans = [msgspec.to_builtins(e) for e in recent if type(e).__name__ in PLAN_KINDS][-20:]
+        events = [event_to_wire(e) for e in recent[-100:]]
+        plans = [event_to_wire(e) for e in recent if type(e).__name__ in PLAN_KINDS][-20:]
         return {
             "server": {**self.app.status(), "ready": self.ready, "draining": self.draining.is_set(),
                        "in_flight": self.in_flight, "time": time.time()},
@@ -565,7 +566,7 @@ class DaemonOps:
                         if sub.dropped > reported:
                             yield f": dropped {sub.dropped - reported} events (client too slow)\n\n".encode()
                             reported = sub.dropped
-                        data = msgspec.json.encode(event)
+                        data = msgspec.json.encode(event_to_wire(event))  # large bytes as references
                         yield b"event: " + type(event).__name__.encode() + b"\nid: " + event.id.encode() + \
                             b"\ndata: " + data + b"\n\n"
             finally:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
+from core.completion import secret_files
 from core.hookspecs import hookimpl
+from core.payloads import REF_TEMPLATE, event_payload, event_to_wire
 from core.tools import NoArgs, ToolContext, ToolError
 
 
@@ -70,5 +72,32 @@ def loom_register_tools(register):
 def loom_register_resources(register):
     register("loom://status", lambda app: app.status(), name="status",
              description="Version, uptime, plugins and bus counters.")
-    register("loom://events", lambda app: [msgspec.to_builtins(e) for e in app.bus.recent],
-             name="events", description="The most recent events on the bus, oldest first.")
+    register("loom://events", lambda app: [event_to_wire(e) for e in app.bus.recent],
+             name="events", description="The most recent events on the bus, oldest first. Payloads over "
+                                        "1 KiB (e.g. speech PCM) are references: read their $ref URI.")
+    register(REF_TEMPLATE, _payload, name="event payload", mime_type="application/octet-stream",
+             description="The bytes of one large field of a recent event (the $ref in loom://events).")
+
+
+    register("loom://files/{+path}", read_file, name="file", mime_type="application/octet-stream",
+             description="A file inside the allowed roots, by its absolute path without the leading '/' "
+                         "(loom://files/home/me/.local/share/loom/outputs/cat.png): what imagegen, video and "
+                         "voice produced. Complete the path with completion/complete.")
+
+
+def read_file(app, path: str) -> bytes:
+    """The bytes of a file inside the allowed roots (``[paths] allowed_roots``)."""
+    from core.paths import confined_file
+
+    real = confined_file("/" + path.lstrip("/"), app.config.allowed_roots(),
+                         max_bytes=app.config.server.max_body_bytes, limit_setting="server.max_body_bytes")
+    if real in secret_files(app.config):
+        raise ToolError("the daemon's bearer token is not readable as a resource")
+    return real.read_bytes()
+
+
+def _payload(app, id: str, field: str) -> bytes:
+    try:
+        return event_payload(app.bus.recent, id, field)
+    except LookupError as exc:
+        raise ToolError(str(exc)) from None

@@ -10,6 +10,7 @@ The browser starts on first use, is reused, and closes when idle and at shutdown
 from __future__ import annotations
 
 from core.hookspecs import hookimpl
+from core.tools import object_schema
 
 from .research import research
 from .tools import click, close, extract, fill, open_page, screenshot
@@ -32,12 +33,17 @@ def loom_configure(config, app):
 
 @hookimpl
 def loom_register_tools(register):
-    register(open_page, name="open", read_only=True, open_world=True, title="Open a web page")
-    register(click, destructive=True, open_world=True, title="Click on the page")
-    register(fill, destructive=True, open_world=True, title="Fill a form field")
-    register(screenshot, read_only=True, open_world=True, title="Screenshot the page")
+    page = object_schema(url=str, title=str, status=int | None, truncated=bool, untrusted=bool,
+                         optional={"downloads": list})
+    register(open_page, name="open", read_only=True, open_world=True, title="Open a web page", output_schema=page)
+    register(click, destructive=True, open_world=True, title="Click on the page", output_schema=page)
+    register(fill, destructive=True, open_world=True, title="Fill a form field", output_schema=page)
+    register(screenshot, read_only=True, open_world=True, title="Screenshot the page",
+             output_schema=object_schema(url=str, bytes=int))
     register(extract, read_only=True, open_world=True, title="Links and tables of a page")
-    register(research, read_only=True, open_world=True, title="Research a question on the web")
+    register(research, read_only=True, open_world=True, title="Research a question on the web",
+             output_schema=object_schema(question=str, answer=str, model=str | None, sources=list[dict],
+                                         passages=list[dict], visited=list[dict], errors=list, untrusted=bool))
     register(close, idempotent=True, title="Close a browser session")
 
 

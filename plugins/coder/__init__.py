@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.hookspecs import hookimpl
+from core.tools import object_schema
 
 from . import prompts, tools
 
@@ -26,9 +27,13 @@ DOCTOR = [
 
 @hookimpl
 def loom_register_tools(register: Any) -> None:
-    register(tools.generate, read_only=True, title="Generate code")
-    register(tools.explain, read_only=True, idempotent=True, title="Explain code or an error")
-    register(tools.edit, destructive=True, title="Edit a workspace file")
+    register(tools.generate, read_only=True, title="Generate code",
+             output_schema=object_schema(code=str, language=str | None, model=str, finish_reason=str | None,
+                                         usage=dict | None))
+    register(tools.explain, read_only=True, idempotent=True, title="Explain code or an error",
+             output_schema=object_schema(explanation=str, model=str, usage=dict | None))
+    register(tools.edit, destructive=True, title="Edit a workspace file",
+             output_schema=object_schema(path=str, diff=str, applied=bool, model=str, usage=dict | None))
     register(tools.open_in_editor, read_only=True, idempotent=True, title="Open a file in VS Code")
 
 

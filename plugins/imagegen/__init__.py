@@ -12,6 +12,7 @@ Only light modules are imported here: torch and diffusers load on the first gene
 from __future__ import annotations
 
 from core.hookspecs import hookimpl
+from core.tools import object_schema
 
 from . import tools
 from .backend import DiffusersBackend
@@ -51,8 +52,10 @@ def loom_register_backends(register):
 
 @hookimpl
 def loom_register_tools(register):
-    register(tools.generate, title="Generate an image", open_world=False)
-    register(tools.edit, title="Edit an image (image-to-image)", open_world=False)
+    image = object_schema(prompt=str, model=str, seed=int, width=int, height=int, steps=int, path=str, uri=str,
+                          seconds=float)
+    register(tools.generate, title="Generate an image", open_world=False, output_schema=image)
+    register(tools.edit, title="Edit an image (image-to-image)", open_world=False, output_schema=image)
 
 
 @hookimpl

@@ -25,7 +25,7 @@ import msgspec
 
 from core.hookspecs import hookimpl
 from core.results import Text, ToolResult
-from core.tools import ToolContext, ToolError
+from core.tools import ToolContext, ToolError, object_schema
 
 from .settings import MemorySettings
 
@@ -281,10 +281,10 @@ def loom_register_tools(register: Any) -> None:
     if not _settings.enabled:
         return
     register(remember, idempotent=False)
-    register(recall, read_only=True)
+    register(recall, read_only=True, output_schema=object_schema(query=str, results=list[dict]))
     register(forget, idempotent=True)
     register(restore, idempotent=True)
-    register(sessions, read_only=True, idempotent=True)
+    register(sessions, read_only=True, idempotent=True, output_schema=object_schema(sessions=list[dict]))
 
 
 @hookimpl
@@ -325,3 +325,28 @@ def what_do_you_know(topic: str = "") -> str:
 @hookimpl
 def loom_register_prompts(register):
     register(what_do_you_know, name="memory.recall")
+
+
+async def memory_by_id(app: Any, id: str) -> dict[str, Any]:
+    """One stored memory (archived ones too) by its id, as memory.recall shows it."""
+    try:
+        mid = int(id)
+    except ValueError:
+        raise ToolError(f"memory ids are integers, got {id!r} (memory.recall shows them)") from None
+    from core.datadir import DataDirLocked
+
+    try:
+        svc = await _handle(app).get()
+    except DataDirLocked as exc:
+        raise ToolError(str(exc)) from None
+    row = svc.get([mid]).get(mid)
+    if row is None:
+        raise ToolError(f"no memory with id {mid}")
+    return row
+
+
+@hookimpl
+def loom_register_resources(register: Any) -> None:
+    if _settings.enabled:
+        register("loom://memory/{id}", memory_by_id, name="memory",
+                 description="One stored memory by id: text, kind, importance, when stored and last recalled.")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 
 from core.hookspecs import hookimpl
-from core.tools import NoArgs, ToolContext
+from core.tools import NoArgs, ToolContext, ToolError
 
 
 class ModelName(msgspec.Struct, forbid_unknown_fields=True):
@@ -42,3 +42,14 @@ def loom_register_tools(register: Any) -> None:
 def loom_register_resources(register: Any) -> None:
     register("loom://models", lambda app: app.pool.status(), name="models",
              description="Models the pool knows: loaded or not, memory, keep-alive remaining, pins, budgets.")
+    register("loom://models/{name}", model_details, name="model",
+             description="One model: its configuration, whether it is loaded, its memory and keep-alive.")
+
+
+def model_details(app: Any, name: str) -> dict[str, Any]:
+    """``loom://models/{name}``: the model's entry in the pool status plus its configuration."""
+    pool = app.pool
+    known = pool.models()
+    if name not in known:
+        raise ToolError(f"unknown model {name!r}; known: {', '.join(sorted(known)) or 'none'} (see loom://models)")
+    return {**pool.model_status(name), "config": msgspec.to_builtins(known[name])}

@@ -10,6 +10,7 @@ supported setup: ``Xvfb :99 -screen 0 1280x800x24 &`` with ``[plugin.system] dis
 from __future__ import annotations
 
 from core.hookspecs import hookimpl
+from core.tools import object_schema
 
 from .tools import click, hotkey, move, open_app, screenshot, type_text, windows
 
@@ -35,7 +36,8 @@ def loom_configure(config, app):
 
 @hookimpl
 def loom_register_tools(register):
-    register(screenshot, read_only=True, title="Screenshot of the screen")
+    register(screenshot, read_only=True, title="Screenshot of the screen",
+             output_schema=object_schema(width=int, height=int, display=str))
     register(windows, read_only=True, title="List windows")
     register(move, destructive=True, title="Move the pointer")
     register(click, destructive=True, title="Click on the screen")

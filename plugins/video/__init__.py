@@ -10,6 +10,7 @@ with the ``diffusers`` backend, which the imagegen plugin registers and which se
 from __future__ import annotations
 
 from core.hookspecs import hookimpl
+from core.tools import object_schema
 
 from . import tools
 
@@ -28,7 +29,9 @@ def loom_configure(config, app):
 
 @hookimpl
 def loom_register_tools(register):
-    register(tools.generate, title="Generate a video", open_world=False)
+    register(tools.generate, title="Generate a video", open_world=False,
+             output_schema=object_schema(prompt=str, model=str, seed=int, path=str, poster=str, seconds=float,
+                                         frames_written=int))
 
 
 def clip(subject: str, seconds: str = "2") -> str:

@@ -25,7 +25,7 @@ from core.capabilities import Chat, Embed, VisionEmbed, matryoshka
 from core.hookspecs import hookimpl
 from core.images import ImageLimits, ImageSource, McpImage, png_bytes
 from core.results import Text, ToolResult
-from core.tools import ToolContext, ToolError
+from core.tools import ToolContext, ToolError, object_schema
 
 T = TypeVar("T")
 
@@ -389,10 +389,11 @@ def loom_register_backends(register: Any) -> None:
 @hookimpl
 def loom_register_tools(register: Any) -> None:
     opts = {"read_only": True, "idempotent": True, "open_world": True}
-    register(describe, **opts)
-    register(answer, **opts)
-    register(ocr, **opts)
-    register(video, **opts)
+    seen = object_schema(text=str, model=str, size=list[int])
+    register(describe, **opts, output_schema=seen)
+    register(answer, **opts, output_schema=seen)
+    register(ocr, **opts, output_schema=object_schema(text=str, engine=str, optional={"model": str, "language": str}))
+    register(video, **opts, output_schema=object_schema(text=str, model=str, video=dict, timestamps=list[float]))
     register(embed_text, read_only=True, idempotent=True)
     register(embed_image, **opts)
 

@@ -10,6 +10,7 @@ configures other models for those roles. See docs/media.md.
 from __future__ import annotations
 
 from core.hookspecs import hookimpl
+from core.tools import object_schema
 
 from . import tools
 from .engines import FasterWhisperBackend, PiperBackend
@@ -52,8 +53,11 @@ def loom_register_backends(register):
 
 @hookimpl
 def loom_register_tools(register):
-    register(tools.speak, title="Speak text (TTS)", idempotent=True)
-    register(tools.transcribe, title="Transcribe audio (STT)", read_only=True, idempotent=True)
+    register(tools.speak, title="Speak text (TTS)", idempotent=True,
+             output_schema=object_schema(engine=str, voice=str, sample_rate=int, duration=float, sentences=int,
+                                         seconds=float, rtf=float | None))
+    register(tools.transcribe, title="Transcribe audio (STT)", read_only=True, idempotent=True,
+             output_schema=tools.Transcript)
     register(tools.voices, title="List voices", read_only=True, idempotent=True)
 
 

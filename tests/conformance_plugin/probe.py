@@ -111,8 +111,57 @@ async def ask(args: NoArgs, ctx: ToolContext) -> str:
     return f"{first['name']} {second['name']}"
 
 
+class Size(msgspec.Struct):
+    width: int
+    height: int
+    unit: str = "px"
+
+
+async def measure(args: NoArgs) -> Size:
+    """Typed structured content: its output schema comes from the return annotation."""
+    return Size(640, 480)
+
+
+class RenderArgs(msgspec.Struct):
+    steps: int = 5
+    delay: float = 0.05
+
+
+async def render(args: RenderArgs, ctx: ToolContext) -> dict:
+    """A long job: progress every step, cancellable between steps (stands in for a video)."""
+    for i in range(1, args.steps + 1):
+        try:
+            await anyio.sleep(args.delay)
+        except anyio.get_cancelled_exc_class():
+            cancelled = state["cancelled"]
+            assert isinstance(cancelled, threading.Event)
+            cancelled.set()
+            raise
+        await ctx.progress(i, args.steps, f"frame {i}")
+    return {"frames": args.steps, "path": "/tmp/loom-probe.mp4"}
+
+
+def bump(args: NoArgs) -> int:
+    """Changes probe://counter (a resource clients can subscribe to)."""
+    counter["value"] += 1
+    return counter["value"]
+
+
+counter = {"value": 0}
+
+
+@hookimpl
+def loom_register_resources(register):
+    register("probe://counter", lambda app: {"value": counter["value"]}, name="counter",
+             description="Changes when probe.bump is called.")
+    register("probe://fixed", lambda app: "never changes", name="fixed", mime_type="text/plain")
+
+
 @hookimpl
 def loom_register_tools(register):
+    register(measure, read_only=True)
+    register(render)
+    register(bump)
     register(echo, read_only=True, idempotent=True, title="Echo")
     register(numbers, read_only=True)
     register(picture, read_only=True)
