@@ -7,6 +7,11 @@ changing the base URL to ``http://127.0.0.1:8765/v1`` and the API key to Loom's 
 * ``POST /v1/chat/completions``: ``model`` is a configured model name (chat directly on
   it through the pool) or ``loom`` (routed through ``assistant.ask``). Streaming over
   SSE and not, tool calls (``tools``/``tool_choice``), images as ``data:`` URLs.
+* ``POST /v1/responses`` and ``/v1/completions``: see ``core.surfaces.openai_responses``.
+* ``logprobs``/``top_logprobs`` on chat (a llama.cpp model needs ``logits_all = true`` in
+  its options, else 400); ``response_format`` json_schema is enforced by constrained
+  decoding, so ``client.chat.completions.parse`` gets valid JSON; ``tool_choice``
+  "required" or a named function forces a call.
 * ``POST /v1/embeddings``, ``/v1/images/generations``, ``/v1/audio/speech`` and
   ``/v1/audio/transcriptions`` (multipart) call the ``embed.text``, ``imagegen.generate``,
   ``voice.speak`` and ``voice.transcribe`` tools through ``app.call``, so policy and
@@ -177,6 +182,8 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
     user: str | None = None
 
 
@@ -345,7 +352,19 @@ class OpenAISurface:
             Route("/v1/images/generations", self._wrap(self.images), methods=["POST"]),
             Route("/v1/audio/speech", self._wrap(self.speech), methods=["POST"]),
             Route("/v1/audio/transcriptions", self._wrap(self.transcriptions), methods=["POST"]),
+            Route("/v1/completions", self._wrap(self.completions), methods=["POST"]),
+            Route("/v1/responses", self._wrap(self.responses), methods=["POST"]),
         ]
+
+    async def completions(self, request: Request) -> Response:
+        from . import openai_responses  # it builds on this module
+
+        return await openai_responses.completions(self, request)
+
+    async def responses(self, request: Request) -> Response:
+        from . import openai_responses
+
+        return await openai_responses.responses(self, request)
 
     def _wrap(self, handler: Any) -> Any:
         async def endpoint(request: Request) -> Response:
@@ -456,6 +475,22 @@ class OpenAISurface:
 
     # -- chat --
 
+    def _logprob_options(self, name: str, logprobs: bool, top: int | None) -> dict[str, Any]:
+        """``logprobs``/``top_logprobs`` as Chat options; a llama.cpp model computes them only
+        when loaded with every logit kept (a per-model option: it costs n_ctx x vocab floats)."""
+        if top is not None and not logprobs:
+            raise _invalid("top_logprobs needs logprobs: true", "top_logprobs")
+        if not logprobs:
+            return {}
+        if top is not None and not 0 <= top <= 20:
+            raise _invalid("top_logprobs must be between 0 and 20", "top_logprobs")
+        cfg = self._models()[name]
+        if cfg.backend == "llama_cpp" and not cfg.options.get("logits_all"):
+            raise _invalid(f"model {name!r} was not loaded with logprobs: add logits_all = true to its options "
+                           f"([models.{name}] options = {{ logits_all = true }} in loom.toml; it keeps a row of "
+                           "logits per context token, so prefer a small context_size) and restart", "logprobs")
+        return {"logprobs": True, "top_logprobs": top or 0}
+
     def _chat_options(self, req: ChatRequest) -> dict[str, Any]:
         s = self.settings
         max_tokens = req.max_completion_tokens or req.max_tokens or s.default_max_tokens
@@ -472,6 +507,9 @@ class OpenAISurface:
         if req.tools:
             opts["tools"] = req.tools
             opts["tool_choice"] = req.tool_choice or "auto"
+        elif req.tool_choice not in (None, "auto", "none"):
+            raise _invalid("tool_choice needs tools", "tool_choice")
+        opts.update(self._logprob_options(req.model, bool(req.logprobs), req.top_logprobs))
         return opts
 
     async def chat_completions(self, request: Request) -> Response:
@@ -505,7 +543,7 @@ class OpenAISurface:
                 call["id"] = call["id"] or f"call_{uuid.uuid4().hex[:24]}"
         return JSONResponse({
             "id": cid, "object": "chat.completion", "created": _now(), "model": name,
-            "choices": [{"index": 0, "message": {**message, "refusal": None}, "logprobs": None,
+            "choices": [{"index": 0, "message": {**message, "refusal": None}, "logprobs": _logprobs(result),
                          "finish_reason": _finish(result.finish_reason)}],
             "usage": _usage(result.usage),
         })
@@ -514,10 +552,10 @@ class OpenAISurface:
                       include_usage: bool) -> AsyncIterator[bytes]:
         created = _now()
 
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> bytes:
             return _sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": name,
                          "system_fingerprint": None,
-                         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+                         "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]})
 
         queue = self.ops.queue
         ticket = queue.enter(name)
@@ -550,7 +588,8 @@ class OpenAISurface:
                 out = call.to_openai()
                 out["id"] = out["id"] or f"call_{uuid.uuid4().hex[:24]}"
                 yield chunk({"tool_calls": [{"index": i, **out}]})
-            yield chunk({}, _finish(result.finish_reason))
+            # the backend hands logprobs over with the result: they ride on the last chunk
+            yield chunk({}, _finish(result.finish_reason), _logprobs(result))
             if include_usage:
                 yield _sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": name,
                             "choices": [], "usage": _usage(result.usage)})
@@ -771,6 +810,13 @@ class OpenAISurface:
         if "word" in grans:
             out["words"] = info.get("words") or [w for s in info.get("segments", []) for w in s.get("words", [])]
         return JSONResponse(out)
+
+
+def _logprobs(result: Any) -> dict[str, Any] | None:
+    """OpenAI's ``choices[].logprobs`` for a result generated with logprobs."""
+    if result.logprobs is None:
+        return None
+    return {"content": [msgspec.to_builtins(t) for t in result.logprobs], "refusal": None}
 
 
 def _finish(reason: str) -> str:
