@@ -745,9 +745,9 @@ class OpenAISurface:
         req: SpeechRequest = _decode(await self._body(request), SpeechRequest)
         if not req.input.strip():
             raise _invalid("input must not be empty", "input")
-        fmt = req.response_format or "wav"
-        if fmt not in ("wav", "pcm"):
-            raise _invalid(f"response_format {fmt!r} is not supported here; use 'wav' or 'pcm' (16-bit mono)",
+        fmt = req.response_format or "mp3"  # OpenAI's default
+        if fmt not in _SPEECH_FORMATS:
+            raise _invalid(f"response_format {fmt!r} is not supported; use one of {', '.join(_SPEECH_FORMATS)}",
                            "response_format")
         self._task_model(req.model, "speech")
         args: dict[str, Any] = {"text": req.input}
@@ -761,9 +761,9 @@ class OpenAISurface:
         audio = next((c for c in result.content if isinstance(c, Audio)), None)
         if result.is_error or audio is None:
             raise ApiError(500, result.text() or "the speech model returned no audio")
-        if fmt == "pcm":
-            return Response(_wav_frames(audio.data), media_type="audio/pcm")
-        return Response(audio.data, media_type=audio.mime_type or "audio/wav")
+        if fmt == "wav":
+            return Response(audio.data, media_type=audio.mime_type or "audio/wav")
+        return Response(await _transcode(audio.data, fmt), media_type=_SPEECH_FORMATS[fmt])
 
     async def transcriptions(self, request: Request) -> Response:
         ctype = request.headers.get("content-type", "")
@@ -788,8 +788,8 @@ class OpenAISurface:
             await form.close()
         if not data:
             raise _invalid("the audio file is empty", "file")
-        if fmt not in ("json", "text", "verbose_json"):
-            raise _invalid("response_format must be json, text or verbose_json", "response_format")
+        if fmt not in ("json", "text", "verbose_json", "srt", "vtt"):
+            raise _invalid("response_format must be json, text, verbose_json, srt or vtt", "response_format")
         self._task_model(model if isinstance(model, str) else None, "transcription")
         args: dict[str, Any] = {"audio": _data_url(data, filename)}
         if isinstance(language, str) and language:
@@ -803,6 +803,9 @@ class OpenAISurface:
         text = info.get("text", result.text())
         if fmt == "text":
             return Response(text, media_type="text/plain")
+        if fmt in ("srt", "vtt"):
+            segments = info.get("segments") or [{"start": 0.0, "end": info.get("duration") or 0.0, "text": text}]
+            return Response(_subtitles(segments, fmt), media_type="text/plain" if fmt == "srt" else "text/vtt")
         if fmt == "json":
             return JSONResponse({"text": text})
         out = {"task": "transcribe", "language": info.get("language"), "duration": info.get("duration"),
@@ -843,6 +846,47 @@ def _data_url(data: bytes, filename: str) -> str:
             "webm": "audio/webm", "mpga": "audio/mpeg", "mpeg": "audio/mpeg", "opus": "audio/ogg"}.get(ext,
                                                                                                     "audio/wav")
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+_SPEECH_FORMATS = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac",
+                   "wav": "audio/wav", "pcm": "audio/pcm"}
+_FFMPEG_OUT = {"mp3": ["-f", "mp3"], "opus": ["-c:a", "libopus", "-f", "ogg"], "aac": ["-c:a", "aac", "-f", "adts"],
+               "flac": ["-f", "flac"], "pcm": ["-ar", "24000", "-ac", "1", "-f", "s16le"]}
+
+
+async def _transcode(wav: bytes, fmt: str) -> bytes:
+    """The speech WAV in another format through ffmpeg (``pcm`` is OpenAI's raw 24 kHz
+    16-bit mono)."""
+    import shutil
+
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        if fmt == "pcm":
+            return _wav_frames(wav)
+        raise ApiError(400, f"response_format {fmt!r} needs ffmpeg, which is not installed; use 'wav' or install "
+                            "ffmpeg", param="response_format")
+    done = await anyio.run_process([ffmpeg, "-hide_banner", "-loglevel", "error", "-i", "pipe:0",
+                                    *_FFMPEG_OUT[fmt], "pipe:1"], input=wav, check=False)
+    if done.returncode != 0 or not done.stdout:
+        raise ApiError(500, f"ffmpeg could not encode {fmt}: {done.stderr.decode(errors='replace')[:300]}")
+    return done.stdout
+
+
+def _subtitles(segments: list[dict[str, Any]], fmt: str) -> str:
+    """Transcript segments as SubRip or WebVTT cues."""
+    def stamp(t: float) -> str:
+        ms = round(max(t, 0.0) * 1000)
+        h, rest = divmod(ms, 3_600_000)
+        m, rest = divmod(rest, 60_000)
+        sec, ms = divmod(rest, 1000)
+        return f"{h:02d}:{m:02d}:{sec:02d}{',' if fmt == 'srt' else '.'}{ms:03d}"
+
+    cues = []
+    for i, seg in enumerate(segments, 1):
+        timing = f"{stamp(float(seg.get('start', 0)))} --> {stamp(float(seg.get('end', 0)))}"
+        body = str(seg.get("text", "")).strip()
+        cues.append(f"{i}\n{timing}\n{body}\n" if fmt == "srt" else f"{timing}\n{body}\n")
+    return ("WEBVTT\n\n" if fmt == "vtt" else "") + "\n".join(cues)
 
 
 def _wav_frames(data: bytes) -> bytes:
