@@ -136,3 +136,9 @@ def test_unknown_routes_and_methods_answer_openai_json(daemon):
         assert r.status_code in (404, 405) and r.json()["error"]["message"], (path, r.text)
     with pytest.raises(openai.NotFoundError):
         daemon.openai(max_retries=0).batches.list()
+    # no image or speech plugin in this daemon: 400 saying what to enable, not a 404
+    for call in (lambda c: c.images.generate(prompt="a cat"),
+                 lambda c: c.audio.speech.create(model="tts-1", voice="alloy", input="hi")):
+        with pytest.raises(openai.BadRequestError, match="plugin") as err:
+            call(daemon.openai(max_retries=0))
+        assert err.value.code == "not_available"

@@ -18,7 +18,8 @@ changing the base URL to ``http://127.0.0.1:8765/v1`` and the API key to Loom's 
   events apply as on every surface.
 
 Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``: 400 bad
-request, 401 (from the guard), 404 unknown model, 413 body too large, 429 when too many
+request or no model/plugin for the task (the message says what to configure), 401 (from
+the guard), 404 unknown model name, 413 body too large, 429 when too many
 requests already wait for a model, 503 with ``Retry-After`` while a model is still
 loading (the SDK retries by itself) or while the daemon drains.
 
@@ -129,11 +130,13 @@ def to_api_error(exc: BaseException) -> ApiError:
         return ApiError(503, msg, code="memory_busy", retry_after=10)
     if isinstance(exc, PoolCapacityError):
         return ApiError(500, msg, code="model_too_large")
+    # No model (or plugin) serves this task: the route exists, the request cannot be served
+    # as configured. 400, not 404 (the route is right) nor 503 (the SDK would retry in vain).
     if isinstance(exc, ModelUnavailable):
-        return ApiError(404, msg, code="model_not_found", param="model")
+        return ApiError(400, msg, code="model_not_available", param="model")
     if isinstance(exc, ToolNotFound):
-        return ApiError(404, f"{msg} (the plugin that provides it is not installed or is disabled)",
-                        code="not_available")
+        return ApiError(400, f"{msg} (the plugin that provides it is not installed or is disabled: enable it "
+                             "and configure a model for it in loom.toml)", code="not_available")
     if isinstance(exc, ToolDenied):
         return ApiError(403, msg, code="denied_by_policy")
     if isinstance(exc, ToolArgumentError):
