@@ -36,6 +36,9 @@ def _config(root) -> LoomConfig:
     cfg = LoomConfig(paths=PathsConfig(data_dir=str(root / "data"), cache_dir=str(root / "cache"),
                                        allowed_roots=[str(root)]))
     cfg.plugin["memory"] = {"embedder": "none"}
+    # Routing by rules only: the embedding router's first use embeds every prototype
+    # sentence (a minute on a busy 2-core box), which would make the fuzz time that.
+    cfg.plugin["assistant"] = {"use_embeddings": False}
     cfg.plugin["browser"] = {"allow_loopback": False}
     return cfg
 

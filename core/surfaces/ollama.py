@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
@@ -42,6 +42,7 @@ from core.capabilities import Chat, ChatResult, Embed
 from core.tools import ToolError
 from core.units import parse_duration
 
+from .http import CLIENT_CLOSED, cancel_on_disconnect
 from .ops import DaemonOps, QueueFull
 
 #: the Ollama API version clients see (they gate features on it)
@@ -250,13 +251,18 @@ class OllamaSurface:
             if self.ops.draining.is_set():
                 return OllamaError(503, "the daemon is shutting down; retry shortly").response()
             try:
-                return await handler(request)
+                # A client that leaves (while queued, or while the model runs) cancels its work.
+                async with cancel_on_disconnect(request) as watch:
+                    response = await handler(request)
+            except ClientDisconnect:
+                return Response(status_code=CLIENT_CLOSED)
             except OllamaError as exc:
                 return exc.response()
             except QueueFull as exc:
                 return OllamaError(429, str(exc)).response()
             except ToolError as exc:
                 return OllamaError(400, str(exc)).response()
+            return Response(status_code=CLIENT_CLOSED) if watch.gone else response
 
         endpoint.__name__ = handler.__name__
         return endpoint
