@@ -242,8 +242,26 @@ def test_speech_then_transcription_round_trip(daemon):
     assert verbose.language == "en" and verbose.words and verbose.words[0].start >= 0
     pcm = client.audio.speech.create(model="tts-1", voice="alloy", input="Hi.", response_format="pcm").read()
     assert len(pcm) % 2 == 0 and not pcm.startswith(b"RIFF")
+    # every OpenAI speech format, each one decodable: whisper hears the words in the mp3
+    magic = {"mp3": (b"ID3", b"\xff\xfb", b"\xff\xf3"), "opus": (b"OggS",), "aac": (b"\xff\xf1", b"\xff\xf9"),
+             "flac": (b"fLaC",)}
+    for fmt, starts in magic.items():
+        data = client.audio.speech.create(model="tts-1", voice="alloy", input="Hi.", response_format=fmt).read()
+        assert data.startswith(starts), (fmt, data[:8])
+    mp3 = client.audio.speech.create(model="tts-1", voice="alloy", input="The quick brown fox jumps.").read()
+    assert "fox" in client.audio.transcriptions.create(model="whisper-1", file=("fox.mp3", mp3)).text.lower()
+    # pcm is OpenAI's 24 kHz 16-bit mono: about as many samples per second of the WAV's length
+    with wave.open(io.BytesIO(wav)) as w:
+        seconds = w.getnframes() / w.getframerate()
+    fox_pcm = client.audio.speech.create(model="tts-1", voice="alloy", input="The quick brown fox jumps.",
+                                         response_format="pcm").read()
+    assert abs(len(fox_pcm) / 2 / 24000 - seconds) < 0.1
+    srt = client.audio.transcriptions.create(model="whisper-1", file=("fox.wav", wav), response_format="srt")
+    assert srt.startswith("1\n00:00:") and " --> " in srt and "fox" in srt.lower()
+    vtt = client.audio.transcriptions.create(model="whisper-1", file=("fox.wav", wav), response_format="vtt")
+    assert vtt.startswith("WEBVTT") and "00:00:00." in vtt
     with pytest.raises(openai.BadRequestError, match="response_format"):
-        client.audio.speech.create(model="tts-1", voice="alloy", input="Hi.", response_format="mp3")
+        client.audio.speech.create(model="tts-1", voice="alloy", input="Hi.", response_format="ogg-vorbis")
     with pytest.raises(openai.BadRequestError):
         client.audio.transcriptions.create(model="whisper-1", file=("junk.wav", b"RIFF not really", "audio/wav"))
 

@@ -139,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(app: object, *, auth: bool, host: str, token: str | None, build_http_app: object) -> tuple:
-    """The HTTP app with every surface: MCP, the OpenAI and Ollama APIs, operations and the dashboard."""
+    """The HTTP app with every surface: MCP, the OpenAI, Anthropic and Ollama APIs, operations and the dashboard."""
+    from core.surfaces.anthropic import AnthropicSurface
     from core.surfaces.dashboard import COOKIE_ACTIONS, COOKIE_PATHS, Dashboard
     from core.surfaces.dashboard.api import DashboardApi, RequestLog, RequestTracker
     from core.surfaces.ollama import OllamaSurface
@@ -149,12 +150,14 @@ def _build(app: object, *, auth: bool, host: str, token: str | None, build_http_
     ops = DaemonOps(app)
     openai = OpenAISurface(app, ops)
     ollama = OllamaSurface(app, ops)
+    anthropic = AnthropicSurface(app, openai)
     dashboard = Dashboard(token)
     requests = RequestLog(app)
     api = DashboardApi(app, requests)
     asgi = build_http_app(  # type: ignore[operator]
         app, auth=auth, host=host,
-        extra_routes=[*openai.routes(), *api.routes(), *ollama.routes(), *ops.routes(), *dashboard.routes()],
+        extra_routes=[*openai.routes(), *anthropic.routes(), *api.routes(), *ollama.routes(), *ops.routes(),
+                      *dashboard.routes()],
         public_paths=("/healthz", "/readyz", "/", "/login"),
         cookie_paths=tuple(p for p in COOKIE_PATHS if p != "/"),
         cookie_actions=COOKIE_ACTIONS,

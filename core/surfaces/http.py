@@ -7,9 +7,9 @@ added as ``extra_routes``; every route sits behind the same ASGI guard:
 * Host must be a loopback name, the bound host, or in ``server.allowed_hosts``
   (421 otherwise); a browser Origin must be loopback or in ``server.allowed_origins``
   (403 otherwise). This is the DNS-rebinding defence.
-* ``Authorization: Bearer <token>`` must match the token file (401 otherwise),
-  compared with ``hmac.compare_digest``. The token is generated at first start into
-  a mode-0600 file (``server.token_file`` or ``<data_dir>/token``).
+* ``Authorization: Bearer <token>`` (or ``x-api-key: <token>``, as Anthropic's SDK sends
+  it) must match the token file (401 otherwise), compared with ``hmac.compare_digest``.
+  The token is generated at first start into a mode-0600 file (``server.token_file`` or ``<data_dir>/token``).
 * Request bodies are capped at ``server.max_body_bytes`` (413), and at 8 KiB on the
   paths that need no token (``/login``, the health probes): nobody unauthenticated can
   make the daemon buffer more than that.
@@ -151,9 +151,11 @@ class SecurityGuard:
         parts = urlsplit(origin)
         return parts.scheme in ("http", "https") and parts.hostname is not None and is_loopback(parts.hostname)
 
-    def _token_ok(self, header: str | None) -> bool:
+    def _token_ok(self, header: str | None, api_key: str | None = None) -> bool:
         if self.token is None:
             return True
+        if api_key:  # Anthropic's SDK sends the key as ``x-api-key``
+            return hmac.compare_digest(api_key.strip().encode(), self.token)
         if not header or not header[:7].lower() == "bearer ":
             return False
         return hmac.compare_digest(header[7:].strip().encode(), self.token)
@@ -184,7 +186,8 @@ class SecurityGuard:
             await _error(403, "Forbidden: this Origin is not allowed (add it to server.allowed_origins)")(
                 scope, receive, send)
             return
-        if (scope["path"] not in self.public and not self._token_ok(headers.get("authorization"))
+        if (scope["path"] not in self.public
+                and not self._token_ok(headers.get("authorization"), headers.get("x-api-key"))
                 and not self._cookie_ok(scope, headers)):
             resp = _error(401, "Unauthorized: send 'Authorization: Bearer <token>' (the token is in the "
                                "file `loom serve` printed at start)")

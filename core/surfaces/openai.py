@@ -7,13 +7,19 @@ changing the base URL to ``http://127.0.0.1:8765/v1`` and the API key to Loom's 
 * ``POST /v1/chat/completions``: ``model`` is a configured model name (chat directly on
   it through the pool) or ``loom`` (routed through ``assistant.ask``). Streaming over
   SSE and not, tool calls (``tools``/``tool_choice``), images as ``data:`` URLs.
+* ``POST /v1/responses`` and ``/v1/completions``: see ``core.surfaces.openai_responses``.
+* ``logprobs``/``top_logprobs`` on chat (a llama.cpp model needs ``logits_all = true`` in
+  its options, else 400); ``response_format`` json_schema is enforced by constrained
+  decoding, so ``client.chat.completions.parse`` gets valid JSON; ``tool_choice``
+  "required" or a named function forces a call.
 * ``POST /v1/embeddings``, ``/v1/images/generations``, ``/v1/audio/speech`` and
   ``/v1/audio/transcriptions`` (multipart) call the ``embed.text``, ``imagegen.generate``,
   ``voice.speak`` and ``voice.transcribe`` tools through ``app.call``, so policy and
   events apply as on every surface.
 
 Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``: 400 bad
-request, 401 (from the guard), 404 unknown model, 413 body too large, 429 when too many
+request or no model/plugin for the task (the message says what to configure), 401 (from
+the guard), 404 unknown model name, 413 body too large, 429 when too many
 requests already wait for a model, 503 with ``Retry-After`` while a model is still
 loading (the SDK retries by itself) or while the daemon drains.
 
@@ -124,11 +130,13 @@ def to_api_error(exc: BaseException) -> ApiError:
         return ApiError(503, msg, code="memory_busy", retry_after=10)
     if isinstance(exc, PoolCapacityError):
         return ApiError(500, msg, code="model_too_large")
+    # No model (or plugin) serves this task: the route exists, the request cannot be served
+    # as configured. 400, not 404 (the route is right) nor 503 (the SDK would retry in vain).
     if isinstance(exc, ModelUnavailable):
-        return ApiError(404, msg, code="model_not_found", param="model")
+        return ApiError(400, msg, code="model_not_available", param="model")
     if isinstance(exc, ToolNotFound):
-        return ApiError(404, f"{msg} (the plugin that provides it is not installed or is disabled)",
-                        code="not_available")
+        return ApiError(400, f"{msg} (the plugin that provides it is not installed or is disabled: enable it "
+                             "and configure a model for it in loom.toml)", code="not_available")
     if isinstance(exc, ToolDenied):
         return ApiError(403, msg, code="denied_by_policy")
     if isinstance(exc, ToolArgumentError):
@@ -177,6 +185,8 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     logit_bias: dict[str, float] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
     user: str | None = None
 
 
@@ -366,7 +376,19 @@ class OpenAISurface:
             Route("/v1/images/generations", self._wrap(self.images), methods=["POST"]),
             Route("/v1/audio/speech", self._wrap(self.speech), methods=["POST"]),
             Route("/v1/audio/transcriptions", self._wrap(self.transcriptions), methods=["POST"]),
+            Route("/v1/completions", self._wrap(self.completions), methods=["POST"]),
+            Route("/v1/responses", self._wrap(self.responses), methods=["POST"]),
         ]
+
+    async def completions(self, request: Request) -> Response:
+        from . import openai_responses  # it builds on this module
+
+        return await openai_responses.completions(self, request)
+
+    async def responses(self, request: Request) -> Response:
+        from . import openai_responses
+
+        return await openai_responses.responses(self, request)
 
     def _wrap(self, handler: Any) -> Any:
         async def endpoint(request: Request) -> Response:
@@ -477,6 +499,22 @@ class OpenAISurface:
 
     # -- chat --
 
+    def _logprob_options(self, name: str, logprobs: bool, top: int | None) -> dict[str, Any]:
+        """``logprobs``/``top_logprobs`` as Chat options; a llama.cpp model computes them only
+        when loaded with every logit kept (a per-model option: it costs n_ctx x vocab floats)."""
+        if top is not None and not logprobs:
+            raise _invalid("top_logprobs needs logprobs: true", "top_logprobs")
+        if not logprobs:
+            return {}
+        if top is not None and not 0 <= top <= 20:
+            raise _invalid("top_logprobs must be between 0 and 20", "top_logprobs")
+        cfg = self._models()[name]
+        if cfg.backend == "llama_cpp" and not cfg.options.get("logits_all"):
+            raise _invalid(f"model {name!r} was not loaded with logprobs: add logits_all = true to its options "
+                           f"([models.{name}] options = {{ logits_all = true }} in loom.toml; it keeps a row of "
+                           "logits per context token, so prefer a small context_size) and restart", "logprobs")
+        return {"logprobs": True, "top_logprobs": top or 0}
+
     def _chat_options(self, req: ChatRequest) -> dict[str, Any]:
         s = self.settings
         max_tokens = req.max_completion_tokens or req.max_tokens or s.default_max_tokens
@@ -493,6 +531,9 @@ class OpenAISurface:
         if req.tools:
             opts["tools"] = req.tools
             opts["tool_choice"] = req.tool_choice or "auto"
+        elif req.tool_choice not in (None, "auto", "none"):
+            raise _invalid("tool_choice needs tools", "tool_choice")
+        opts.update(self._logprob_options(req.model, bool(req.logprobs), req.top_logprobs))
         return opts
 
     async def chat_completions(self, request: Request) -> Response:
@@ -526,7 +567,7 @@ class OpenAISurface:
                 call["id"] = call["id"] or f"call_{uuid.uuid4().hex[:24]}"
         return JSONResponse({
             "id": cid, "object": "chat.completion", "created": _now(), "model": name,
-            "choices": [{"index": 0, "message": {**message, "refusal": None}, "logprobs": None,
+            "choices": [{"index": 0, "message": {**message, "refusal": None}, "logprobs": _logprobs(result),
                          "finish_reason": _finish(result.finish_reason)}],
             "usage": _usage(result.usage),
         })
@@ -535,10 +576,10 @@ class OpenAISurface:
                       include_usage: bool) -> AsyncIterator[bytes]:
         created = _now()
 
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> bytes:
             return _sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": name,
                          "system_fingerprint": None,
-                         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+                         "choices": [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]})
 
         queue = self.ops.queue
         ticket = queue.enter(name)
@@ -571,7 +612,8 @@ class OpenAISurface:
                 out = call.to_openai()
                 out["id"] = out["id"] or f"call_{uuid.uuid4().hex[:24]}"
                 yield chunk({"tool_calls": [{"index": i, **out}]})
-            yield chunk({}, _finish(result.finish_reason))
+            # the backend hands logprobs over with the result: they ride on the last chunk
+            yield chunk({}, _finish(result.finish_reason), _logprobs(result))
             if include_usage:
                 yield _sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": name,
                             "choices": [], "usage": _usage(result.usage)})
@@ -776,9 +818,9 @@ class OpenAISurface:
         req: SpeechRequest = _decode(await self._body(request), SpeechRequest)
         if not req.input.strip():
             raise _invalid("input must not be empty", "input")
-        fmt = req.response_format or "wav"
-        if fmt not in ("wav", "pcm"):
-            raise _invalid(f"response_format {fmt!r} is not supported here; use 'wav' or 'pcm' (16-bit mono)",
+        fmt = req.response_format or "mp3"  # OpenAI's default
+        if fmt not in _SPEECH_FORMATS:
+            raise _invalid(f"response_format {fmt!r} is not supported; use one of {', '.join(_SPEECH_FORMATS)}",
                            "response_format")
         self._task_model(req.model, "speech")
         args: dict[str, Any] = {"text": req.input}
@@ -792,9 +834,9 @@ class OpenAISurface:
         audio = next((c for c in result.content if isinstance(c, Audio)), None)
         if result.is_error or audio is None:
             raise ApiError(500, result.text() or "the speech model returned no audio")
-        if fmt == "pcm":
-            return Response(_wav_frames(audio.data), media_type="audio/pcm")
-        return Response(audio.data, media_type=audio.mime_type or "audio/wav")
+        if fmt == "wav":
+            return Response(audio.data, media_type=audio.mime_type or "audio/wav")
+        return Response(await _transcode(audio.data, fmt), media_type=_SPEECH_FORMATS[fmt])
 
     async def transcriptions(self, request: Request) -> Response:
         ctype = request.headers.get("content-type", "")
@@ -819,8 +861,8 @@ class OpenAISurface:
             await form.close()
         if not data:
             raise _invalid("the audio file is empty", "file")
-        if fmt not in ("json", "text", "verbose_json"):
-            raise _invalid("response_format must be json, text or verbose_json", "response_format")
+        if fmt not in ("json", "text", "verbose_json", "srt", "vtt"):
+            raise _invalid("response_format must be json, text, verbose_json, srt or vtt", "response_format")
         self._task_model(model if isinstance(model, str) else None, "transcription")
         args: dict[str, Any] = {"audio": _data_url(data, filename)}
         if isinstance(language, str) and language:
@@ -834,6 +876,9 @@ class OpenAISurface:
         text = info.get("text", result.text())
         if fmt == "text":
             return Response(text, media_type="text/plain")
+        if fmt in ("srt", "vtt"):
+            segments = info.get("segments") or [{"start": 0.0, "end": info.get("duration") or 0.0, "text": text}]
+            return Response(_subtitles(segments, fmt), media_type="text/plain" if fmt == "srt" else "text/vtt")
         if fmt == "json":
             return JSONResponse({"text": text})
         out = {"task": "transcribe", "language": info.get("language"), "duration": info.get("duration"),
@@ -841,6 +886,13 @@ class OpenAISurface:
         if "word" in grans:
             out["words"] = info.get("words") or [w for s in info.get("segments", []) for w in s.get("words", [])]
         return JSONResponse(out)
+
+
+def _logprobs(result: Any) -> dict[str, Any] | None:
+    """OpenAI's ``choices[].logprobs`` for a result generated with logprobs."""
+    if result.logprobs is None:
+        return None
+    return {"content": [msgspec.to_builtins(t) for t in result.logprobs], "refusal": None}
 
 
 def _finish(reason: str) -> str:
@@ -867,6 +919,47 @@ def _data_url(data: bytes, filename: str) -> str:
             "webm": "audio/webm", "mpga": "audio/mpeg", "mpeg": "audio/mpeg", "opus": "audio/ogg"}.get(ext,
                                                                                                     "audio/wav")
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+_SPEECH_FORMATS = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac",
+                   "wav": "audio/wav", "pcm": "audio/pcm"}
+_FFMPEG_OUT = {"mp3": ["-f", "mp3"], "opus": ["-c:a", "libopus", "-f", "ogg"], "aac": ["-c:a", "aac", "-f", "adts"],
+               "flac": ["-f", "flac"], "pcm": ["-ar", "24000", "-ac", "1", "-f", "s16le"]}
+
+
+async def _transcode(wav: bytes, fmt: str) -> bytes:
+    """The speech WAV in another format through ffmpeg (``pcm`` is OpenAI's raw 24 kHz
+    16-bit mono)."""
+    import shutil
+
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        if fmt == "pcm":
+            return _wav_frames(wav)
+        raise ApiError(400, f"response_format {fmt!r} needs ffmpeg, which is not installed; use 'wav' or install "
+                            "ffmpeg", param="response_format")
+    done = await anyio.run_process([ffmpeg, "-hide_banner", "-loglevel", "error", "-i", "pipe:0",
+                                    *_FFMPEG_OUT[fmt], "pipe:1"], input=wav, check=False)
+    if done.returncode != 0 or not done.stdout:
+        raise ApiError(500, f"ffmpeg could not encode {fmt}: {done.stderr.decode(errors='replace')[:300]}")
+    return done.stdout
+
+
+def _subtitles(segments: list[dict[str, Any]], fmt: str) -> str:
+    """Transcript segments as SubRip or WebVTT cues."""
+    def stamp(t: float) -> str:
+        ms = round(max(t, 0.0) * 1000)
+        h, rest = divmod(ms, 3_600_000)
+        m, rest = divmod(rest, 60_000)
+        sec, ms = divmod(rest, 1000)
+        return f"{h:02d}:{m:02d}:{sec:02d}{',' if fmt == 'srt' else '.'}{ms:03d}"
+
+    cues = []
+    for i, seg in enumerate(segments, 1):
+        timing = f"{stamp(float(seg.get('start', 0)))} --> {stamp(float(seg.get('end', 0)))}"
+        body = str(seg.get("text", "")).strip()
+        cues.append(f"{i}\n{timing}\n{body}\n" if fmt == "srt" else f"{timing}\n{body}\n")
+    return ("WEBVTT\n\n" if fmt == "vtt" else "") + "\n".join(cues)
 
 
 def _wav_frames(data: bytes) -> bytes:
