@@ -7,11 +7,16 @@ Environment overrides use ``LOOM_<SECTION>__<KEY>=<value>`` (double underscore b
 levels), e.g. ``LOOM_SERVER__PORT=9000``; values are read as TOML values when they parse
 as one (numbers, booleans, arrays) and as strings otherwise.
 
-An unknown key or a wrong type is a ``ConfigError`` naming the key and the file.
+Everything is checked when the file is read: an unknown key (with the close spellings it
+may have meant), a wrong type, a size that is not one ("lots"), a duration that is not
+one, a role nobody serves that looks like a typo ("coderr"). The ``ConfigError`` names
+the file, the ``[section]`` and the key. Durations may be written as Ollama does
+("5m", "1h30m", "-1") or as seconds; sizes as "6GiB", "512MB" or bytes.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -20,13 +25,18 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from .units import parse_bytes
+from .units import parse_bytes, parse_duration
 
 T = TypeVar("T")
 
 
 class ConfigError(Exception):
     pass
+
+
+# Roles the built-in plugins ask the pool for. A third-party plugin may ask for its own;
+# a role that is one typo away from one of these is almost certainly a typo.
+KNOWN_ROLES = ("coordinator", "coder", "vlm", "embed", "imagegen", "video", "tts", "stt")
 
 
 class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -136,8 +146,15 @@ class PathsConfig(_Section):
 
 
 class LoggingConfig(_Section):
-    level: str = "info"
-    format: str = "auto"  # "auto", "json", "console"
+    level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class PullConfig(_Section):
+    """``loom pull``: where models come from and where they go."""
+
+    endpoint: str | None = None  # default: $HF_ENDPOINT, else https://huggingface.co
+    models_dir: str | None = None  # default: <data_dir>/models
 
 
 class ProfileConfig(_Section):
@@ -184,6 +201,7 @@ class LoomConfig(_Section):
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     # Named tool profiles; built-in ones (all, media, coding, discover) unless redefined.
     profiles: dict[str, ProfileConfig] = {}
+    pull: PullConfig = msgspec.field(default_factory=PullConfig)
     # Per-plugin settings, `[plugin.<name>]`, typed by each plugin (see ``plugin_settings``).
     plugin: dict[str, dict[str, Any]] = {}
     source: str | None = None  # the file this came from, for error messages
@@ -205,12 +223,13 @@ class LoomConfig(_Section):
     def plugin_settings(self, name: str, settings_type: type[T]) -> T:
         """The ``[plugin.<name>]`` table as the plugin's own Struct, with errors naming the file."""
         raw = self.plugin.get(name, {})
+        where = self.source or "the configuration"
+        if isinstance(raw, dict):
+            _check_keys(raw, settings_type, f"plugin.{name}", where)
         try:
             return msgspec.convert(raw, settings_type)
         except msgspec.ValidationError as exc:
-            where = self.source or "the configuration"
-            msg = str(exc).replace("`$", f"`$.plugin.{name}", 1).replace("at `$`", f"at `$.plugin.{name}`")
-            raise ConfigError(f"{where}: {msg}") from None
+            raise ConfigError(f"{where}: {_explain(exc, f'plugin.{name}')}") from None
 
 
 def _dir(explicit: str | None, xdg_var: str, fallback: str) -> Path:
@@ -291,31 +310,147 @@ def load_config(
         where = f"{where} (with LOOM_* environment overrides)"
     _merge(raw, overrides)
     raw.pop("source", None)
-    # msgspec writes dict keys as `[...]` in error paths; check each model on its own so
-    # the message names it (`$.models.coder`).
-    models = raw.get("models")
-    if isinstance(models, dict):
-        for name, entry in models.items():
-            try:
-                msgspec.convert(entry, ModelConfig)
-            except msgspec.ValidationError as exc:
-                msg = str(exc).replace("at `$", f"at `$.models.{name}")
-                if "at `$" not in str(exc):
-                    msg = f"{msg} - at `$.models.{name}`"
-                raise ConfigError(f"{where}: {msg}") from None
+    validate_raw(raw, where)
     _check_profiles(raw.get("profiles"), where)
     try:
         cfg = msgspec.convert(raw, LoomConfig)
     except msgspec.ValidationError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+        raise ConfigError(f"{where}: {_explain(exc)}") from None
     cfg.source = str(file) if file else None
-    for name, model in cfg.models.items():
-        if model.memory is not None:
-            try:
-                model.memory_override()
-            except ValueError as exc:
-                raise ConfigError(f"{where}: models.{name}.memory: {exc}") from None
     return cfg
+
+
+# --- validation at load -------------------------------------------------------------------
+
+_DURATIONS = {"server": ("session_idle_timeout", "shutdown_grace"), "pool": ("queue_timeout", "default_keep_alive")}
+_SIZES = {"server": ("max_body_bytes",), "pool": ("ram_budget", "ram_reserve", "gpu_budget", "gpu_reserve")}
+_SECTIONS = {"server": ServerConfig, "plugins": PluginsConfig, "pool": PoolConfig, "paths": PathsConfig,
+             "logging": LoggingConfig, "pull": PullConfig, "cluster": ClusterConfig}
+
+
+def _fields(struct: type) -> list[str]:
+    return [f.encode_name for f in msgspec.structs.fields(struct)]
+
+
+def _did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, choices, n=2, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _check_keys(table: dict[str, Any], struct: type, section: str, where: str) -> None:
+    known = _fields(struct)
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{where}: [{section}] has no key {key!r}{_did_you_mean(key, known)} "
+                              f"(known keys: {', '.join(known)})")
+
+
+def validate_raw(raw: dict[str, Any], where: str) -> None:
+    """Check the parsed TOML before it becomes typed config; converts durations and sizes
+    written as strings ("5m", "6GiB") in place. Raises ``ConfigError`` naming the key."""
+    top = [*_SECTIONS, "models", "plugin", "profiles"]
+    for key, value in raw.items():
+        if key not in top:
+            raise ConfigError(f"{where}: unknown section [{key}]{_did_you_mean(key, top)} "
+                              f"(sections: {', '.join(f'[{t}]' for t in top)})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key} must be a [{key}] table, not {type(value).__name__}")
+    for section, struct in _SECTIONS.items():
+        table = raw.get(section)
+        if table is None:
+            continue
+        _check_keys(table, struct, section, where)
+        for key in _DURATIONS.get(section, ()):
+            if key in table:
+                table[key] = _convert(parse_duration, table[key], f"[{section}] {key}", where)
+        for key in _SIZES.get(section, ()):
+            if key in table and table[key] is not None:
+                size = _convert(parse_bytes, table[key], f"[{section}] {key}", where)
+                table[key] = size if key == "max_body_bytes" else table[key]
+    for name, entry in (raw.get("models") or {}).items():
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: models.{name} must be a [models.{name}] table")
+        section = f"models.{name}"
+        _check_keys(entry, ModelConfig, section, where)
+        if "backend" not in entry:
+            raise ConfigError(f"{where}: [{section}] needs a backend, e.g. backend = \"llama_cpp\"")
+        if "keep_alive" in entry:
+            entry["keep_alive"] = _convert(parse_duration, entry["keep_alive"], f"[{section}] keep_alive", where)
+        if entry.get("memory") is not None:
+            _convert(parse_bytes, entry["memory"], f"[{section}] memory", where)
+        try:
+            msgspec.convert(entry, ModelConfig)
+        except msgspec.ValidationError as exc:  # checked alone: msgspec names dict keys `[...]`
+            raise ConfigError(f"{where}: {_explain(exc, section)}") from None
+        role = entry.get("role")
+        if isinstance(role, str) and role not in KNOWN_ROLES:
+            hint = _did_you_mean(role, KNOWN_ROLES)
+            if hint:  # an unknown role far from every built-in one may be a plugin's own
+                raise ConfigError(f"{where}: [{section}] role = {role!r} is not a role{hint} "
+                                  f"(roles: {', '.join(KNOWN_ROLES)})")
+    for name, table in (raw.get("plugin") or {}).items():
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: plugin.{name} must be a [plugin.{name}] table")
+
+
+def _convert(parse: Any, value: Any, what: str, where: str) -> Any:
+    try:
+        return parse(value)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: {what} = {value!r}: {exc}") from None
+
+
+_AT = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.S)
+
+
+def _explain(exc: msgspec.ValidationError, prefix: str = "") -> str:
+    """msgspec's "Expected `int`, got `str` - at `$.server.port`" as "[server] port: expected int, got str"."""
+    m = _AT.match(str(exc))
+    message, path = (m.group(1), m.group(2)) if m else (str(exc), None)
+    parts = [p for p in re.split(r"\.|\[|\]", (prefix + (path or "")).strip(".")) if p]
+    parts = [p.strip("'\"") for p in parts]
+    message = message[:1].lower() + message[1:]
+    if not parts:
+        return message
+    if parts[0] in ("models", "plugin") and len(parts) >= 2:
+        section, keys = ".".join(parts[:2]), parts[2:]
+    else:
+        section, keys = parts[0], parts[1:]
+    return f"[{section}] {'.'.join(keys)}: {message}" if keys else f"[{section}]: {message}"
+
+
+def remove_model(path: Path, name: str) -> bool:
+    """Remove ``[models.<name>]`` from the TOML file at ``path``; False when it was not there."""
+    if not path.is_file():
+        return False
+    text = path.read_text(encoding="utf-8")
+    new_text = _without_model(text, name)
+    if new_text == text.rstrip() + "\n" or f"[models.{name}]" in new_text:
+        return False
+    tomllib.loads(new_text)
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(new_text, encoding="utf-8")
+    tmp.replace(path)
+    return True
+
+
+def _without_model(text: str, name: str) -> str:
+    """``text`` minus the ``[models.<name>]`` table and its sub-tables (up to the next header)."""
+    header = re.compile(rf"^\[models\.{re.escape(name)}(\.[^\]]+)?\]\s*$")
+    kept: list[str] = []
+    skipping = False
+    for line in text.splitlines():
+        if line.lstrip().startswith("["):
+            skipping = bool(header.match(line.strip()))
+        if not skipping:
+            kept.append(line)
+    return "\n".join(kept).rstrip() + "\n"
+
+
+def default_config_path() -> Path:
+    """Where a new loom.toml goes when none exists: found from any directory."""
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(xdg) / "loom" / "loom.toml"
 
 
 def write_model(path: Path, name: str, model: ModelConfig) -> None:
@@ -330,16 +465,7 @@ def write_model(path: Path, name: str, model: ModelConfig) -> None:
     defaults = msgspec.to_builtins(ModelConfig(backend=model.backend))
     entry = {k: v for k, v in entry.items() if k == "backend" or defaults.get(k) != v}
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
-    # Drop an existing [models.<name>] table (and its sub-tables) up to the next header.
-    header = re.compile(rf"^\[models\.{re.escape(name)}(\.[^\]]+)?\]\s*$")
-    kept: list[str] = []
-    skipping = False
-    for line in text.splitlines():
-        if line.lstrip().startswith("["):
-            skipping = bool(header.match(line.strip()))
-        if not skipping:
-            kept.append(line)
-    body = "\n".join(kept).rstrip()
+    body = _without_model(text, name).rstrip()
     table = "\n".join(f"{k} = {_toml_value(v)}" for k, v in entry.items())
     new_text = f"{body}\n\n[models.{name}]\n{table}\n".lstrip()
     try:

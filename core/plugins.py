@@ -42,6 +42,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "voice": "plugins.voice",
     "browser": "plugins.browser",
     "system": "plugins.system",
+    "document": "plugins.document",
     "memory": "plugins.memory",
     "cognition": "plugins.cognition",
     "assistant": "plugins.assistant",

@@ -682,6 +682,21 @@ class ModelPool:
 
     # -- explicit control ------------------------------------------------------------------
 
+    async def set_pinned(self, name: str, pinned: bool) -> dict[str, Any]:
+        """Pin a model at run time (loaded now, never evicted or timed out) or unpin it (its
+        keep-alive runs again); until the daemon restarts, when ``pin`` in loom.toml rules."""
+        if pinned:
+            await self.load(name, reason="pinned from the dashboard")
+        lease = self._leases.get(name)
+        if lease is not None:
+            lease.pinned = pinned
+            if lease.users == 0 and lease.state == "ready":
+                keep = lease.keep_alive
+                lease.expires_at = None if pinned or keep < 0 else self.clock() + keep
+                self.arbiter(lease.device).notify()
+                self._wake.set()
+        return self.model_status(name)
+
     async def load(self, name: str, *, reason: str = "requested") -> dict[str, Any]:
         """Load ``name`` now (it then stays for its keep-alive); returns its status.
 
@@ -773,7 +788,8 @@ class ModelPool:
         now = self.clock()
         out: dict[str, Any] = {
             "name": name, "backend": cfg.backend, "roles": self.roles_of(name),
-            "default": name not in self.app.config.models, "file": cfg.file, "pinned": cfg.pin,
+            "default": name not in self.app.config.models, "file": cfg.file,
+            "pinned": lease.pinned if lease is not None else cfg.pin,
             "keep_alive": self.keep_alive_of(cfg), "priority": cfg.priority, "state": "unloaded",
             "uses": stats.uses, "loads": stats.loads, "last_load_seconds": stats.load_seconds,
             "placement": cfg.placement, "node": None, "crashes": self.crash_count(name),

@@ -275,6 +275,7 @@ class ToolContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     extra: dict[str, Any] = field(default_factory=dict)
     _token: Any = None
+    _scope: Any = None  # the running call's cancel scope (ToolRegistry.cancel)
     _progress_broken: bool = False
 
     async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
@@ -365,6 +366,8 @@ class ToolRegistry:
         self.authorize: Authorizer | None = None
         self.after_call: list[Callable[[ToolCall, ToolResult | None, BaseException | None], Any]] = []
         self._listeners: list[Callable[[list[str], list[str]], None]] = []
+        # Calls now running, by correlation id (a plan's steps share their request's id).
+        self.running: dict[str, list[ToolContext]] = {}
 
     # -- registration -------------------------------------------------------------------
 
@@ -466,6 +469,15 @@ class ToolRegistry:
     def list(self) -> list[Tool]:
         return sorted(self._tools.values(), key=lambda t: t.name)
 
+    def cancel(self, correlation_id: str) -> int:
+        """Cancel every call of one request (the dashboard's cancel button); returns how many."""
+        calls = self.running.get(correlation_id, [])
+        for ctx in calls:
+            ctx.cancelled.set()  # sync tools stop at their next check
+            if ctx._scope is not None:
+                ctx._scope.cancel()
+        return len(calls)
+
     def names(self) -> Iterable[str]:
         return self._tools.keys()
 
@@ -499,13 +511,24 @@ class ToolRegistry:
             )
         result: ToolResult | None = None
         error: BaseException | None = None
+        running = self.running.setdefault(ctx.correlation_id, [])
+        running.append(ctx)
+        outer = ctx._scope  # the same context may be passed on to a nested call
         try:
-            result = to_result(await self._run(tool, args, ctx))
-            return result
+            with anyio.CancelScope() as scope:
+                ctx._scope = scope
+                result = to_result(await self._run(tool, args, ctx))
+            if scope.cancelled_caught:
+                raise ToolCancelled(f"{tool.name} was cancelled")
+            return result  # type: ignore[return-value]
         except BaseException as exc:
             error = exc
             raise
         finally:
+            ctx._scope = outer
+            running.remove(ctx)
+            if not running:
+                self.running.pop(ctx.correlation_id, None)
             if self.bus is not None:
                 failed = error is not None
                 self.bus.publish_nowait(

@@ -86,3 +86,52 @@ def test_commands_do_not_import_heavy_libraries(argv, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env,
                          timeout=60)
     assert json.loads(out.stderr.strip().splitlines()[-1]) == []
+
+
+def test_logs_show_warnings_only_unless_verbose_and_never_as_json(tmp_path):
+    from tests.gguf_factory import write_tiny_gguf
+
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
+    (tmp_path / "loom.toml").write_text(f'[models.tiny]\nbackend = "llama_cpp"\nfile = "{gguf}"\ncontext_size = 128\n'
+                                        f'[paths]\ndata_dir = "{tmp_path / "data"}"\n')
+    env = {"LOOM_PLUGINS": "admin,models,llamacpp", "LOOM_CONFIG": str(tmp_path / "loom.toml")}
+    plain = loom("models", "load", "tiny", cwd=tmp_path, **env)
+    assert plain.returncode == 0, plain.stderr
+    assert "model loaded" not in plain.stderr and '{"' not in plain.stderr
+    assert plain.stdout.startswith("tiny: ready on cpu")
+    verbose = loom("-v", "models", "load", "tiny", cwd=tmp_path, **env)
+    assert "[info" in verbose.stderr and "model loaded" in verbose.stderr and '{"' not in verbose.stderr
+    quiet = loom("models", "load", "tiny", "-q", cwd=tmp_path, **env)
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_the_assistants_answer_streams_once_and_steps_stay_off_stdout(capsys):
+    import anyio
+
+    from core.commands.stream import TextStream
+
+    async def feed(stream: TextStream, messages: list[str]) -> None:
+        for i, m in enumerate(messages):
+            await stream.on_progress(i + 1, None, m)
+
+    stream = TextStream("ask", assistant=True)
+    anyio.run(feed, stream, ["step 1 assistant.chat: started", "answer: Light", "answer: Lighthouses guide",
+                             "step 1 assistant.chat: done in 1.00 s", "answer: Lighthouses guide ships."])
+    stream.finish("Lighthouses guide ships.\n\n(Skipped imagegen.generate: ...)")
+    assert capsys.readouterr().out == "Lighthouses guide ships.\n\n(Skipped imagegen.generate: ...)\n"
+    coder = TextStream("call")  # any tool: progress without a total is streamed text
+    anyio.run(feed, coder, ["def add", "(a, b):"])
+    coder.finish("def add(a, b):")
+    assert capsys.readouterr().out == "def add(a, b):\n"
+
+
+def test_a_mistyped_tool_loads_no_model(tmp_path):
+    from tests.gguf_factory import write_tiny_gguf
+
+    gguf = write_tiny_gguf(tmp_path / "tiny.gguf")
+    (tmp_path / "loom.toml").write_text(f'[models.tiny]\nbackend = "llama_cpp"\nfile = "{gguf}"\npin = true\n'
+                                        f'context_size = 128\n[paths]\ndata_dir = "{tmp_path / "data"}"\n')
+    out = loom("-v", "call", "admin.plugin", cwd=tmp_path, LOOM_PLUGINS="admin,models,llamacpp",
+               LOOM_CONFIG=str(tmp_path / "loom.toml"))
+    assert out.returncode == 1 and "Unknown tool 'admin.plugin'" in out.stderr
+    assert "model loaded" not in out.stderr, "a pinned model is not loaded for a call that cannot run"

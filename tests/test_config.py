@@ -42,23 +42,47 @@ file = "/models/qwen3-coder.gguf"
 keep_alive = -1
 memory = "6GiB"
 [plugin.browser]
-chromium = "/usr/bin/chromium"
+executable = "/usr/bin/chromium"
 """)
     cfg = load_config(p, environ={})
     assert cfg.server.port == 9100 and cfg.source == str(p)
     assert cfg.models["coder"].keep_alive == -1 and cfg.models["coder"].memory_override() == 6 * 1024**3
-    assert cfg.plugin["browser"] == {"chromium": "/usr/bin/chromium"}
+    assert cfg.plugin["browser"] == {"executable": "/usr/bin/chromium"}
+
+
+@pytest.mark.parametrize(("written", "seconds"), [("5m", 300), ("1h", 3600), ("1h30m", 5400), ("90s", 90),
+                                                  ("-1", -1), (-1, -1), (0, 0), (42.5, 42.5), ("never", -1)])
+def test_durations_are_written_as_ollama_users_write_them(tmp_path, written, seconds):
+    value = f'"{written}"' if isinstance(written, str) else written
+    p = write(tmp_path, f'[pool]\nqueue_timeout = {value}\n[models.m]\nbackend = "llama_cpp"\nkeep_alive = {value}\n')
+    cfg = load_config(p, environ={})
+    assert cfg.models["m"].keep_alive == seconds and cfg.pool.queue_timeout == seconds
+
+
+def test_sizes_and_unknown_roles(tmp_path):
+    cfg = load_config(write(tmp_path, '[pool]\nram_budget = "6 GiB"\n[server]\nmax_body_bytes = "1MiB"\n'
+                                      '[models.m]\nbackend = "x"\nrole = "my-plugins-role"\n'), environ={})
+    assert cfg.server.max_body_bytes == 1 << 20 and cfg.pool.ram_budget == "6 GiB"
+    assert cfg.models["m"].role == "my-plugins-role", "a role far from every built-in one may be a plugin's own"
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[server]\nprot = 1\n", "Object contains unknown field `prot` - at `$.server`"),
-        ("[server]\nport = 'eighty'\n", "Expected `int`, got `str` - at `$.server.port`"),
-        ("[models.x]\nfile = 'a.gguf'\n", "Object missing required field `backend` - at `$.models.x`"),
-        ("[models.x]\nbackend = 'llama_cpp'\nmemory = 'lots'\n", "models.x.memory: not a size: 'lots'"),
+        ("[server]\nprot = 1\n", "[server] has no key 'prot'; did you mean 'port'?"),
+        ("[server]\nport = 'eighty'\n", "[server] port: expected `int`, got `str`"),
+        ("[models.x]\nfile = 'a.gguf'\n", "[models.x] needs a backend"),
+        ("[models.x]\nbackend = 'llama_cpp'\nmemory = 'lots'\n", "[models.x] memory = 'lots': not a size"),
         ("[server\n", "not valid TOML"),
-        ("typo = true\n", "unknown field `typo`"),
+        ("typo = true\n", "unknown section [typo]"),
+        ("[pool]\nram_budget = 'lots'\n", "[pool] ram_budget = 'lots': not a size: 'lots' (write e.g. 6GiB"),
+        ("[pool]\nram_budgett = '4GiB'\n", "[pool] has no key 'ram_budgett'; did you mean 'ram_budget'"),
+        ("[models.x]\nbackend = 'llama_cpp'\nrole = 'coderr'\n",
+         "role = 'coderr' is not a role; did you mean 'coder'?"),
+        ("[models.x]\nbackend = 'llama_cpp'\nkeep_alive = 'soon'\n",
+         "[models.x] keep_alive = 'soon': not a duration"),
+        ("[models.x]\nbackend = 'llama_cpp'\ncontext_size = 'big'\n", "[models.x] context_size: expected `int`"),
+        ("[logging]\nlevel = 'loud'\n", "[logging] level: invalid enum value 'loud'"),
     ],
 )
 def test_errors_name_the_key_and_the_file(tmp_path, text, message):
@@ -77,7 +101,7 @@ def test_env_overrides(tmp_path):
     assert cfg.server.port == 9200 and cfg.server.allowed_hosts == ["loom.lan"] and cfg.logging.level == "debug"
     nested = env_overrides({"LOOM_MODELS__CODER__BACKEND": "llama_cpp"})
     assert nested == {"models": {"coder": {"backend": "llama_cpp"}}}
-    with pytest.raises(ConfigError, match=r"LOOM_\* environment overrides.*`\$.server.port`"):
+    with pytest.raises(ConfigError, match=r"LOOM_\* environment overrides.*\[server\] port: expected `int`"):
         load_config(p, environ={"LOOM_SERVER__PORT": "lots"})
 
 
@@ -105,7 +129,10 @@ def test_plugin_settings_are_typed_by_the_plugin(tmp_path):
         idle_seconds: float = 60
 
     cfg = load_config(write(tmp_path, "[plugin.browser]\nidle_seconds = 'soon'\n"), environ={})
-    with pytest.raises(ConfigError, match=r"loom.toml: Expected `float`, got `str` - at `\$.plugin.browser.idle"):
+    with pytest.raises(ConfigError, match=r"loom.toml: \[plugin.browser\] idle_seconds: expected `float`, got `str`"):
+        cfg.plugin_settings("browser", BrowserSettings)
+    cfg = load_config(write(tmp_path, "[plugin.browser]\nchromiun = '/usr/bin/chromium'\n"), environ={})
+    with pytest.raises(ConfigError, match=r"\[plugin.browser\] has no key 'chromiun'; did you mean 'chromium'\?"):
         cfg.plugin_settings("browser", BrowserSettings)
     assert LoomConfig().plugin_settings("browser", BrowserSettings).idle_seconds == 60
 
@@ -125,7 +152,34 @@ def test_cli_reports_config_errors_and_exits_2(tmp_path):
     out = subprocess.run([sys.executable, "-m", "core.cli", "tools"], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
-    assert "configuration error" in out.stderr and "unknown field `prot`" in out.stderr and "loom.toml" in out.stderr
+    assert "configuration error" in out.stderr and "no key 'prot'" in out.stderr and "loom.toml" in out.stderr
+
+
+def test_config_check_and_show_name_sources(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "admin,browser",
+           "LOOM_SERVER__PORT": "9300", "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+    env.pop("LOOM_CONFIG", None)
+
+    def loom(*args):
+        return subprocess.run([sys.executable, "-m", "core.cli", *args], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    p = write(tmp_path, '[pool]\nram_budget = "4GiB"\n[models.m]\nbackend = "llama_cpp"\nkeep_alive = "5m"\n')
+    ok = loom("config", "check")
+    assert ok.returncode == 0 and str(p) in ok.stdout and "LOOM_SERVER__PORT" in ok.stdout
+    shown = loom("config", "show")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert any(line.startswith('ram_budget = "4GiB"') and line.endswith(f"# {p}") for line in lines)
+    assert any(line.startswith("port = 9300") and line.endswith("# env LOOM_SERVER__PORT") for line in lines)
+    assert any(line.startswith('host = "127.0.0.1"') and line.endswith("# default") for line in lines)
+    assert any(line.startswith("keep_alive = 300.0") for line in lines), "durations shown in seconds"
+    as_json = __import__("json").loads(loom("config", "show", "--json").stdout)
+    assert as_json["pool.ram_budget"] == {"value": "4GiB", "source": str(p)}
+    # a plugin's own table is checked too (browser reads [plugin.browser] as it registers)
+    write(tmp_path, "[plugin.browser]\nchromium = '/usr/bin/chromium'\n")
+    bad = loom("config", "check")
+    assert bad.returncode == 2 and "[plugin.browser] has no key 'chromium'" in bad.stderr
 
 
 def test_write_model_keeps_comments_and_replaces_an_existing_entry(tmp_path):

@@ -81,7 +81,9 @@ def test_a_model_loaded_through_the_api_appears_live(daemon, browser):
     assert "generate on smollm2" in page.locator("#queue").inner_text()
 
     daemon.post("/v1/embeddings", json={"model": "minilm", "input": "hi"})
-    page.wait_for_selector('#tools tr[data-tool="embed.text"]', timeout=15000)
+    # not a tool call, but a request all the same: it shows, with its model
+    page.wait_for_selector('#requests tr[data-surface="http"]:has-text("POST /v1/embeddings (minilm)")',
+                           timeout=15000)
 
     out_dir = ROOT / "test-output"
     out_dir.mkdir(exist_ok=True)

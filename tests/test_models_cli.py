@@ -34,19 +34,27 @@ def test_add_list_load_unload(cli_env, capsys):
 
     assert main(["models"]) == 0
     table = capsys.readouterr().out
-    assert "tiny" in table and "coder" in table and "smollm2*" in table and "budget" in table
+    assert "tiny" in table and "coder" in table and "smollm2*" in table and "used of" in table
+    rows = {r.split()[0]: r for r in table.splitlines()[1:] if r.strip()}
+    assert table.splitlines()[0].split() == ["NAME", "ROLES", "STATE", "SIZE", "DEVICE", "WHERE", "UNTIL",
+                                                 "BACKEND"]
+    assert "ready" in rows["tiny"] and "forever (pinned)" in rows["tiny"]  # pinned: loaded at start
+    assert "unloaded" in rows["smollm2*"] and " ~" in rows["smollm2*"], "an unmeasured size is marked estimated"
 
     assert main(["models", "--json"]) == 0
     rows = {m["name"]: m for m in json.loads(capsys.readouterr().out)["models"]}
     assert rows["tiny"]["pinned"] is True and rows["tiny"]["estimate"] > 0
     assert rows["smollm2"]["roles"] == ["coordinator"]  # coder is configured, so the default yields it
 
-    assert main(["models", "load", "tiny"]) == 0
+    assert main(["models", "load", "tiny", "--json"]) == 0
     loaded = json.loads(capsys.readouterr().out)
     assert loaded["state"] == "ready" and loaded["measured"] is not None
 
     assert main(["models", "unload", "tiny"]) == 0  # pinned: loaded at start, unloaded on request
-    assert json.loads(capsys.readouterr().out)["unloaded"] is True
+    assert capsys.readouterr().out.startswith("tiny: unloaded, freed ")
+    assert main(["models", "load", "tiny"]) == 0
+    said = capsys.readouterr().out.strip()
+    assert said.startswith("tiny: ready on cpu, ") and "loaded in" in said and len(said.splitlines()) == 1
 
 
 def test_add_writes_the_config_in_use_and_rejects_bad_input(cli_env, capsys):
@@ -60,5 +68,10 @@ def test_add_writes_the_config_in_use_and_rejects_bad_input(cli_env, capsys):
     capsys.readouterr()
     assert main(["models", "add", "m", "--backend", "llama_cpp", "--file", "x.gguf", "--memory", "lots"]) == 2
     assert "not a size" in capsys.readouterr().err
+    assert main(["models", "add", "k", "--backend", "llama_cpp", "--file", "x.gguf", "--keep-alive", "10m"]) == 0
+    assert tomllib.loads((cli_env / "loom.toml").read_text())["models"]["k"]["keep_alive"] == 600.0
+    capsys.readouterr()
+    assert main(["models", "add", "r", "--backend", "llama_cpp", "--file", "x.gguf", "--role", "coderr"]) == 2
+    assert "did you mean 'coder'" in capsys.readouterr().err
     assert main(["models", "load", "nope"]) == 1
     assert "no model named 'nope'" in capsys.readouterr().err

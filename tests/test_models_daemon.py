@@ -48,7 +48,7 @@ def test_models_commands_reach_the_daemon(daemon):
     env, cwd, proc = daemon
     loaded = loom(env, cwd, "models", "load", "tiny")
     assert loaded.returncode == 0, loaded.stderr
-    assert json.loads(loaded.stdout)["state"] == "ready"
+    assert loaded.stdout.startswith("tiny: ready on cpu") and "stays forever" in loaded.stdout
     listed = loom(env, cwd, "models")
     assert f"pid {proc.pid}" in listed.stdout and "tiny" in listed.stdout
     status = json.loads(loom(env, cwd, "models", "--json").stdout)
@@ -56,7 +56,7 @@ def test_models_commands_reach_the_daemon(daemon):
     assert tiny["state"] == "ready" and tiny["until"] == "kept (keep_alive < 0)"
     local = json.loads(loom(env, cwd, "models", "--json", "--local").stdout)
     assert next(m for m in local["models"] if m["name"] == "tiny")["state"] == "unloaded"
-    unloaded = loom(env, cwd, "models", "unload", "tiny")
+    unloaded = loom(env, cwd, "models", "unload", "tiny", "--json")
     assert json.loads(unloaded.stdout)["unloaded"] is True
     missing = loom(env, cwd, "models", "load", "nope")
     assert missing.returncode == 1 and "nope" in missing.stderr

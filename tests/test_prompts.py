@@ -7,7 +7,7 @@ from mcp.client import Client
 
 from core.surfaces.mcp import McpSurface
 
-FAMILIES = ("coder", "vision", "imagegen", "video", "voice", "browser", "memory")
+FAMILIES = ("coder", "vision", "imagegen", "video", "voice", "browser", "memory", "document")
 pytestmark = pytest.mark.anyio
 
 

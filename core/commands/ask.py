@@ -1,73 +1,69 @@
-"""Ask Loom: route the request, run the plan, print the answer (progress on stderr)."""
+"""Ask Loom: route the request, run the plan, print the answer as it is written.
+
+Goes to the running daemon when there is one (its models are warm), else runs in this
+process. ``echo "question" | loom ask`` reads the request from stdin.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from . import add_request_arguments, make_app
+from . import absolute, add_local_argument, add_request_arguments, connect, request_text
 
-HELP = 'ask anything: loom ask "..." [--attach PATH ...]'
+HELP = 'ask anything: loom ask "..." [--attach PATH ...]  (or: echo "..." | loom ask)'
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_request_arguments(p, text_help="the request")
     p.add_argument("--session", default="cli", help="conversation id (memory and continuity)")
     p.add_argument("--json", action="store_true", help="print the whole result as JSON")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    add_local_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
     import anyio
 
-    from core.tools import ToolContext, ToolError
+    from core.tools import ToolError
 
-    app = make_app(args, configure_logs=False)
-    if "assistant.ask" not in app.tools:
-        print("loom: the assistant plugin is not enabled", file=sys.stderr)
-        return 1
+    from .render import print_result
+    from .stream import TextStream, describe_event
 
-    def say(msg: str) -> None:
-        if not args.quiet:
-            print(msg, file=sys.stderr, flush=True)
-
-    async def on_event(event) -> None:
-        kind = type(event).__name__
-        if kind == "PlanReady":
-            say(f"[plan] {event.intent}: {' -> '.join(event.steps)} ({event.confidence:.2f}) - {event.reason}")
-        elif kind == "Delegated":
-            say(f"[{event.step}] {event.tool}: {event.reason}" + (f" [{event.model}]" if event.model else ""))
-        elif kind == "StepFinished":
-            say(f"[{event.step}] {event.tool} {'done' if event.ok else 'FAILED'} in {event.seconds:.1f}s"
-                + (f": {event.error}" if event.error else ""))
-        elif kind in ("ModelLoading", "ModelLoaded"):
-            say(f"[model] {getattr(event, 'model', '')} {'loading' if kind == 'ModelLoading' else 'loaded'}")
-
-    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-        frac = f"{progress:g}/{total:g}" if total else f"{progress:g}"
-        say(f"[progress] {frac} {message or ''}")
+    text = request_text(args)
+    if not text.strip() and not args.attach:
+        print('loom: ask something: loom ask "your question" (or pipe it in: echo "..." | loom ask)',
+              file=sys.stderr)
+        return 2
+    arguments = {"text": text, "attachments": absolute(args.attach), "session_id": args.session}
+    stream = TextStream("ask", quiet=args.quiet, live=not args.json, assistant=True)
 
     async def main() -> int:
-        from core.events import Event
+        async with connect(args) as target:
+            if not target.remote:
+                from core.events import Event
 
-        async with app:
-            app.bus.subscribe(Event, on_event, plugin="cli", name="ask-progress")
+                if not target.has("assistant.ask"):
+                    print("loom: the assistant plugin is not enabled", file=sys.stderr)
+                    return 1
+
+                async def on_event(event: object) -> None:
+                    line = describe_event(event)
+                    if line:
+                        stream.note(line)
+
+                target.app.bus.subscribe(Event, on_event, plugin="cli", name="ask-progress")
             try:
-                result = await app.call("assistant.ask", {"text": args.text, "attachments": args.attach,
-                                                          "session_id": args.session},
-                                        ctx=ToolContext(surface="cli", on_progress=on_progress))
+                result = await target.call("assistant.ask", arguments, on_progress=stream.on_progress)
             except ToolError as exc:
-                print(f"loom: {exc}", file=sys.stderr)
+                stream.status.clear()
+                print(f"\nloom: {exc}" if stream.printed else f"loom: {exc}", file=sys.stderr)
                 return 1
-            await anyio.sleep(0.05)  # let the progress subscriber print the last events
         if args.json:
-            from . import print_json
-
-            print_json(result.structured)
-        else:
-            print(result.structured["answer"])
-            for f in result.structured.get("files", []):
-                print(f"file: {f}")
+            return print_result(result, args, tool="assistant.ask", arguments=arguments)
+        s = result.structured or {}
+        stream.finish(s.get("answer") or result.text())
+        for f in s.get("files", []):
+            print(f"file: {f}")
         return 0
 
     return anyio.run(main)

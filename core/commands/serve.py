@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import socket
 import sys
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 HELP = "run the daemon: MCP, the OpenAI-compatible API, metrics and the dashboard over HTTP"
 
@@ -137,7 +140,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _build(app: object, *, auth: bool, host: str, token: str | None, build_http_app: object) -> tuple:
     """The HTTP app with every surface: MCP, the OpenAI and Ollama APIs, operations and the dashboard."""
-    from core.surfaces.dashboard import COOKIE_PATHS, Dashboard
+    from core.surfaces.dashboard import COOKIE_ACTIONS, COOKIE_PATHS, Dashboard
+    from core.surfaces.dashboard.api import DashboardApi, RequestLog, RequestTracker
     from core.surfaces.ollama import OllamaSurface
     from core.surfaces.openai import OpenAISurface
     from core.surfaces.ops import DaemonOps, HttpMetrics
@@ -146,16 +150,33 @@ def _build(app: object, *, auth: bool, host: str, token: str | None, build_http_
     openai = OpenAISurface(app, ops)
     ollama = OllamaSurface(app, ops)
     dashboard = Dashboard(token)
+    requests = RequestLog(app)
+    api = DashboardApi(app, requests)
     asgi = build_http_app(  # type: ignore[operator]
         app, auth=auth, host=host,
-        extra_routes=[*openai.routes(), *ollama.routes(), *ops.routes(), *dashboard.routes()],
+        extra_routes=[*openai.routes(), *api.routes(), *ollama.routes(), *ops.routes(), *dashboard.routes()],
         public_paths=("/healthz", "/readyz", "/", "/login"),
         cookie_paths=tuple(p for p in COOKIE_PATHS if p != "/"),
-        services=[ops.running],
+        cookie_actions=COOKIE_ACTIONS,
+        services=[ops.running, lambda: _subscribed(app, requests)],
     )
+    asgi.add_middleware(RequestTracker, log=requests)
     asgi.add_middleware(HttpMetrics, ops=ops)
     asgi.state.ops = ops
     return asgi, ops
+
+
+@contextlib.asynccontextmanager
+async def _subscribed(app: Any, requests: Any) -> AsyncIterator[None]:
+    """The dashboard's request log follows tool calls on the bus while the daemon runs."""
+    from core.events import Event
+
+    sub = app.bus.subscribe(Event, requests.on_event, name="dashboard.requests", plugin="core", maxsize=4096,
+                            overflow="drop_oldest")
+    try:
+        yield
+    finally:
+        app.bus.unsubscribe(sub)
 
 
 def _exit_cleanly(signum: int, frame: object) -> None:

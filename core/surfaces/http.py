@@ -116,6 +116,7 @@ class SecurityGuard:
         max_body: int,
         public_paths: Sequence[str] = (),
         cookie_paths: Sequence[str] = (),
+        cookie_actions: Sequence[str] = (),
         public_max_body: int = PUBLIC_MAX_BODY,
     ) -> None:
         self.app = app
@@ -131,6 +132,9 @@ class SecurityGuard:
         self.public = frozenset(public_paths)
         # The dashboard's HttpOnly cookie stands in for the header, for GETs on these paths only.
         self.cookie_paths = frozenset(cookie_paths)
+        # ...and for POSTs under these prefixes (the dashboard's buttons) when the request also
+        # carries X-Loom-Dashboard: 1, a header no other origin can send without a preflight.
+        self.cookie_actions = tuple(cookie_actions)
 
     def _host_ok(self, host: str | None) -> bool:
         if not host:
@@ -155,7 +159,11 @@ class SecurityGuard:
         return hmac.compare_digest(header[7:].strip().encode(), self.token)
 
     def _cookie_ok(self, scope: Scope, headers: Headers) -> bool:
-        if self.token is None or scope["method"] not in ("GET", "HEAD") or scope["path"] not in self.cookie_paths:
+        method, path = scope["method"], scope["path"]
+        reading = method in ("GET", "HEAD") and path in self.cookie_paths
+        acting = (method == "POST" and path.startswith(self.cookie_actions) and bool(self.cookie_actions)
+                  and headers.get("x-loom-dashboard") == "1")
+        if self.token is None or not (reading or acting):
             return False
         from .dashboard import cookie_token
 
@@ -532,13 +540,15 @@ def build_http_app(
     surface: Any = None,
     public_paths: Sequence[str] = (),
     cookie_paths: Sequence[str] = (),
+    cookie_actions: Sequence[str] = (),
     services: Sequence[Callable[[], contextlib.AbstractAsyncContextManager[Any]]] = (),
 ) -> Starlette:
     """The daemon's ASGI app for ``app`` (a ``Loom``); starting it starts ``app`` too.
 
     ``auth=False`` (``--no-auth``) is refused unless ``host`` is a loopback address.
     ``public_paths`` need no token (health probes); ``cookie_paths`` also accept the
-    dashboard's cookie on GET; ``services`` are entered, in order, once the app runs.
+    dashboard's cookie on GET, ``cookie_actions`` (path prefixes) on POST with the
+    ``X-Loom-Dashboard: 1`` header; ``services`` are entered, in order, once the app runs.
     """
     from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
     from mcp.server.transport_security import TransportSecuritySettings
@@ -604,5 +614,6 @@ def build_http_app(
         max_body=cfg.max_body_bytes,
         public_paths=public_paths,
         cookie_paths=cookie_paths,
+        cookie_actions=cookie_actions,
     )
     return star

@@ -325,6 +325,27 @@ def _now() -> int:
     return int(time.time())
 
 
+def _text_of(msg: dict[str, Any]) -> str:
+    content = msg.get("content")
+    if isinstance(content, list):
+        return "\n".join(p["text"] for p in content if p.get("type") == "text")
+    return content or ""
+
+
+def _loom_answer(result: Any) -> str:
+    if result is None or result.is_error:
+        raise ApiError(400, (result.text() if result is not None else "") or "the assistant could not answer")
+    if isinstance(result.structured, dict) and isinstance(result.structured.get("answer"), str):
+        return result.structured["answer"]
+    return result.text()
+
+
+def _loom_usage(text: str, answer: str) -> dict[str, int]:
+    usage = {"prompt_tokens": _approx_tokens(text), "completion_tokens": _approx_tokens(answer)}
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    return usage
+
+
 def _sse(obj: Any) -> bytes:
     return b"data: " + msgspec.json.encode(obj) + b"\n\n"
 
@@ -561,41 +582,90 @@ class OpenAISurface:
             queue.leave(ticket)
 
     async def _loom_chat(self, request: Request, req: ChatRequest, messages: list[dict[str, Any]]) -> Response:
+        """model="loom": the last user message goes to ``assistant.ask``, the messages before
+        it as the conversation's history; streamed, the coordinator's text arrives as it is
+        written (SSE deltas), and whatever the answer adds after it (a saved file) at the end."""
         if "assistant.ask" not in self.app.tools:
             raise self._unknown_model(LOOM_MODEL)
         text = _last_user_text(messages)
+        last = max(i for i, m in enumerate(messages) if m.get("role") == "user")
         args: dict[str, Any] = {"text": text}
+        history = [{"role": m["role"], "content": _text_of(m)} for m in messages[:last]
+                   if m.get("role") in ("user", "assistant") and _text_of(m)]
+        if history:
+            args["history"] = history
         attachments = self._save_images(messages)
         if attachments:
             args["attachments"] = attachments
         if req.user:
             args["session_id"] = req.user
-        result: ToolResult = await self.app.call("assistant.ask", args, ctx=self._ctx(request))
-        if result.is_error:
-            raise ApiError(400, result.text() or "the assistant could not answer")
-        answer = result.text()
-        if isinstance(result.structured, dict) and isinstance(result.structured.get("answer"), str):
-            answer = result.structured["answer"]
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        usage = {"prompt_tokens": _approx_tokens(text), "completion_tokens": _approx_tokens(answer)}
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        ctx = self._ctx(request)
         if req.stream:
-            async def body() -> AsyncIterator[bytes]:
-                base = {"id": cid, "object": "chat.completion.chunk", "created": _now(), "model": LOOM_MODEL}
-                yield _sse({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": answer},
-                                                 "finish_reason": None}]})
-                yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-                if (req.stream_options or {}).get("include_usage"):
-                    yield _sse({**base, "choices": [], "usage": usage})
-                yield b"data: [DONE]\n\n"
-
-            return StreamingResponse(body(), media_type="text/event-stream")
+            include_usage = bool((req.stream_options or {}).get("include_usage"))
+            return StreamingResponse(self._loom_stream(args, ctx, cid, include_usage), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        answer = _loom_answer(await self.app.call("assistant.ask", args, ctx=ctx))
         return JSONResponse({
             "id": cid, "object": "chat.completion", "created": _now(), "model": LOOM_MODEL,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer, "refusal": None},
                          "logprobs": None, "finish_reason": "stop"}],
-            "usage": usage,
+            "usage": _loom_usage(text, answer),
         })
+
+    async def _loom_stream(self, args: dict[str, Any], ctx: ToolContext, cid: str,
+                           include_usage: bool) -> AsyncIterator[bytes]:
+        base = {"id": cid, "object": "chat.completion.chunk", "created": _now(), "model": LOOM_MODEL,
+                "system_fingerprint": None}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            return _sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+
+        send, receive = anyio.create_memory_object_stream[tuple[str, Any]](math.inf)
+
+        async def on_delta(text: str) -> None:  # called by the assistant as the coordinator writes
+            send.send_nowait(("delta", text))
+
+        ctx.extra["answer_delta"] = on_delta
+
+        async def run() -> None:
+            with send:
+                try:
+                    send.send_nowait(("done", await self.app.call("assistant.ask", args, ctx=ctx)))
+                except Exception as exc:
+                    send.send_nowait(("error", exc))
+
+        streamed = ""
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(run)
+                yield chunk({"role": "assistant", "content": ""})
+                result = None
+                async with receive:
+                    async for kind, value in receive:
+                        if kind == "delta":
+                            streamed += value
+                            yield chunk({"content": value})
+                        elif kind == "error":
+                            yield _sse(to_api_error(value).body())
+                            return
+                        else:
+                            result = value
+            try:
+                answer = _loom_answer(result)
+            except ApiError as exc:
+                yield _sse(exc.body())
+                return
+            if not answer.startswith(streamed):  # a stage rewrote it (e.g. a caveat): send the final form
+                yield chunk({"content": "\n\n" + answer})
+            elif len(answer) > len(streamed):
+                yield chunk({"content": answer[len(streamed):]})
+            yield chunk({}, "stop")
+            if include_usage:
+                yield _sse({**base, "choices": [], "usage": _loom_usage(args["text"], answer)})
+            yield b"data: [DONE]\n\n"
+        finally:
+            ctx.cancelled.set()  # the client went away: stop generating
 
     def _save_images(self, messages: list[dict[str, Any]]) -> list[str]:
         """The last user message's images as files in the data dir, for the assistant's router

@@ -8,10 +8,12 @@ fast.
 
 from __future__ import annotations
 
+import weakref
 from typing import Annotated, Any
 
 import msgspec
 
+from core.events import new_id
 from core.hookspecs import hookimpl
 from core.tools import ToolContext, ToolError
 
@@ -24,10 +26,23 @@ Session = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^[
                                       description="conversation id, for memory and continuity")]
 
 
+class Message(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    role: Annotated[str, msgspec.Meta(pattern=r"^(user|assistant|system|tool)$")]
+    content: Annotated[str, msgspec.Meta(max_length=200_000)] | None = None
+
+
 class AskArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     text: Text = ""
     attachments: Paths = []
     session_id: Session = "default"
+    conversation: Annotated[str, msgspec.Meta(
+        min_length=1, max_length=200, pattern=r"^[\w.:@-]+$",
+        description="continue this conversation (any id you choose): the assistant remembers its earlier "
+                    "turns, summarising the oldest. Over MCP the session is the conversation when omitted")] \
+        | None = None
+    history: Annotated[list[Message], msgspec.Meta(
+        max_length=2000, description="earlier turns you keep yourself, oldest first ({role, content}); "
+                                     "instead of conversation")] = []
 
 
 class RouteArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -63,9 +78,16 @@ def get_assistant(app: Any) -> Any:
 async def ask(args: AskArgs, ctx: ToolContext) -> dict:
     """Ask Loom anything, with optional files: it routes the request to the right specialists
     (vision, coder, image generator, voice, browser, PC control, memory), runs the plan and answers."""
-    turn = await get_assistant(ctx.app).ask(args.text, list(args.attachments), session_id=args.session_id, ctx=ctx)
+    if args.conversation and args.history:
+        raise ToolError("give either conversation (the assistant keeps the history) or history (you keep it), "
+                        "not both")
+    history = [{"role": m.role, "content": m.content or ""} for m in args.history]
+    turn = await get_assistant(ctx.app).ask(args.text, list(args.attachments), session_id=args.session_id,
+                                            conversation=args.conversation or _session_conversation(ctx, history),
+                                            history=history, ctx=ctx)
     plan = turn.plan
     files = [p for p in (_file(ctx.app, r) for r in turn.step_results.values()) if p]
+    files += [p for p in turn.metadata.get("audio", []) if p not in files]
     return {
         "answer": turn.answer,
         "intent": plan.intent if plan else None,
@@ -77,7 +99,30 @@ async def ask(args: AskArgs, ctx: ToolContext) -> dict:
         "answer_confidence": turn.confidence,
         "session_id": turn.session_id,
         "plan_id": plan.id if plan else None,
+        "skipped": turn.metadata.get("skipped", []),
+        "conversation": turn.conversation_id,
+        "summarized": bool(turn.summary),
+        "documents": turn.documents,
     }
+
+
+_mcp_conversations: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def _session_conversation(ctx: ToolContext, history: list[dict[str, str]]) -> str | None:
+    """Over MCP without an explicit conversation or history, the client's session is the conversation."""
+    call = ctx.extra.get("mcp")
+    if call is None or history:
+        return None
+    session = call.session
+    key = getattr(session, "_connection", None) or session
+    try:
+        cid = _mcp_conversations.get(key)
+        if cid is None:
+            cid = _mcp_conversations[key] = f"mcp-{new_id()}"
+    except TypeError:  # not weakly referenceable: no implicit conversation
+        return None
+    return cid
 
 
 def _file(app: Any, result: Any) -> str | None:

@@ -94,7 +94,7 @@ FIELD_SYNONYMS: dict[str, str] = {
     **dict.fromkeys(("files", "images", "paths"), "files"), "code": "text",
     "url": "url", "app": "app", "name": "app", "application": "app", "command": "app", "keys": "keys", "hotkey": "keys",
     "combo": "keys", "x": "x", "y": "y", "model": "model", "session_id": "session_id", "language": "language",
-    "button": "button", "clicks": "clicks", "session": "session_id",
+    "button": "button", "clicks": "clicks", "session": "session_id", "target": "text",
 }
 
 
@@ -234,14 +234,16 @@ async def execute(plan: Plan, app: Any, *, request: str = "", attachments: list[
                   session_id: str = "default", ctx: ToolContext | None = None,
                   reroute: Reroute | None = None, extra: dict[str, Any] | None = None,
                   on_result: Callable[[Step, Any], Awaitable[None]] | None = None,
-                  precomputed: dict[str, Any] | None = None) -> dict[str, Any]:
+                  precomputed: dict[str, Any] | None = None,
+                  on_step: Callable[[Any], Awaitable[None]] | None = None) -> dict[str, Any]:
     """Run ``plan``'s steps in dependency order; returns the namespace of outputs.
 
     The namespace has ``{id}.text`` / ``{id}.file`` per step and ``last.text`` /
     ``last.file`` for the final one. ``reroute(text)`` is used when ``plan.then_route``
     is set: the first step's text (a transcript) is routed and its steps appended.
     ``precomputed`` maps step ids to results already obtained (the router transcribed
-    the audio while routing): those steps are not run twice.
+    the audio while routing): those steps are not run twice. ``on_step`` also receives
+    each ``StepStarted``/``StepFinished`` event (the assistant reports them as progress).
     """
     started = time.perf_counter()
     corr = ctx.correlation_id if ctx else None
@@ -258,7 +260,7 @@ async def execute(plan: Plan, app: Any, *, request: str = "", attachments: list[
             step = queue[index]
             index += 1
             await _run_step(plan, step, index, app, ns, scratch, ctx, corr, on_result,
-                            (precomputed or {}).get(step.id))
+                            (precomputed or {}).get(step.id), on_step)
             if plan.then_route and index == 1 and reroute is not None:
                 more = await reroute(ns[f"{step.id}.text"])
                 appended = _rebase(more.steps, step.id, len(plan.steps))
@@ -299,10 +301,14 @@ def _rebase(steps: list[Step], source_id: str, offset: int) -> list[Step]:
 
 async def _run_step(plan: Plan, step: Step, index: int, app: Any, ns: dict[str, Any], scratch: Path,
                     ctx: ToolContext | None, corr: str | None,
-                    on_result: Callable[[Step, Any], Awaitable[None]] | None, done: Any = None) -> None:
+                    on_result: Callable[[Step, Any], Awaitable[None]] | None, done: Any = None,
+                    on_step: Callable[[Any], Awaitable[None]] | None = None) -> None:
     label = f"step {index} ({step.tool})"
-    await app.bus.publish(StepStarted(plan_id=plan.id, step=step.id, tool=step.tool, index=index,
-                                      correlation_id=corr, source="assistant"))
+    started = StepStarted(plan_id=plan.id, step=step.id, tool=step.tool, index=index, correlation_id=corr,
+                          source="assistant")
+    await app.bus.publish(started)
+    if on_step is not None:
+        await on_step(started)
     t0 = time.perf_counter()
     try:
         if done is not None:
@@ -310,10 +316,10 @@ async def _run_step(plan: Plan, step: Step, index: int, app: Any, ns: dict[str, 
         else:
             result = await _call(app, plan, step, ns, ctx)
     except ToolError as exc:
-        await _finished(app, plan, step, index, t0, corr, str(exc))
+        await _finished(app, plan, step, index, t0, corr, str(exc), on_step)
         raise PlanError(f"{label} failed: {exc}", step) from exc
     except Exception as exc:
-        await _finished(app, plan, step, index, t0, corr, repr(exc))
+        await _finished(app, plan, step, index, t0, corr, repr(exc), on_step)
         raise PlanError(f"{label} failed unexpectedly: {exc!r}", step) from exc
     text = result_text(result)
     file = result_file(result, scratch)
@@ -322,7 +328,7 @@ async def _run_step(plan: Plan, step: Step, index: int, app: Any, ns: dict[str, 
     ns[f"{step.id}.result"] = ns["last.result"] = result
     if on_result is not None:
         await on_result(step, result)
-    await _finished(app, plan, step, index, t0, corr, None)
+    await _finished(app, plan, step, index, t0, corr, None, on_step)
 
 
 async def _call(app: Any, plan: Plan, step: Step, ns: dict[str, Any], ctx: ToolContext | None) -> Any:
@@ -348,7 +354,10 @@ async def _call(app: Any, plan: Plan, step: Step, ns: dict[str, Any], ctx: ToolC
 
 
 async def _finished(app: Any, plan: Plan, step: Step, index: int, t0: float, corr: str | None,
-                    error: str | None) -> None:
-    await app.bus.publish(StepFinished(plan_id=plan.id, step=step.id, tool=step.tool, index=index,
-                                       ok=error is None, seconds=round(time.perf_counter() - t0, 4),
-                                       error=error, correlation_id=corr, source="assistant"))
+                    error: str | None, on_step: Callable[[Any], Awaitable[None]] | None = None) -> None:
+    event = StepFinished(plan_id=plan.id, step=step.id, tool=step.tool, index=index, ok=error is None,
+                         seconds=round(time.perf_counter() - t0, 4), error=error, correlation_id=corr,
+                         source="assistant")
+    await app.bus.publish(event)
+    if on_step is not None:
+        await on_step(event)

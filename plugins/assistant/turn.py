@@ -28,6 +28,11 @@ Order of a turn in ``assistant.ask``:
    judge agreement, mark uncertainty (``turn.uncertain = True`` makes the assistant
    prefix the answer with a short caveat unless the stage already rewrote it).
 
+A turn may belong to a conversation (``turn.conversation_id``): ``turn.history`` holds
+the earlier turns and ``turn.summary`` the rolling summary of older ones; after the
+coordinator answered, ``turn.messages`` is exactly what it was given. Attached documents
+read for the turn are described in ``turn.documents``.
+
 A stage that raises is reported as an event and skipped; the turn goes on. Stages can
 call the coordinator themselves through ``await turn.generate(prompt, ...)`` and publish
 events with ``await turn.emit(event)`` (the correlation id is filled in, and the event is
@@ -89,6 +94,15 @@ class Turn:
     app: Any = None  # the running Loom (app.call, app.pool, app.bus)
     step_results: dict[str, Any] = field(default_factory=dict)  # step id -> ToolResult
     _generate: Generate | None = None
+
+    # The conversation this turn belongs to (see ``conversation.py``).
+    conversation_id: str | None = None  # None: a single request, or a client-held history
+    history: list[dict[str, str]] = field(default_factory=list)  # earlier turns, oldest first
+    summary: str = ""  # the rolling summary of turns older than ``history``
+    folded: tuple[int, str] | None = None  # (turns folded, new summary) once this turn folded some
+    messages: list[dict[str, Any]] = field(default_factory=list)  # what the coordinator was given
+    documents: list[dict[str, Any]] = field(default_factory=list)  # attachments read as documents
+    on_text: Callable[[str], Awaitable[None]] | None = None  # receives the answer as it is written
 
     @property
     def transcript(self) -> str:

@@ -36,7 +36,9 @@ class BrowserSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     session_idle_timeout: float = 600.0  # drop a session's context after this many idle seconds
     navigation_timeout: float = 20.0
     max_chars: int = 20000  # page text returned by browser.open
-    search_url: str | None = None  # for browser.research without URLs, e.g. "https://duckduckgo.com/html/?q={query}"
+    # browser.research without start URLs searches here ({query} is the question); "" turns
+    # searching off (research then needs start URLs). DuckDuckGo's HTML page needs no key.
+    search_url: str = "https://html.duckduckgo.com/html/?q={query}"
     model: str | None = None  # the model browser.research answers with; default: the coordinator role
     max_pages: int = 6
 

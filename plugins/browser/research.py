@@ -84,8 +84,8 @@ async def research(args: ResearchArgs, ctx: ToolContext) -> ToolResult:
     queue = list(dict.fromkeys(args.urls))
     if not queue:
         if not m.settings.search_url:
-            raise ToolError("give start URLs, or an operator can set [plugin.browser] search_url "
-                            "(with {query}) for research without them")
+            raise ToolError("searching is turned off ([plugin.browser] search_url = \"\"): give start URLs, "
+                            "or set search_url to a search page with {query} in it")
         queue = [m.settings.search_url.replace("{query}", quote_plus(args.question))]
         from_search = True
     else:

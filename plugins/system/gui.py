@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -25,6 +25,8 @@ class SystemSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     type_interval: float = 0.01  # seconds between typed keys
     max_text: int = 2000  # characters system.type accepts in one call
     allowed_apps: list[str] = []  # programs system.open_app may start; empty: any on PATH
+    locate_engine: Literal["auto", "vision", "ocr"] = "auto"  # auto: the vision model when configured, else OCR
+    vision_coords: Literal["pixels", "norm1000"] = "pixels"  # how the vision model answers (Qwen3-VL: norm1000)
 
 
 class Gui:

@@ -1,8 +1,12 @@
 """The dashboard at ``/``: one static HTML+JS page (no build step, no CDN) served by the daemon.
 
-It shows loaded models with memory bars against the budget, keep-alive countdowns, the
-request queue, recent plans and events and per-tool latencies, refreshed from
-``/api/status`` and updated live from ``/events``.
+It shows loaded models (each bar against the largest model, estimates marked as such;
+the device bar against the budget and, zoomed, against what is loaded), keep-alive
+countdowns, every request from any surface (cancel buttons on running ones), the request
+queue, recent plans and events and per-tool latencies, with buttons to load, unload and
+pin models and a small chat panel streaming from the assistant; refreshed from
+``/api/status`` and ``/api/dashboard/requests``, updated live from ``/events``; the
+actions are ``/api/dashboard/*`` (``api.py``).
 
 The page needs the bearer token like every other route, but a browser cannot send an
 ``Authorization`` header on a plain navigation, so:
@@ -10,9 +14,10 @@ The page needs the bearer token like every other route, but a browser cannot sen
 * ``/?token=<token>`` (once, e.g. the link ``loom serve`` prints) or the login form on
   ``/`` sets an ``HttpOnly; SameSite=Strict`` cookie and redirects to ``/`` (the token
   leaves the address bar and the history);
-* the guard accepts that cookie only for ``GET`` on the read-only paths the page uses
-  (``COOKIE_PATHS``), never for the API or MCP, so a cookie can never make a request
-  that changes anything. Host and Origin checks apply as everywhere.
+* the guard accepts that cookie for ``GET`` on the read-only paths the page uses
+  (``COOKIE_PATHS``) and for ``POST`` on the dashboard's own actions (``COOKIE_ACTIONS``)
+  only together with the ``X-Loom-Dashboard: 1`` header, never for the API or MCP.
+  Host and Origin checks apply as everywhere.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 COOKIE = "loom_token"
-COOKIE_PATHS = ("/", "/api/status", "/events", "/metrics")
+COOKIE_PATHS = ("/", "/api/status", "/events", "/metrics", "/api/dashboard/requests")
+COOKIE_ACTIONS = ("/api/dashboard/",)  # POST, with X-Loom-Dashboard: 1 (see api.py)
 HERE = Path(__file__).parent
 _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
