@@ -102,6 +102,20 @@ async def test_emotion_stage_sets_tone_only_above_the_calibrated_threshold():
     assert strict.instructions == [] and strict.metadata["emotion"]["dominant"] == "sadness"
 
 
+@pytest.mark.anyio
+async def test_emotion_stage_reads_the_sentence_embedding_when_configured(make_app):
+    cfg = LoomConfig()
+    cfg.plugin["cognition"] = {"emotion": {"use_embeddings": True}}
+    app = make_app("embed", "cognition", config=cfg)
+    async with app:
+        turn = Turn(text="My grandfather died this morning and I keep crying.", app=app)
+        stage = next(s.obj for s in app.stages if s.name == "emotion")
+        await stage.before(turn)
+        assert turn.metadata["emotion"]["model"] == "minilm"
+        assert turn.metadata["emotion"]["dominant"] == "sadness" and turn.events[0].tone_changed
+    assert detect("I am so angry")["model"] == "text"  # without a vector: the text-only model
+
+
 def test_agreement_is_semantic():
     """The issue's cases: Paris / Paris / Lyon disagree; paraphrases of Paris agree."""
     split = agreement.agreement(["Paris", "Paris", "Lyon"], question="What is the capital of France?")
@@ -231,7 +245,9 @@ async def test_reflection_critiques_and_revises_with_the_real_model(llm_app):
 
     async with llm_app as app:
         stage = next(s.obj for s in app.stages if s.name == "reasoning")
-        stage.settings = msgspec.convert({"reasoning": {"hard": "reflect"}}, CognitionSettings).reasoning
+        stage.settings = msgspec.convert({"reasoning": {"hard": "reflect", "reflect_max_tokens": 32}},
+                                         CognitionSettings).reasoning
+        get_assistant(app).settings.max_tokens = 48  # a short draft: the test is about the steps, not the maths
         (await app.services["memory"].get()).clock = lambda: 1772359200.0
         turn = await get_assistant(app).ask("Tom has 5 apples, buys 3 more and eats 2. How many apples does he "
                                             "have now?", [], session_id="reflect")
@@ -285,5 +301,5 @@ def test_bad_cognition_config_is_a_clear_error(make_app):
     with pytest.raises(ConfigError, match="telepathy"):
         make_app("cognition", config=cfg)
     cfg.plugin["cognition"] = {"personality": {"openness": 3}}
-    with pytest.raises(ConfigError, match=r"plugin\.cognition\.personality\.openness"):
+    with pytest.raises(ConfigError, match=r"\[plugin\.cognition\] personality\.openness"):
         make_app("cognition", config=cfg)

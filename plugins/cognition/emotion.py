@@ -41,7 +41,8 @@ PAD = {"joy": (0.76, 0.48, 0.35), "trust": (0.58, -0.1, 0.3), "fear": (-0.64, 0.
 MODEL_PATH = Path(__file__).with_name("data") / "emotion_model.json.gz"
 # The same model with the message's sentence embedding (the pool's embed model,
 # all-MiniLM-L6-v2) as 384 more features: it generalises to words the training set never
-# showed ("I am so angry"). Used when the pool has an embed model; else the text-only one.
+# showed. Used with ``[plugin.cognition.emotion] use_embeddings = true`` when the pool has an
+# embed model; else the text-only one.
 SEMANTIC_MODEL_PATH = Path(__file__).with_name("data") / "emotion_model_minilm.json.gz"
 # How much a lexicon hit counts against the ~100 n-grams of a message. Chosen by 5-fold
 # cross-validation on the training set among 1, 2 and 3: heavier hits read plain

@@ -28,8 +28,11 @@ class EmotionSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Intensity from which the reply's tone follows the emotion; None: the threshold calibrated
     # with the model (cross-validated on its training set, see docs/cognition.md).
     tone_threshold: Unit | None = None
-    # Judge with the sentence embedding too (the pool's embed model) when there is one.
-    use_embeddings: bool = True
+    # Judge with the sentence embedding too (the pool's embed model). Off by default: it costs
+    # an embed call per turn (measured 2 s median through the pool on the loaded shared
+    # machine, against 0.25 ms for the text model) and MiniLM is English-only (see
+    # docs/cognition.md for both models' figures).
+    use_embeddings: bool = False
 
 
 STRATEGIES = ("direct", "chain_of_thought", "reflect", "self_consistency")
@@ -46,6 +49,7 @@ class ReasoningSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     # A stronger model for hard requests, when one is configured: the role it serves
     # ([models.x] role = "expert"); the plan says which tier answered and its expected cost.
     expert_role: str = "expert"
+    reflect_max_tokens: Annotated[int, msgspec.Meta(ge=16, le=4096)] = 256  # the critique's and the revision's
     # Measured seconds per answer with the packaged model (bench/reasoning.py), for the plan's estimate.
     expected_s: dict[str, float] = {}
 

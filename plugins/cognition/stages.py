@@ -148,7 +148,8 @@ class ReasoningStage:
                     kw["model"] = model
                 return await turn.generate(messages, **kw)
 
-            out = await strategies.critique_and_revise(generate, turn.transcript, turn.answer)
+            out = await strategies.critique_and_revise(generate, turn.transcript, turn.answer,
+                                                       max_tokens=self.settings.reflect_max_tokens)
             changed = out["answer"] != turn.answer
             info.update({"critique": out["critique"], "revised": changed})
             turn.answer = out["answer"]
