@@ -75,13 +75,18 @@ async def timed_calls(client: Client, n: int) -> list[float]:
 
 
 class Servers:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, clients: int) -> None:
         self.tmp = tmp
         write_dist_info(tmp / "ep", {"probe": "tests.conformance_plugin.probe"})
         (tmp / "bare.py").write_text(BARE)
         self.env = {**os.environ, "PYTHONPATH": f"{tmp / 'ep'}{os.pathsep}{ROOT}",
                     "XDG_DATA_HOME": str(tmp / "data"), "XDG_CONFIG_HOME": str(tmp / "config"),
-                    "LOOM_PLUGINS": "admin,probe", "LOOM_LOGGING__LEVEL": "warning"}
+                    "LOOM_PLUGINS": "admin,probe", "LOOM_LOGGING__LEVEL": "warning",
+                    # All bench clients share one token, so Loom's per-client session cap (16 by
+                    # default; past it the client's idlest session is closed) would end sessions
+                    # that the bare server, which has no cap, keeps: same limits on both sides.
+                    "LOOM_SERVER__MAX_SESSIONS_PER_CLIENT": str(clients + 4),
+                    "LOOM_SERVER__MAX_SESSIONS": str(max(64, clients + 4))}
 
     def stdio(self, which: str) -> StdioServerParameters:
         args = ["-m", "core.cli", "mcp"] if which == "loom" else [str(self.tmp / "bare.py"), "stdio"]
@@ -191,7 +196,7 @@ async def main() -> int:
     args = ap.parse_args()
     rounds: dict[str, list[dict[str, float]]] = {"loom": [], "bare": []}
     with tempfile.TemporaryDirectory() as d:
-        servers = Servers(Path(d))
+        servers = Servers(Path(d), args.clients)
         for rnd in range(args.rounds):
             # Alternate which side goes first so neither always gets the warmer caches / quieter slot.
             for which in (("bare", "loom") if rnd % 2 == 0 else ("loom", "bare")):
