@@ -202,6 +202,11 @@ def main() -> int:
         same = texts["loom"] == texts["llama_cpp.server"] and len(texts["loom"]) == 1
         print(f"  greedy texts identical on both sides: {same}")
         if not same:
+            a, b = next(iter(texts["loom"])), next(iter(texts["llama_cpp.server"]))
+            at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+            print(f"  distinct texts: loom {len(texts['loom'])}, llama_cpp.server {len(texts['llama_cpp.server'])}; "
+                  f"first difference at char {at}: loom {a[at:at + 40]!r} vs {b[at:at + 40]!r}")
+        if not same:
             missed.append("greedy texts differ between Loom and llama_cpp.server (different sampling or prompt)")
         ref[0].send_signal(signal.SIGTERM)  # leave the CPU to Loom for the concurrency run
         ref[0].wait(30)
