@@ -136,7 +136,6 @@ class ClusterConfig(_Section):
     # from Ray's own `memory` resource.
     memory_resource: str = "loom_memory_mib"
     gpu_memory_resource: str = "loom_gpu_memory_mib"  # the same for GPU memory, per node
-    connect_timeout: float = 30.0
 
 
 class PathsConfig(_Section):

@@ -169,7 +169,12 @@ async def test_speech_is_spoken_sentence_by_sentence_while_the_answer_is_written
         return {"path": f"/tmp/sentence{len(spoken)}.wav"}
 
     voice = SimpleNamespace(loom_register_tools=hookimpl(lambda register: register(speak)))
-    app = make_app("assistant", extra={"fake": fake.plugin(slow), "voice": voice}, config=fake.config())
+    from core.config import ModelConfig
+
+    cfg = fake.config()
+    # A tts model must be configured, or the plan drops the speech step as not available here.
+    cfg.models["piper"] = ModelConfig(backend="fake-coordinator", role="tts", placement="inline")
+    app = make_app("assistant", extra={"fake": fake.plugin(slow), "voice": voice}, config=cfg)
     seen: list[str] = []
 
     async def on_progress(progress, total, message):
@@ -228,7 +233,12 @@ async def test_every_image_attached_is_seen_and_labelled(make_app, data_dir):
 
     vision = SimpleNamespace(loom_register_tools=hookimpl(lambda register: register(describe, read_only=True)))
     coordinator = fake.FakeCoordinator()
-    app = make_app("assistant", extra={"fake": fake.plugin(coordinator), "vision": vision}, config=fake.config())
+    from core.config import ModelConfig
+
+    cfg = fake.config()
+    # A vision model must be configured, or the plan drops the vision steps as not available here.
+    cfg.models["vlm"] = ModelConfig(backend="fake-coordinator", role="vlm", placement="inline")
+    app = make_app("assistant", extra={"fake": fake.plugin(coordinator), "vision": vision}, config=cfg)
     async with app:
         out = (await app.call("assistant.ask", {"text": "Describe these images.", "attachments": paths})).structured
     assert out["steps"] == ["vision.describe", "vision.describe", "assistant.chat"]

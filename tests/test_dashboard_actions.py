@@ -91,9 +91,13 @@ def test_load_pin_unpin_unload_with_the_buttons(daemon, page):
     tiny = next(m for m in status["pool"]["models"] if m["name"] == "tiny")
     assert tiny["pinned"] is True and tiny["until"] == "pinned"
     # the device panel zooms on what is loaded: tiny is the only resident model, so all of it
-    loaded_bar = page.locator('#devices .device[data-device="cpu"] .bar.loaded span').first
-    full = page.locator('#devices .device[data-device="cpu"] .bar.loaded').bounding_box()
-    assert loaded_bar.bounding_box()["width"] >= 0.98 * full["width"]
+    # (widths read in one go: the page redraws its panels every few seconds)
+    ratio = page.wait_for_function("""() => {
+        const bar = document.querySelector('#devices .device[data-device="cpu"] .bar.loaded');
+        const seg = bar && bar.querySelector('span');
+        return seg && seg.getBoundingClientRect().width / bar.getBoundingClientRect().width; }""",
+                                   timeout=15000).json_value()
+    assert ratio >= 0.98
     models_png = shot(page, "#models", "dashboard-models.png")
     assert accent_pixels(models_png) > 200, "the memory bars are drawn"
     page.click(f'{row} button[data-action="unpin"]')
@@ -101,10 +105,11 @@ def test_load_pin_unpin_unload_with_the_buttons(daemon, page):
     page.click(f'{row} button[data-action="unload"]')
     page.wait_for_selector(f'{row}[data-state="unloaded"]', timeout=15000)
     # bars are scaled to the largest model: smollm2 (~250 MiB) fills its bar, tiny does not
-    big = page.locator('tr[data-model="smollm2"] .bar span').bounding_box()
-    small = page.locator(f"{row} .bar span").bounding_box()
-    bar = page.locator('tr[data-model="smollm2"] .bar').bounding_box()
-    assert big["width"] >= 0.98 * bar["width"] and 0 < small["width"] < big["width"]
+    widths = page.evaluate("""() => { const w = (s) => document.querySelector(s).getBoundingClientRect().width;
+        return [w('tr[data-model="smollm2"] .bar span'), w('tr[data-model="tiny"] .bar span'),
+                w('tr[data-model="smollm2"] .bar')]; }""")
+    big, small, bar = widths
+    assert big >= 0.98 * bar and 0 < small < big
 
 
 def test_every_request_shows_and_a_running_one_can_be_cancelled(daemon, page):

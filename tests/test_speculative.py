@@ -3,6 +3,13 @@
 Prompt lookup drafts from the context, so a request that makes the model copy its input
 (an edit) is where it pays; a draft model drafts with a second GGUF of the same tokenizer
 (here the model itself, which must then agree with itself on every draft token).
+
+Exact equality is checked on F32 models, whose logits llama.cpp computes the same whatever
+the batch: there, greedy text with speculation is the plain text to the byte while most
+tokens come from accepted drafts. Quantized models (SmolLM2 is Q4_1) get their logits from
+batch-size-dependent kernels, so a near-tie can break differently when a position was
+verified in a draft batch (measured: the same 10+ tokens, then "desired changes" vs
+"desired output"); for them the tests check drafts are accepted and limits hold.
 """
 
 from __future__ import annotations
@@ -53,52 +60,64 @@ def smollm():
     llm.close()
 
 
-async def test_prompt_lookup_gives_the_same_greedy_edit_and_accepts_drafts(smollm):
+@pytest.fixture(scope="module")
+def tiny_f32(tmp_path_factory):
+    from llama_cpp import Llama
+
+    path = write_tiny_gguf(tmp_path_factory.mktemp("spec") / "tiny.gguf", context=1024, n_embd=128, n_layers=4)
+    llm = Llama(model_path=str(path), n_ctx=1024, n_threads=1, verbose=False, seed=1)
+    llm._loom_speculative = {"enabled": False, "draft": None}
+    yield llm
+    llm.close()
+
+
+@pytest.mark.parametrize("prompt", ["hello there", "go on and on", "abc abc abc"])
+@pytest.mark.parametrize("constrained", [True, False])
+async def test_prompt_lookup_keeps_greedy_text_exactly(tiny_f32, prompt, constrained):
+    chat = chat_on(tiny_f32)
+    kw = {"grammar": "root ::= [a-z ]+"} if constrained else {"logit_bias": {0: -100.0, 1: -100.0, 2: -100.0}}
+    plain = await cold(tiny_f32, chat, prompt, max_tokens=80, speculative=False, **kw)
+    fast = await cold(tiny_f32, chat, prompt, max_tokens=80, speculative=True, **kw)
+    assert fast.text == plain.text and fast.usage.completion_tokens == plain.usage.completion_tokens == 80
+    assert fast.usage.draft_accepted >= 30, fast.usage  # most tokens came from verified drafts
+
+
+async def test_prompt_lookup_accepts_drafts_on_a_real_edit(smollm):
     chat = chat_on(smollm)
-    plain = await cold(smollm, chat, EDIT, max_tokens=96, speculative=False)
     fast = await cold(smollm, chat, EDIT, max_tokens=96, speculative=True)
-    assert fast.text == plain.text
-    assert fast.usage.completion_tokens == plain.usage.completion_tokens
+    plain = await cold(smollm, chat, EDIT, max_tokens=96, speculative=False)
     assert plain.usage.draft_accepted is None
-    # The answer copies the file: most of its tokens came from verified drafts.
-    assert fast.usage.draft_accepted > fast.usage.completion_tokens // 3, fast.usage
+    # The answer copies the file: a good share of its tokens came from verified drafts.
+    assert fast.usage.draft_accepted > fast.usage.completion_tokens // 4, fast.usage
+    assert "def step_0(x):" in fast.text and fast.usage.completion_tokens == plain.usage.completion_tokens
 
 
-async def test_speculation_on_free_chat_keeps_the_text(smollm):
-    chat = chat_on(smollm)
-    msgs = [{"role": "user", "content": "Write two sentences about lighthouses."}]
-    plain = await cold(smollm, chat, msgs, max_tokens=48, speculative=False)
-    fast = await cold(smollm, chat, msgs, max_tokens=48, speculative=True)
-    assert fast.text == plain.text
-
-
-async def test_stop_sequences_and_max_tokens_hold_while_speculating(smollm):
-    chat = chat_on(smollm)
-    plain = await cold(smollm, chat, EDIT, max_tokens=60, speculative=False)
-    stop = plain.text[40:46]
-    cut = await cold(smollm, chat, EDIT, max_tokens=60, speculative=True, stop=[stop])
+async def test_stop_sequences_and_max_tokens_hold_while_speculating(tiny_f32):
+    chat = chat_on(tiny_f32)
+    grammar = "root ::= [a-z ]+"
+    plain = await cold(tiny_f32, chat, "tell me more", max_tokens=60, grammar=grammar, speculative=False)
+    stop = plain.text[20:24]
+    cut = await cold(tiny_f32, chat, "tell me more", max_tokens=60, grammar=grammar, speculative=True, stop=[stop])
     assert cut.text == plain.text[: plain.text.index(stop)] and cut.finish_reason == "stop"
-    short = await cold(smollm, chat, EDIT, max_tokens=7, speculative=True)
+    short = await cold(tiny_f32, chat, "tell me more", max_tokens=7, grammar=grammar, speculative=True)
     assert short.usage.completion_tokens == 7 and plain.text.startswith(short.text)
 
 
-async def test_draft_model_of_the_same_tokenizer_keeps_greedy_text(tmp_path):
+async def test_draft_model_of_the_same_tokenizer_keeps_greedy_text(tiny_f32, tmp_path):
     from llama_cpp import Llama
 
-    path = write_tiny_gguf(tmp_path / "tiny.gguf", context=1024)
-    llm = Llama(model_path=str(path), n_ctx=1024, n_threads=1, verbose=False, seed=1)
-    draft = Llama(model_path=str(path), n_ctx=1024, n_threads=1, verbose=False, seed=1)
+    draft = Llama(model_path=tiny_f32.model_path, n_ctx=1024, n_threads=1, verbose=False, seed=1)
     try:
-        llm._loom_speculative = {"enabled": True, "draft": draft}
-        chat = chat_on(llm)
-        grammar = 'root ::= [a-z ]+'
-        plain = await cold(llm, chat, "hello there", max_tokens=40, grammar=grammar, speculative=False)
-        fast = await cold(llm, chat, "hello there", max_tokens=40, grammar=grammar)
+        tiny_f32._loom_speculative = {"enabled": True, "draft": draft}
+        chat = chat_on(tiny_f32)
+        no_end = {0: -100.0, 1: -100.0, 2: -100.0}  # no end-of-generation: 40 tokens on both sides
+        plain = await cold(tiny_f32, chat, "hello there", max_tokens=40, logit_bias=no_end, speculative=False)
+        fast = await cold(tiny_f32, chat, "hello there", max_tokens=40, logit_bias=no_end)
         assert fast.text == plain.text
         assert fast.usage.draft_accepted and fast.usage.draft_accepted > 10  # a model agrees with itself
     finally:
+        tiny_f32._loom_speculative = {"enabled": False, "draft": None}
         draft.close()
-        llm.close()
 
 
 def test_prompt_lookup_proposes_what_followed_the_latest_match():

@@ -131,8 +131,10 @@ class ProcessInvoker:
                 self.proc = subprocess.Popen(
                     [sys.executable, "-m", "core.workers.main", str(theirs.fileno())],
                     pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=out_w, stderr=out_w,
+                    # Same session as the daemon: with the kernel's autogroup scheduling a worker
+                    # then shares the daemon's CPU share exactly as an inline model does (its own
+                    # session would make it a separate group). Workers ignore SIGINT themselves.
                     env=worker_env(),
-                    start_new_session=True,  # a Ctrl-C meant for the daemon does not reach its workers
                 )
         finally:
             theirs.close()

@@ -125,9 +125,11 @@ def train(units: list[Unit], *, embed: Embed | None = None, embed_name: str | No
           cache_dir: Path | None = None) -> IntentModel:
     """The model for ``units``: from this process's memo, the disk cache, or trained now."""
     key = fingerprint(units, embed_name if embed is not None else None)
-    if key in _MEMO:
-        return _MEMO[key]
     path = cache_dir / f"router-{key}.npz" if cache_dir is not None else None
+    if key in _MEMO:
+        if path is not None and not path.exists():
+            save(_MEMO[key], path)  # another app in this process trained it: share it with the next process
+        return _MEMO[key]
     model = load(path) if path is not None and path.exists() else None
     if model is None:
         model = fit(units, embed=embed)

@@ -2032,6 +2032,26 @@ TIMELESS_SLOTS = {
 }
 
 
+# Arithmetic told as a story: "now" and "today" here are no sign of fresh facts.
+NAMES = ["Ana", "Ben", "Lucía", "Omar", "Mia", "Jonas", "Priya", "Leo"]
+THINGS = ["marbles", "cookies", "stickers", "euros", "books", "pencils", "oranges", "cards"]
+WORD_PROBLEMS = [
+    "{n} has {a} {t}, gets {b} more and gives {c} away. how many does {n} have now?",
+    "if {n} had {a} {t} and lost {c}, how many are left today?",
+    "{n} buys {a} {t} and then {b} more, how many {t} now?",
+    "a shop sells {a} {t} on monday and {b} today, how many in total?",
+    "{n} tiene {a} {t}, compra {b} más y regala {c}. ¿cuántos tiene ahora?",
+    "si hoy tengo {a} {t} y mañana compro {b}, ¿cuántos tendré?",
+    "{n} a {a} {t}, en donne {c}. combien en reste-t-il maintenant ?",
+    "{n} hat {a} {t} und bekommt heute {b} dazu. wie viele sind es jetzt?",
+]
+
+
+def word_problem() -> str:
+    return pick(WORD_PROBLEMS).format(n=pick(NAMES), t=pick(THINGS), a=R.randint(2, 30), b=R.randint(1, 20),
+                                      c=R.randint(1, 9))
+
+
 def fresh_or_timeless(kind: str) -> str:
     lang = R.choice(["en", "en", "es", "es", "fr", "de", "it", "pt"])
     if kind == "fresh":
@@ -2063,9 +2083,10 @@ def main() -> None:
             rows.append(
                 {"text": text, "attachments": [], "intent": intent_of(tool), "steps": [tool], "parts": [[text, tool]]}
             )
-    for kind, tool, n in (("fresh", "browser.research", 260), ("timeless", "assistant.chat", 220)):
+    for kind, tool, n in (("fresh", "browser.research", 260), ("timeless", "assistant.chat", 220),
+                          ("problem", "assistant.chat", 80)):
         for _ in range(n):
-            text = noisy(fresh_or_timeless(kind), tool)
+            text = noisy(word_problem() if kind == "problem" else fresh_or_timeless(kind), tool)
             rows.append(
                 {"text": text, "attachments": [], "intent": intent_of(tool), "steps": [tool], "parts": [[text, tool]]}
             )
