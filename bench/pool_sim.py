@@ -229,8 +229,10 @@ def cycle(rng: random.Random) -> Trace:
 async def run(trace: Trace, policy: EvictionPolicy) -> dict:
     CLOCK.now = 0.0
     online = not isinstance(policy, BeladyPolicy)
-    models = {m.name: ModelConfig(backend="sim", pin=m.pin, priority=m.priority, options={"size_gib": m.size_gib},
-                                  keep_alive=m.keep_alive if online else -1.0) for m in trace.models}
+    # inline: the simulated backend lives in this script, which a worker process cannot import
+    models = {m.name: ModelConfig(backend="sim", placement="inline", pin=m.pin, priority=m.priority,
+                                  options={"size_gib": m.size_gib}, keep_alive=m.keep_alive if online else -1.0)
+              for m in trace.models}
     cfg = LoomConfig(models=models, pool=PoolConfig(ram_budget=int(trace.budget_gib * GiB)))
     cfg.logging.level = "error"
     app = Loom.create(cfg, environ={"LOOM_PLUGINS": "sim", "LOOM_DISABLE_PLUGIN_AUTOLOAD": "1"},
