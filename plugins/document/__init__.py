@@ -21,7 +21,7 @@ import msgspec
 from core.hookspecs import hookimpl
 from core.paths import confine
 from core.results import Image, Text, ToolResult
-from core.tools import ToolContext, ToolError
+from core.tools import ToolContext, ToolError, object_schema
 
 Path_ = Annotated[str, msgspec.Meta(min_length=1, max_length=4096,
                                     description="a PDF, DOCX, Markdown, text, CSV or source file inside the "
@@ -343,7 +343,9 @@ def loom_register_prompts(register):
 
 @hookimpl
 def loom_register_tools(register):
-    register(read, read_only=True, idempotent=True, title="Read a document")
-    register(search, read_only=True, idempotent=True, title="Search a document")
+    # Their structured results are open objects (per-format keys): declared as such.
+    register(read, read_only=True, idempotent=True, title="Read a document", output_schema=object_schema())
+    register(search, read_only=True, idempotent=True, title="Search a document", output_schema=object_schema())
     register(pages, read_only=True, idempotent=True, title="Page images of a PDF")
-    register(context, read_only=True, idempotent=True, title="Documents as context for a question")
+    register(context, read_only=True, idempotent=True, title="Documents as context for a question",
+             output_schema=object_schema())
