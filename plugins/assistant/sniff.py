@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from core.sniff import KIND, MIME, PEEK, sniff_bytes
+from core.sniff import KIND, MIME, sniff_bytes, sniff_file
 
 from .turn import Attachment
 
@@ -18,13 +18,10 @@ def detect(path: str | os.PathLike[str]) -> Attachment:
     """An ``Attachment`` for ``path`` with its kind and MIME type taken from the bytes."""
     p = Path(path)
     try:
-        size = p.stat().st_size
-        with p.open("rb") as f:
-            head = f.read(PEEK)
+        fmt, size = sniff_file(p)
     except FileNotFoundError:
         raise FileNotFoundError(f"attachment not found: {p}") from None
     except IsADirectoryError:
         raise IsADirectoryError(f"attachment is a directory, not a file: {p}") from None
-    fmt = sniff_bytes(head)
     return Attachment(path=str(p), kind=KIND.get(fmt, "file"), mime_type=MIME.get(fmt, "application/octet-stream"),
                       size=size)
