@@ -520,7 +520,7 @@ def skip_unavailable(plan: Plan, app: Any) -> list[str]:
 
     missing: dict[str, str] = {}
     for step in plan.steps:
-        role = step.role or role_of(step.tool)
+        role = step.role or role_of(step.tool, app)
         if step.tool not in app.tools:
             plugin = step.tool.split(".", 1)[0]
             missing[step.id] = (f"{step.tool}: the {plugin} plugin is not enabled; enable it with: "
