@@ -61,6 +61,8 @@ class IntentModel:
         self.labels = list(labels)
         self.l2, self.dense_weight, self.steps, self.lr = l2, dense_weight, steps, lr
         self.temperature = 1.0
+        self.source = ""  # how this process got it: trained now, or loaded from the cache (training.train)
+        self.key = ""  # the fingerprint of what it was trained on
         self.columns = np.zeros(0, np.int64)
         self.ws = np.zeros((0, len(labels)), np.float32)
         self.wd: np.ndarray | None = None
