@@ -101,7 +101,8 @@ async def main(seeds: list[int]) -> int:
     print(f"mean {statistics.mean(ratios['optimum']):8.2f} {statistics.mean(ratios['known']):16.2f}  "
           f"{statistics.mean(ratios['loom']):6.2f}")
     print(f"over 1.15x Belady: known popularity {over['known']} of {len(seeds)} draws, Loom {over['loom']}; "
-          f"Loom over where the known-popularity policy is not: seeds {', '.join(map(str, reachable_misses)) or 'none'}")
+          f"Loom over where the known-popularity policy is not: seeds "
+          f"{', '.join(map(str, reachable_misses)) or 'none'}")
     loom_mean, known_mean = statistics.mean(ratios["loom"]), statistics.mean(ratios["known"])
     print(f"Loom's mean / the known-popularity policy's mean: {loom_mean / known_mean:.3f}")
     if loom_mean > 1.15 + 1e-9:
