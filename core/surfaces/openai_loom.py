@@ -177,6 +177,14 @@ class LoomChat:
         except ToolError as exc:
             raise ApiError(400, f"model 'loom' with tools needs a coordinator chat model: {exc}", param="tools",
                            code="model_not_available") from None
+        images = any(isinstance(m.get("content"), list) and any(p.get("type") == "image_url" for p in m["content"])
+                     for m in self.messages)
+        if images and not pool.config_for(name).mmproj:
+            if forced:
+                raise _invalid(f"the coordinator model {name!r} cannot see images, so it cannot choose a tool for "
+                               "this request; configure a vision model (one with an mmproj) as the coordinator, or "
+                               "let tool_choice be 'auto'", "tool_choice")
+            return None  # the assistant's vision specialists take the images
         options: dict[str, Any] = {"max_tokens": req.max_completion_tokens or req.max_tokens
                                    or surface.settings.default_max_tokens,
                                    "tools": list(req.tools or []) + ([] if forced else [LOOM_TOOL_SPEC]),
