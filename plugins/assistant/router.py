@@ -93,9 +93,11 @@ class Router:
         needs = {t.name: training.media_kinds(t.input_schema) for t in tools}
         producers = training.producers_from(self.rows, needs)
         converters = self._converters()
-        for t in tools:  # a plugin's tool with examples but no corpus intent: its own
+        groups = {tool.split(".")[0]: intent for tool, intent in training.intents_from(self.rows).items()}
+        for t in tools:  # a tool with examples but no corpus intent: its plugin's, or the plugin's name
             if t.examples and t.name not in self.intents:
-                self.intents[t.name] = t.name.split(".")[0]
+                group = t.name.split(".")[0]
+                self.intents[t.name] = groups.get(group, group)
         self._state = (key, model, needs, producers, converters)
 
     def _converters(self) -> dict[str, str]:
