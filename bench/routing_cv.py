@@ -100,7 +100,7 @@ def evaluate(name: str, units, owner, rows, ngrams, dense, folds: int, use_spars
     return out
 
 
-def dev(files: list[Path], variants: dict[str, dict]) -> None:
+def dev(files: list[Path], variants: dict[str, dict], show: bool = False) -> None:
     """Each variant trained on the whole corpus, routing the dev files' requests end to end
     (clauses, valid tools, plans) as the daemon would: intent and exact-plan accuracy per file."""
     import json
@@ -126,6 +126,9 @@ def dev(files: list[Path], variants: dict[str, dict]) -> None:
                 plan = router.decide("" if spoken else text, atts, transcript=text[9:] if spoken else None)
                 ok_i += plan.intent == ex["intent"]
                 ok_p += plan.tool_names() == ex["steps"]
+                if show and plan.tool_names() != ex["steps"] and "calibration" not in fname:
+                    print(f"  miss {ex['id']} {ex['attachments']} {text[:90]!r}: {plan.tool_names()} "
+                          f"(expected {ex['steps']})")
             line.append(f"{fname} {ok_i / len(rows):.1%}/{ok_p / len(rows):.1%}")
             total = [total[0] + ok_i, total[1] + ok_p, total[2] + len(rows)]
         print(f"{name} (trained in {time.perf_counter() - t:.0f}s): intent/exact plans: " + ", ".join(line)
@@ -190,6 +193,8 @@ def main() -> int:
                              "the dev sets in tests/; never the held-out or fresh sets)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
                         help="settings to compare with the shipped ones, e.g. 'no-noise:augment=0'")
+    parser.add_argument("--show", action="store_true", help="with --dev: print the dev requests routed wrong "
+                                                               "(never the calibration set's: it stays unstudied)")
     args = parser.parse_args()
     variants = {"shipped": {}}
     for v in args.variant:
@@ -201,7 +206,7 @@ def main() -> int:
         files = [f for f in files if f.exists()]
         if any("heldout" in f.name or "fresh" in f.name for f in files):
             parser.error("the held-out and fresh sets are never used for tuning")
-        dev(files, variants)
+        dev(files, variants, args.show)
         return 0
     if args.calibrate is not None:
         files = [Path(f) for f in args.calibrate] or [ROOT / "tests" / "routing_calibration.jsonl"]

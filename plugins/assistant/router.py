@@ -46,7 +46,8 @@ Embed = Callable[[list[str]], np.ndarray]
 CHAT = "assistant.chat"  # the assistant's own answer: the fallback when nothing else can run
 NONE = "none"  # a follow-up clause that adds no step ("... and summarise it" after opening a page)
 LLM_THRESHOLD = 0.5  # below this confidence the coordinator LLM is asked (when allowed)
-MODEL_NAME = "logistic regression over hashed char 3-4-grams + word 1-2-grams, temperature-calibrated"
+MODEL_NAME = ("logistic regression over hashed char 3-4-grams + word 1-2-grams, trained with typo/filler noise, "
+              "temperature-calibrated")
 
 
 class RouteRequest(msgspec.Struct, kw_only=True):

@@ -23,9 +23,13 @@ PATH = re.compile(r"(?:[\w.-]*/)*[\w-]+\.(?:py|js|jsx|ts|tsx|rs|go|java|kt|c|h|c
 COORDS = re.compile(r"(-?\d{1,5})\s*[, x]\s*(-?\d{1,5})")
 MODIFIERS = ("ctrl", "control", "strg", "alt", "shift", "cmd", "command", "win", "super", "meta", "option")
 NAMED_KEYS = ("enter", "return", "escape", "esc", "tab", "space", "backspace", "delete", "del", "home", "end",
-              "pageup", "pagedown", "up", "down", "left", "right", "insert", "intro", "entrée", "eingabe")
+              "pageup", "pagedown", "up", "down", "left", "right", "insert", "intro", "entrée", "eingabe", "invio")
 KEY_ALIASES = {"control": "ctrl", "strg": "ctrl", "command": "cmd", "escape": "esc", "return": "enter",
-               "intro": "enter", "entrée": "enter", "eingabe": "enter", "del": "delete"}
+               "intro": "enter", "entrée": "enter", "eingabe": "enter", "invio": "enter", "del": "delete"}
+# The Windows key, only when called a key ("press the Windows key", "pulsa la tecla Windows"):
+# "windows" alone is the windows on the screen.
+_WIN_KEY = re.compile(r"(?i)\bwin(?:dows)?[ -]?(?:key|taste|tecla|touche|tasto)\b|\b(?:tecla|touche|tasto|taste|key)"
+                      r"\s+(?:de\s+)?win(?:dows)?\b")
 _KEY = re.compile(r"(?i)\b((?:" + "|".join(MODIFIERS) + r")(?:\s*[+-]\s*|\s+)(?:(?:" + "|".join(MODIFIERS)
                   + r")(?:\s*[+-]\s*|\s+))*(?:f\d{1,2}|[a-z0-9]\b|" + "|".join(NAMED_KEYS) + r")|\bf\d{1,2}\b|\b(?:"
                   + "|".join(NAMED_KEYS) + r")\b)")
@@ -59,7 +63,7 @@ def url(clause: str) -> str | None:
 def keys(clause: str) -> list[str] | None:
     m = _KEY.search(clause)
     if not m:
-        return None
+        return ["win"] if _WIN_KEY.search(clause) else None
     parts = [p.lower() for p in re.split(r"\s*[+-]\s*|\s+", m.group(1).strip()) if p]
     return [KEY_ALIASES.get(p, p) for p in parts][:5]
 
