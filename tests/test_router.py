@@ -334,7 +334,7 @@ def test_examples_must_be_request_strings():
 
 
 def _cli(tmp_path, cache_dir, *argv):
-    env = {**os.environ, "LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "assistant,vision,coder",
+    env = {**os.environ, "LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": PLUGINS,  # as the module router
            "LOOM_PATHS__DATA_DIR": str(tmp_path / "data"), "LOOM_PATHS__CACHE_DIR": str(cache_dir),
            "LOOM_PATHS__ALLOWED_ROOTS": json.dumps([str(tmp_path)]),
            "XDG_CONFIG_HOME": str(tmp_path / "config"), "PYTHONPATH": str(ROOT)}
