@@ -82,12 +82,12 @@ class Speculator:
 class PromptLookup(Speculator):
     """Drafts from the context: the tokens that followed the latest earlier match of its tail."""
 
-    def __init__(self, max_draft: int = 8, max_ngram: int = 3, min_ngram: int = 2, window: int = 8192,
+    def __init__(self, max_draft: int = 8, max_ngram: int = 4, min_ngram: int = 3, window: int = 8192,
                  first_draft: int = 4) -> None:
-        # min_ngram 2: a single repeated token predicts almost nothing in free text, and on a
-        # CPU a failed draft costs nearly one decode per drafted token (batch cost grows almost
-        # linearly with its size here), so junk drafts make chat slower. Copying (edits)
-        # matches bigrams and trigrams all the time. Start at 4 and grow on full hits.
+        # min_ngram 3: a repeated token or two predicts little in free text, and on a CPU a
+        # failed draft costs nearly one decode per drafted token (a verify batch's cost grows
+        # almost linearly with its size: bench/_batchcost.py), so such drafts made chat 5%
+        # slower. Copying (edits) repeats trigrams all the time. Start at 4, grow on full hits.
         super().__init__(max_draft, first_draft)
         self.max_ngram = max_ngram
         self.min_ngram = min_ngram
