@@ -52,6 +52,8 @@ class ReasoningSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     reflect_max_tokens: Annotated[int, msgspec.Meta(ge=16, le=4096)] = 256  # the critique's and the revision's
     # Measured seconds per answer with the packaged model (bench/reasoning.py), for the plan's estimate.
     expected_s: dict[str, float] = {}
+    # Measured accuracy per strategy on the same problems (shown with the plan's choice).
+    expected_accuracy: dict[str, float] = {}
 
 
 class AntiHallucinationSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
