@@ -1,7 +1,8 @@
 """OCR with Debian's ``tesseract`` binary (``apt-get install tesseract-ocr``): the text of an
-image, or its words with their boxes. Shared by the document reader (scanned PDF pages)
-and PC control (finding a button by its label on a screenshot). A subprocess on a PNG
-piped through stdin: no Python binding, and a timeout that always holds.
+image, or its words with their boxes. Shared by ``vision.ocr`` (when no vision model is
+configured), the document reader (scanned PDF pages) and PC control (finding a button by
+its label on a screenshot). A subprocess on a PNG piped through stdin: no Python binding,
+and a timeout that always holds.
 """
 
 from __future__ import annotations

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
-import time
 
 import anyio
 import pytest
@@ -36,37 +34,17 @@ root.mainloop()
 
 
 @pytest.fixture(scope="module")
-def xvfb(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("x")
-    xauth = tmp / "xauth"
-    xauth.write_text("")
-    read, write = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-                            pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write)
-    number = b""
-    while not number.endswith(b"\n"):
-        chunk = os.read(read, 16)
-        if not chunk:
-            break
-        number += chunk
-    os.close(read)
-    display = f":{number.decode().strip()}"
-    env = {**os.environ, "DISPLAY": display, "XAUTHORITY": str(xauth), "XDG_SESSION_TYPE": "x11"}
-    out = tmp / "typed.txt"
-    app = subprocess.Popen([sys.executable, "-c", TK_APP, str(out)], env=env)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", "loom-tk-target"], env=env,
-                               capture_output=True, text=True)
-        if found.stdout.strip():
-            break
-        time.sleep(0.1)
-    yield {"display": display, "xauthority": str(xauth), "out": out}
-    app.terminate()
-    proc.terminate()
-    app.wait(5)
-    proc.wait(5)
+def xvfb(x_display, x_window, tmp_path_factory):
+    """The session's shared screen with this module's Tk window on it."""
+    out = tmp_path_factory.mktemp("tk") / "typed.txt"
+
+    def shown() -> bool:
+        found = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", "loom-tk-target"],
+                               env=x_display.env, capture_output=True, text=True)
+        return bool(found.stdout.strip())
+
+    x_window(TK_APP, str(out), ready=shown)
+    return {"display": x_display.display, "xauthority": x_display.xauthority, "out": out}
 
 
 @pytest.fixture

@@ -6,10 +6,7 @@ combinations and window focus, each checked in the window."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import time
 from types import SimpleNamespace
 
@@ -74,40 +71,15 @@ async def _wait_for(path, key, value=None, timeout=10.0) -> dict:
 
 
 @pytest.fixture(scope="module")
-def screen(tmp_path_factory):
-    if "pyautogui" in sys.modules:
-        # Known problem, to fix next: once another module's tests have bound pyautogui to their own
-        # Xvfb display, this module's clicks hit the fail-safe or hang on its second display. The
-        # tests pass when this module runs first or alone (`pytest tests/test_system_locate.py`).
-        pytest.skip("pyautogui is already bound to another test display in this process; run this module alone")
-    tmp = tmp_path_factory.mktemp("x")
-    xauth = tmp / "xauth"
-    xauth.write_text("")
-    read, write = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-                            pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write)
-    number = b""
-    while not number.endswith(b"\n"):
-        chunk = os.read(read, 16)
-        if not chunk:
-            break
-        number += chunk
-    os.close(read)
-    display = f":{number.decode().strip()}"
-    env = {**os.environ, "DISPLAY": display, "XAUTHORITY": str(xauth), "XDG_SESSION_TYPE": "x11"}
-    log = tmp / "events.jsonl"
-    tk = subprocess.Popen([sys.executable, "-c", TK_APP, str(log)], env=env)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not any("canvas" in e for e in _events(log)):
-        time.sleep(0.1)
+def screen(x_display, x_window, tmp_path_factory):
+    """The session's shared screen (one per run: pyautogui binds one display per process)
+    with this module's Tk window on it, its widgets' places read from the window's log."""
+    log = tmp_path_factory.mktemp("tk") / "events.jsonl"
+    x_window(TK_APP, str(log), ready=lambda: any("canvas" in e for e in _events(log)))
     buttons = {e["button"]: e for e in _events(log) if "button" in e}
     canvas = next(e["canvas"] for e in _events(log) if "canvas" in e)
-    yield SimpleNamespace(display=display, xauthority=str(xauth), log=log, buttons=buttons, canvas=canvas)
-    tk.terminate()
-    xvfb.terminate()
-    tk.wait(5)
-    xvfb.wait(5)
+    return SimpleNamespace(display=x_display.display, xauthority=x_display.xauthority, log=log, buttons=buttons,
+                           canvas=canvas)
 
 
 @pytest.fixture

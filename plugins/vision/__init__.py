@@ -252,7 +252,7 @@ _OCR_PROMPT = ("Read all the text in this image. Reply with the text only, keepi
 
 async def ocr(args: OcrArgs, ctx: ToolContext) -> ToolResult:
     """Read the text in an image: the VLM when one is configured, otherwise tesseract."""
-    from .tesseract import tesseract, tesseract_path
+    from core import ocr as tesseract
 
     s = settings(ctx)
     engine = args.engine
@@ -263,11 +263,11 @@ async def ocr(args: OcrArgs, ctx: ToolContext) -> ToolResult:
         (im,) = await load_images(ctx, [args.image])
         text = await ask_vlm(ctx, name, [im], _OCR_PROMPT, s.max_tokens)
         return _answer(text, engine="vlm", model=name)
-    if tesseract_path(s.tesseract) is None:
+    if not tesseract.available(s.tesseract):
         raise ToolError("vision.ocr has no engine: install tesseract (`apt-get install tesseract-ocr`) or "
                         + no_vlm_message("a VLM-based OCR").split(" needs ", 1)[1])
     (im,) = await load_images(ctx, [args.image], fit=False)
-    text = await blocking(ctx, lambda: tesseract(im, language=args.language, binary=s.tesseract))
+    text = await blocking(ctx, lambda: tesseract.ocr_text(im, language=args.language, binary=s.tesseract))
     return _answer(text, engine="tesseract", language=args.language)
 
 
