@@ -189,7 +189,8 @@ def main() -> int:
           f"median difficulty {statistics.median(predicted):.2f}")
     print("expected seconds per strategy (for [plugin.cognition.reasoning] expected_s): "
           + json.dumps({s: round(statistics.mean(secs[s]), 2) for s in STRATEGIES}))
-    print(f"ratio: best accuracy / direct accuracy = {acc[best] / max(acc['direct'], 1e-9):.2f}")
+    ratio = f"{acc[best] / acc['direct']:.2f}" if acc["direct"] else "n/a (direct solved none)"
+    print(f"ratio: best accuracy / direct accuracy = {ratio}")
     missed = []
     configured = ReasoningSettings().hard
     if configured != choice:

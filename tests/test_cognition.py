@@ -188,6 +188,11 @@ async def test_strategy_follows_the_configured_table_and_the_expert_tier(make_ap
     assert info["strategy"] == "reflect" and info["tier"] == "coordinator" and info["expected_s"] == 4.2
     assert hard.strategy == "chain_of_thought" and hard.events[-1].strategy == "reflect"
     assert hard.events[-1].expected_s == 4.2 and hard.events[-1].expected_accuracy == 0.31
+    # By default the event carries bench/reasoning.py's measured figures for the strategy.
+    default = Turn(text=hard.text)
+    await ReasoningStage(CognitionSettings()).before(default)
+    assert default.events[-1].strategy == "direct" and default.events[-1].expected_s > 0
+    assert default.events[-1].expected_accuracy is not None
     easy = Turn(text="hi there")
     await ReasoningStage(settings).before(easy)
     assert easy.metadata["reasoning"]["strategy"] == "direct" and easy.samples == 1
