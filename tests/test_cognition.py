@@ -159,6 +159,13 @@ async def test_agreeing_samples_are_not_marked():
     await stage.after(turn)
     assert not turn.uncertain and turn.confidence >= 0.5
     assert turn.answer == "Paris is the capital of France."
+    # The event says whether fitted coefficients judged it and how well they did held out.
+    event = turn.events[-1]
+    params = confidence.calibration()
+    assert event.calibrated is (params is not None)
+    assert event.calibration_auroc == (params or {}).get("heldout_auroc")
+    if params is not None:  # recorded by bench/selfcheck.py --fit, over all 200 held-out questions
+        assert 0.5 < event.calibration_auroc <= 1 and params["heldout_questions"] == 200
     assert not stage.wants_check(Turn(text="Write a poem about the sea"))
 
 
@@ -173,12 +180,19 @@ def test_difficulty_is_predicted_by_the_model():
 
 @pytest.mark.anyio
 async def test_strategy_follows_the_configured_table_and_the_expert_tier(make_app):
-    settings = msgspec.convert({"reasoning": {"hard": "reflect", "expected_s": {"reflect": 4.2}}}, CognitionSettings)
+    settings = msgspec.convert({"reasoning": {"hard": "reflect", "expected_s": {"reflect": 4.2},
+                                              "expected_accuracy": {"reflect": 0.31}}}, CognitionSettings)
     hard = Turn(text="A train goes 60 km/h for 2 hours and then 80 km/h for 3 hours. How far does it go?")
     await ReasoningStage(settings).before(hard)
     info = hard.metadata["reasoning"]
     assert info["strategy"] == "reflect" and info["tier"] == "coordinator" and info["expected_s"] == 4.2
     assert hard.strategy == "chain_of_thought" and hard.events[-1].strategy == "reflect"
+    assert hard.events[-1].expected_s == 4.2 and hard.events[-1].expected_accuracy == 0.31
+    # By default the event carries bench/reasoning.py's measured figures for the strategy.
+    default = Turn(text=hard.text)
+    await ReasoningStage(CognitionSettings()).before(default)
+    assert default.events[-1].strategy == "direct" and default.events[-1].expected_s > 0
+    assert default.events[-1].expected_accuracy is not None
     easy = Turn(text="hi there")
     await ReasoningStage(settings).before(easy)
     assert easy.metadata["reasoning"]["strategy"] == "direct" and easy.samples == 1
@@ -198,10 +212,13 @@ async def test_self_consistency_picks_the_majority():
     turn = Turn(text="What is 17 * 3?", candidates=[
         "17 * 3 = 51.\nAnswer: 51", "Let me think: 17*3 is 41", "It is 51", "The answer is 51.", "61"])
     turn.metadata["reasoning"] = {"strategy": "self_consistency"}
+    turn.metadata["samples"] = {"n": 5, "prompt_evaluations": 1, "seconds": 0.8}  # as the assistant records it
     turn.answer = turn.candidates[1]
     await ReasoningStage(settings).after(turn)
     assert agreement.key(turn.answer) == ("num", 51)
     assert turn.metadata["reasoning"]["votes"] == 3
+    event = turn.events[-1]
+    assert (event.votes, event.samples, event.prompt_evaluations, event.sample_s) == (3, 5, 1, 0.8)
 
 
 @pytest.fixture
@@ -233,6 +250,11 @@ async def test_uncertain_answer_is_marked_with_real_disagreeing_samples(llm_app)
         assert turn.answer.startswith("I'm not sure about this")
         kinds = [type(e).__name__ for e in turn.events]
         assert "StrategyChosen" in kinds and "ConfidenceAssessed" in kinds
+        # The three samples were drawn together: one evaluation of the prompt (Chat.sample).
+        drawn = turn.metadata["samples"]
+        assert drawn["n"] == 3 and drawn["prompt_evaluations"] == 1 and drawn["completion_tokens"] > 3
+        assessed = next(e for e in turn.events if type(e).__name__ == "ConfidenceAssessed")
+        assert assessed.prompt_evaluations == 1 and assessed.sample_s > 0 and assessed.samples == 3
         svc = await app.services["memory"].get()
         stored = svc.get(turn.metadata["memory"]["stored"]["episodic"])
         assert any(r["metadata"].get("uncertain") for r in stored.values())

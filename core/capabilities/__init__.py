@@ -29,6 +29,8 @@ from .base import (
 from .chat import (
     COUNT,
     GENERATE,
+    PARALLEL_SAMPLES,
+    SAMPLE,
     Chat,
     ChatDelta,
     ChatRequest,
@@ -36,9 +38,12 @@ from .chat import (
     ChatStream,
     ChatUsage,
     CountRequest,
+    SampleRequest,
+    SampleResult,
     TokenCount,
     TokenLogprob,
     ToolCallOut,
+    combine_samples,
 )
 from .embed import EMBED, Embed, EmbedRequest, EmbedResult
 from .media import (
@@ -84,6 +89,8 @@ __all__ = [
     "IMAGE_EDIT",
     "IMAGE_GENERATE",
     "OPS",
+    "PARALLEL_SAMPLES",
+    "SAMPLE",
     "SPEECH_SYNTHESIZE",
     "TRANSCRIBE",
     "VIDEO_GENERATE",
@@ -110,6 +117,8 @@ __all__ = [
     "OpSpec",
     "OpStream",
     "RawImage",
+    "SampleRequest",
+    "SampleResult",
     "Segment",
     "Speech",
     "SpeechRequest",
@@ -129,6 +138,7 @@ __all__ = [
     "VisionEmbed",
     "Word",
     "capability",
+    "combine_samples",
     "matryoshka",
     "operation",
     "split_sentences",

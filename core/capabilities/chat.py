@@ -8,6 +8,8 @@
             async for delta in s:          # text as it is generated
                 ...
         s.result.usage.ttft_s
+        many = await chat.sample(ChatRequest(messages=..., temperature=0.8), n=5)
+        many.texts                       # five answers to one prompt
 
 Messages are OpenAI-shaped dicts. Content is a string or a list of parts: ``{"type":
 "text", "text": ...}``, ``{"type": "image", "data": <bytes>, "mime_type": ...}``, an OpenAI
@@ -19,13 +21,14 @@ capped, confined loader and pass the bytes.
 from __future__ import annotations
 
 import json
+import random
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import msgspec
 
-from .base import Capability, OpStream, capability, operation
+from .base import Capability, CapabilityError, OpStream, capability, operation
 
 
 class ChatUsage(msgspec.Struct):
@@ -117,8 +120,31 @@ class TokenCount(msgspec.Struct):
     tokens: int
 
 
+class SampleRequest(msgspec.Struct, kw_only=True):
+    """``n`` answers to one prompt (self-consistency, OpenAI's ``n``). Sample ``i`` is drawn
+    with seed ``request.seed + i`` (a random base when ``request.seed`` is None)."""
+
+    request: ChatRequest
+    n: int = 2
+
+
+class SampleResult(msgspec.Struct):
+    texts: list[str]
+    finish_reasons: list[str]
+    #: ``prompt_tokens``: prompt tokens evaluated, all samples together (a shared
+    #: evaluation counts once); ``completion_tokens``: tokens generated, all samples together
+    usage: ChatUsage = msgspec.field(default_factory=ChatUsage)
+    #: how many times the prompt was evaluated: 1 when the samples shared one evaluation
+    #: (decoded together, one batch a step), ``n`` when they ran one after another
+    prompt_evaluations: int = 1
+
+
 GENERATE = operation("chat.generate", ChatRequest, ChatResult, ChatDelta)
 COUNT = operation("chat.count", CountRequest, TokenCount)
+SAMPLE = operation("chat.sample", SampleRequest, SampleResult)
+
+#: ``ModelInfo.details`` key a backend sets when it serves ``chat.sample`` itself
+PARALLEL_SAMPLES = "parallel_samples"
 
 
 class ChatStream(OpStream[str, ChatResult]):
@@ -162,6 +188,15 @@ def as_request(messages: ChatRequest | Sequence[Any] | str, options: dict[str, A
     return ChatRequest(messages=list(messages), **options)
 
 
+def combine_samples(results: Sequence[ChatResult]) -> SampleResult:
+    """Samples generated one after another, as one ``SampleResult`` (each evaluated the prompt)."""
+    usage = ChatUsage(prompt_tokens=sum(r.usage.prompt_tokens for r in results),
+                      completion_tokens=sum(r.usage.completion_tokens for r in results),
+                      ttft_s=results[0].usage.ttft_s if results else None,
+                      total_s=sum(r.usage.total_s for r in results))
+    return SampleResult([r.text for r in results], [r.finish_reason for r in results], usage, len(results))
+
+
 @capability
 class Chat(Capability):
     """Text (and, with ``info.vision``, image) chat with the model's own chat template."""
@@ -187,6 +222,26 @@ class Chat(Capability):
                             await r
         assert s.result is not None
         return s.result
+
+    async def sample(self, request: ChatRequest | Sequence[Any] | str, n: int, *,
+                     cancel: threading.Event | None = None, **options: Any) -> SampleResult:
+        """``n`` answers to the same prompt. A backend that declares ``parallel_samples`` (llama.cpp)
+        evaluates the prompt once and decodes the ``n`` sequences together; others run ``n``
+        ordinary generations one after another. Nothing streams: samples are compared whole."""
+        if n < 1:
+            raise CapabilityError(f"n must be at least 1 (got {n})")
+        req = as_request(request, options)
+        if req.seed is None:
+            req = msgspec.structs.replace(req, seed=random.randrange(2**31 - 64))
+        if n > 1 and self.info.details.get(PARALLEL_SAMPLES):
+            return await self._call(SAMPLE, SampleRequest(request=req, n=n), cancel=cancel)
+        return await self._sample_one_by_one(req, n, cancel)
+
+    async def _sample_one_by_one(self, req: ChatRequest, n: int, cancel: threading.Event | None) -> SampleResult:
+        assert req.seed is not None
+        results = [await self.complete(msgspec.structs.replace(req, seed=req.seed + i), cancel=cancel)
+                   for i in range(n)]
+        return combine_samples(results)
 
     async def count_tokens(self, messages: Sequence[Any] | str) -> int:
         """Tokens the prompt takes: messages through the chat template, a string as plain text."""

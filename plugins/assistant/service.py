@@ -25,7 +25,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from core.capabilities import Chat
+from core.capabilities import Chat, ChatRequest
 from core.logging import get_logger
 from core.paths import confine
 from core.tools import ToolContext, ToolError
@@ -423,6 +423,24 @@ class Assistant:
                                          seed=seed, cancel=ctx.cancelled if ctx else None, on_delta=on_delta)
         return result.text.strip()
 
+    async def sample(self, messages: list[dict[str, Any]], n: int, *, temperature: float,
+                     max_tokens: int | None = None, ctx: ToolContext | None = None, model: str | None = None,
+                     turn: Turn | None = None) -> list[str]:
+        """``n`` answers to ``messages`` from one ``Chat.sample`` call (seeds 1000..): llama.cpp
+        evaluates the prompt once and decodes the samples together; other backends run them
+        one after another. How it went is kept in ``turn.metadata["samples"]``."""
+        name = model or self.app.pool.model_for("coordinator")
+        async with self.app.pool.use(name, Chat, reason="assistant") as chat:
+            res = await chat.sample(ChatRequest(messages=messages, max_tokens=max_tokens or self.settings.max_tokens,
+                                                temperature=temperature, seed=1000),
+                                    n, cancel=ctx.cancelled if ctx else None)
+        if turn is not None:
+            turn.metadata["samples"] = {"n": n, "prompt_evaluations": res.prompt_evaluations,
+                                        "prompt_tokens": res.usage.prompt_tokens,
+                                        "completion_tokens": res.usage.completion_tokens,
+                                        "seconds": round(res.usage.total_s, 3)}
+        return [t.strip() for t in res.texts]
+
     async def chat(self, text: str, *, system: str | None, turn: Turn | None, max_tokens: int | None,
                    temperature: float | None, ctx: ToolContext | None) -> dict[str, Any]:
         """Answer directly, shaped by the turn's stages (context, instructions, strategy, samples)
@@ -449,12 +467,12 @@ class Assistant:
             turn.messages = messages
         # One answer streams as it is written; several samples are compared first, so they do not.
         stream = turn.on_text if turn is not None and samples == 1 else None
-        answers = []
-        for i in range(samples):
-            temp = temperature if temperature is not None else (0.8 if samples > 1 else None)
-            answers.append(await self.generate(messages, temperature=temp, max_tokens=max_tokens,
-                                               seed=(1000 + i) if samples > 1 else None, ctx=ctx, model=model,
-                                               on_delta=stream))
+        if samples == 1:
+            answers = [await self.generate(messages, temperature=temperature, max_tokens=max_tokens, ctx=ctx,
+                                           model=model, on_delta=stream)]
+        else:
+            answers = await self.sample(messages, samples, temperature=0.8 if temperature is None else temperature,
+                                        max_tokens=max_tokens, ctx=ctx, model=model, turn=turn)
         if turn is not None:
             turn.candidates = answers
         return {"answer": answers[0], "samples": len(answers)}

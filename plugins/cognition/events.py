@@ -24,7 +24,9 @@ class EmotionDetected(Event, frozen=True, kw_only=True):
 class StrategyChosen(Event, frozen=True, kw_only=True):
     """The reasoning stage's choice (direct, chain_of_thought, reflect, self_consistency) by
     predicted ``difficulty``; ``tier`` is "coordinator" or "expert", ``expected_s`` the
-    measured seconds per answer for the strategy (None when not measured)."""
+    measured seconds per answer for the strategy and ``expected_accuracy`` its measured
+    accuracy on multi-step word problems (bench/reasoning.py with the packaged model; None
+    when not measured)."""
 
     strategy: str
     difficulty: float
@@ -33,19 +35,27 @@ class StrategyChosen(Event, frozen=True, kw_only=True):
     tier: str = "coordinator"
     model: str | None = None
     expected_s: float | None = None
+    expected_accuracy: float | None = None
 
 
 class MajorityChosen(Event, frozen=True, kw_only=True):
-    """Self-consistency: which answer the most samples agreed on."""
+    """Self-consistency: which answer the most samples agreed on; ``prompt_evaluations`` is 1
+    when the samples were drawn together on one evaluation of the prompt (``Chat.sample``)."""
 
     votes: int
     samples: int
     clusters: int
+    prompt_evaluations: int | None = None
+    sample_s: float | None = None  # seconds the samples took, all together
 
 
 class ConfidenceAssessed(Event, frozen=True, kw_only=True):
     """Anti-hallucination: the calibrated ``confidence`` that the answer is right, from the
-    samples' agreement (``semantic``: with embeddings), and memory facts it contradicts."""
+    samples' agreement (``semantic``: with embeddings), and memory facts it contradicts.
+    ``calibrated`` says whether fitted coefficients turned agreement into the confidence;
+    ``calibration_auroc`` is how well they separated right from wrong answers on the
+    held-out self-check questions (bench/selfcheck.py), ``prompt_evaluations`` and
+    ``sample_s`` how the samples were drawn (1: together, on one prompt evaluation)."""
 
     confidence: float
     pairwise: float
@@ -56,6 +66,10 @@ class ConfidenceAssessed(Event, frozen=True, kw_only=True):
     semantic: bool = False
     contradicts: int = 0
     threshold: float = 0.5
+    calibrated: bool = False
+    calibration_auroc: float | None = None
+    prompt_evaluations: int | None = None
+    sample_s: float | None = None
 
 
 class StyleChosen(Event, frozen=True, kw_only=True):

@@ -38,6 +38,11 @@ class EmotionSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 STRATEGIES = ("direct", "chain_of_thought", "reflect", "self_consistency")
 
 
+#: bench/reasoning.py's table with the packaged SmolLM2-135M (docs/cognition.md)
+MEASURED_S = {"direct": 11.82, "chain_of_thought": 23.4, "reflect": 65.08, "self_consistency": 34.42}
+MEASURED_ACCURACY = {"direct": 0.0, "chain_of_thought": 0.0, "reflect": 0.0, "self_consistency": 0.053}
+
+
 class ReasoningSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # Which strategy a request gets by its predicted difficulty (P(several steps needed)).
     # The defaults come from bench/reasoning.py's table with the packaged model; see
@@ -50,8 +55,11 @@ class ReasoningSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     # ([models.x] role = "expert"); the plan says which tier answered and its expected cost.
     expert_role: str = "expert"
     reflect_max_tokens: Annotated[int, msgspec.Meta(ge=16, le=4096)] = 256  # the critique's and the revision's
-    # Measured seconds per answer with the packaged model (bench/reasoning.py), for the plan's estimate.
-    expected_s: dict[str, float] = {}
+    # Measured seconds per answer with the packaged model (bench/reasoning.py, 19 of the 110
+    # problems, shared loaded machine; self_consistency with 3 samples), for the plan's estimate.
+    expected_s: dict[str, float] = msgspec.field(default_factory=lambda: dict(MEASURED_S))
+    # Measured accuracy per strategy on the same problems (shown with the plan's choice).
+    expected_accuracy: dict[str, float] = msgspec.field(default_factory=lambda: dict(MEASURED_ACCURACY))
 
 
 class AntiHallucinationSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

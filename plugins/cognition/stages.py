@@ -124,11 +124,13 @@ class ReasoningStage:
         calls = {"direct": 1, "chain_of_thought": 1, "reflect": 3, "self_consistency": self.settings.samples}[strategy]
         per_call = self.settings.expected_s.get(strategy)
         expected = round(per_call, 2) if per_call is not None else None
+        accuracy = self.settings.expected_accuracy.get(strategy)
         turn.metadata["reasoning"] = {"strategy": strategy, "difficulty": d, "reasons": reasons,
                                       "samples": turn.samples, "tier": tier, "model": model,
-                                      "calls": calls, "expected_s": expected}
+                                      "calls": calls, "expected_s": expected, "expected_accuracy": accuracy}
         await turn.emit(StrategyChosen(strategy=strategy, difficulty=d, samples=turn.samples, reasons=reasons,
-                                       tier=tier, model=model, expected_s=expected, source="cognition"))
+                                       tier=tier, model=model, expected_s=expected, expected_accuracy=accuracy,
+                                       source="cognition"))
 
     async def after(self, turn: Any) -> None:
         info = turn.metadata.setdefault("reasoning", {})
@@ -138,8 +140,10 @@ class ReasoningStage:
             best = groups[0]
             turn.answer = cands[best[0]]
             info.update({"votes": len(best), "of": len(cands), "clusters": len(groups)})
+            drawn = turn.metadata.get("samples") or {}
             await turn.emit(MajorityChosen(votes=len(best), samples=len(cands), clusters=len(groups),
-                                           source="cognition"))
+                                           prompt_evaluations=drawn.get("prompt_evaluations"),
+                                           sample_s=drawn.get("seconds"), source="cognition"))
         if info.get("strategy") == "reflect" and turn.answer and turn._generate is not None:
             model = info.get("model")
 
@@ -234,11 +238,15 @@ class AntiHallucinationStage:
         score = agreement.agreement(cands, embed, main=main, question=turn.transcript) if len(cands) >= 2 else \
             {"pairwise": 1.0, "majority": 1.0, "support": 1.0, "clusters": 1.0, "confidence": 1.0, "samples": 1}
         conf = confidence.calibrated(score)
+        params = confidence.calibration()
         if contradicted:
             conf = min(conf, 0.2)
         turn.confidence = conf
         uncertain = conf < self.settings.threshold
-        info.update(score, calibrated=conf, uncertain=uncertain, semantic=embed is not None)
+        drawn = turn.metadata.get("samples") or {}
+        info.update(score, calibrated=conf, uncertain=uncertain, semantic=embed is not None,
+                    calibration_auroc=(params or {}).get("heldout_auroc"),
+                    prompt_evaluations=drawn.get("prompt_evaluations"))
         if uncertain:
             turn.uncertain = True
             turn.answer = self.mark(turn.answer, conf, _language(turn), contradicted)
@@ -246,7 +254,10 @@ class AntiHallucinationStage:
         await turn.emit(ConfidenceAssessed(confidence=conf, pairwise=score["pairwise"], majority=score["majority"],
                                            support=score["support"], samples=len(cands), uncertain=uncertain,
                                            semantic=embed is not None, contradicts=len(contradicted),
-                                           threshold=self.settings.threshold, source="cognition"))
+                                           threshold=self.settings.threshold, calibrated=params is not None,
+                                           calibration_auroc=(params or {}).get("heldout_auroc"),
+                                           prompt_evaluations=drawn.get("prompt_evaluations"),
+                                           sample_s=drawn.get("seconds"), source="cognition"))
 
     @staticmethod
     def contradictions(turn: Any) -> list[str]:

@@ -3,7 +3,8 @@
 - ``direct``: answer;
 - ``chain_of_thought``: think step by step, final answer on the last line;
 - ``reflect``: draft (chain of thought) -> critique the draft -> revise it;
-- ``self_consistency``: several chain-of-thought samples, the answer most of them reach.
+- ``self_consistency``: several chain-of-thought samples (drawn together through a
+  ``sample`` function when one is given), the answer most of them reach.
 
 The reasoning stage uses ``critique_and_revise`` on the assistant's draft; the benchmark
 (bench/reasoning.py) runs ``solve`` for every strategy on the same problems, so the
@@ -18,6 +19,9 @@ from typing import Any
 from . import agreement
 
 Generate = Callable[..., Awaitable[str]]
+#: ``sample(messages, n, **kw) -> n texts``: samples of one prompt drawn together
+#: (``Chat.sample``: llama.cpp evaluates the prompt once for all of them)
+Sample = Callable[..., Awaitable[list[str]]]
 
 SYSTEM = "You are a careful assistant. Answer clearly and briefly."
 COT = "\n\nThink it through step by step, then give the final answer on the last line as 'Answer: <answer>'."
@@ -46,8 +50,9 @@ async def critique_and_revise(generate: Generate, question: str, draft: str, *,
 
 
 async def solve(strategy: str, generate: Generate, question: str, *, samples: int = 5,
-                max_tokens: int = 256) -> dict[str, Any]:
-    """Answer ``question`` with ``strategy``; returns the answer and how many model calls it took."""
+                max_tokens: int = 256, sample: Sample | None = None) -> dict[str, Any]:
+    """Answer ``question`` with ``strategy``; returns the answer and how many model calls it took
+    (self-consistency's samples are drawn together through ``sample`` when given)."""
     if strategy == "direct":
         answer = await generate(_messages(question + DIRECT), temperature=0.0, max_tokens=64)
         return {"answer": answer, "calls": 1}
@@ -60,8 +65,12 @@ async def solve(strategy: str, generate: Generate, question: str, *, samples: in
         return {"answer": out["answer"], "draft": draft, "critique": out["critique"],
                 "calls": 2 if out["answer"] is draft else 3}
     if strategy == "self_consistency":
-        answers = [await generate(_messages(question + COT), temperature=0.7, seed=1000 + i, max_tokens=max_tokens)
-                   for i in range(samples)]
+        if sample is not None:
+            answers = await sample(_messages(question + COT), samples, temperature=0.7, seed=1000,
+                                   max_tokens=max_tokens)
+        else:
+            answers = [await generate(_messages(question + COT), temperature=0.7, seed=1000 + i,
+                                      max_tokens=max_tokens) for i in range(samples)]
         best = agreement.clusters(answers, question=question)[0]
         return {"answer": answers[best[0]], "votes": len(best), "calls": samples}
     raise ValueError(f"unknown strategy {strategy!r}")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from core.backends import MemoryEstimate, ModelBackend, ModelSpec
-from core.capabilities import COUNT, EMBED, GENERATE, CapabilityError, ModelInfo
+from core.capabilities import COUNT, EMBED, GENERATE, PARALLEL_SAMPLES, SAMPLE, CapabilityError, ModelInfo
 from core.tools import ToolError
 
 CHAT_HANDLERS = {
@@ -192,7 +192,8 @@ class LlamaCppBackend(ModelBackend):
         return ModelInfo(name=spec.name, backend=self.name, capabilities=caps, context_size=handle.n_ctx(),
                          vision=has_vision(handle),
                          details={"architecture": meta.get("general.architecture"),
-                                  "chat_template": bool(meta.get("tokenizer.chat_template"))})
+                                  "chat_template": bool(meta.get("tokenizer.chat_template")),
+                                  PARALLEL_SAMPLES: True})  # chat.sample: one prompt evaluation, n sequences
 
     def run(self, handle: Any, op: str, request: Any, emit: Callable[[Any], None],
             cancel: threading.Event) -> Any:
@@ -202,6 +203,10 @@ class LlamaCppBackend(ModelBackend):
             return chat.generate(handle, request, emit, cancel)
         if op == COUNT:
             return chat.count(handle, request)
+        if op == SAMPLE:
+            from .parallel import sample
+
+            return sample(handle, request, cancel)
         if op == EMBED:
             return chat.embed(handle, request)
         raise CapabilityError(f"llama.cpp models do not serve {op!r}")
