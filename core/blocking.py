@@ -23,6 +23,42 @@ import anyio.to_thread
 T = TypeVar("T")
 
 
+class CancelFlag(threading.Event):
+    """A cancel flag that also calls listeners the moment it is set.
+
+    Backends in this process poll the flag between steps, which costs nothing; a worker in
+    another process cannot see it, so its invoker registers ``on_set`` to forward the cancel
+    at once instead of waking a thread every few milliseconds to look (on a machine whose
+    cores all decode, each wake-up steals time from the decoding threads).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._guard = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
+
+    def set(self) -> None:
+        with self._guard:
+            super().set()
+            listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            listener()
+
+    def on_set(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` once when the flag is set (now, if it already is); returns a remover."""
+        with self._guard:
+            if not self.is_set():
+                self._listeners.append(listener)
+                return lambda: self._remove(listener)
+        listener()
+        return lambda: None
+
+    def _remove(self, listener: Callable[[], None]) -> None:
+        with self._guard:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+
 async def run_blocking(fn: Callable[[], T], cancelled: threading.Event, *, stop_wait: float | None = None) -> T:
     """Run ``fn`` in a worker thread; on cancellation set ``cancelled`` and wait for ``fn`` to end.
 

@@ -24,6 +24,7 @@ import anyio.from_thread
 import anyio.to_thread
 import msgspec
 
+from .blocking import CancelFlag
 from .events import Progress, ToolCalled, ToolFinished, ToolsChanged, new_id
 from .logging import bind_request
 from .results import CONTENT_TYPES, ToolResult, to_result
@@ -272,7 +273,7 @@ class ToolContext:
     bus: EventBus | None = None
     on_progress: ProgressCallback | None = None
     elicit: Elicitor | None = None
-    cancelled: threading.Event = field(default_factory=threading.Event)
+    cancelled: threading.Event = field(default_factory=CancelFlag)
     extra: dict[str, Any] = field(default_factory=dict)
     _token: Any = None
     _scope: Any = None  # the running call's cancel scope (ToolRegistry.cancel)

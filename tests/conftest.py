@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,25 @@ if str(ROOT) not in sys.path:
 # Tests must never reach a model hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROUTER_CACHE = "LOOM_PLUGIN__ASSISTANT__ROUTER_CACHE"
+
+
+_router_cache: str | None = None
+
+
+def pytest_configure(config):
+    # One router model cache for every app and `loom` subprocess of the run: models are keyed
+    # by a hash of corpus, tool examples and code, so sharing is safe, and the router trains
+    # once per distinct set of examples instead of once per process.
+    global _router_cache
+    if ROUTER_CACHE not in os.environ:
+        _router_cache = os.environ[ROUTER_CACHE] = tempfile.mkdtemp(prefix="loom-test-router-")
+
+
+def pytest_unconfigure(config):
+    if _router_cache is not None:
+        shutil.rmtree(_router_cache, ignore_errors=True)
 
 
 @pytest.fixture
@@ -45,6 +65,7 @@ def make_app(data_dir: Path):
 
     def build(*builtins: str, extra: dict | None = None, config: LoomConfig | None = None, **env: str) -> Loom:
         cfg = config or LoomConfig()
+        cfg.plugin.setdefault("assistant", {}).setdefault("router_cache", os.environ[ROUTER_CACHE])
         if cfg.paths.data_dir is None:
             cfg.paths = PathsConfig(data_dir=str(data_dir), cache_dir=str(data_dir / "cache"),
                                     allowed_roots=cfg.paths.allowed_roots or [str(data_dir.parent)])

@@ -63,9 +63,6 @@ def _events(app, kind):
     return [e for e in app.bus.recent if type(e).__name__ == kind]
 
 
-@pytest.mark.xfail(reason="issue 14's learned router sends 'build this mock-up' requests with an image to "
-                          "assistant.chat when the vision and coder plugins are test stand-ins without examples; "
-                          "quarantined at the end of the session, open on issue 14", strict=False)
 async def test_plan_steps_feed_each_other_and_publish_events(make_app, mockup):
     seen: list = []
     app = make_app("assistant", "embed", extra={"vision": fake_vision(seen), "coder": fake_coder(seen)})
@@ -88,9 +85,6 @@ async def test_plan_steps_feed_each_other_and_publish_events(make_app, mockup):
     assert ready.steps == out["steps"] and ready.reason
 
 
-@pytest.mark.xfail(reason="issue 14's learned router sends 'build this mock-up' requests with an image to "
-                          "assistant.chat when the vision and coder plugins are test stand-ins without examples; "
-                          "quarantined at the end of the session, open on issue 14", strict=False)
 async def test_failed_step_fails_the_plan_naming_it(make_app, mockup):
     seen: list = []
     app = make_app("assistant", "embed", extra={"vision": fake_vision(seen), "coder": fake_coder(seen, fail=True)})
@@ -111,9 +105,6 @@ async def test_a_missing_tool_is_not_planned_and_the_reason_names_it(make_app):
     assert "imagegen.generate would fit better but no enabled plugin provides it" in out["reason"]
 
 
-@pytest.mark.xfail(reason="issue 14's learned router sends 'build this mock-up' requests with an image to "
-                          "assistant.chat when the vision and coder plugins are test stand-ins without examples; "
-                          "quarantined at the end of the session, open on issue 14", strict=False)
 async def test_steps_pass_the_authorization_hook(make_app, mockup):
     seen: list = []
 

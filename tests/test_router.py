@@ -217,18 +217,25 @@ def test_spoken_audio_is_transcribed_then_routed(router):
     assert "route what it says" in plan.reason
 
 
-def test_tool_examples_teach_the_router(make_app):
-    """A plugin's examples make its tool routable, with no change to the assistant."""
+VOLUME_EXAMPLES = ["turn the volume down", "make it louder", "mute the sound", "volume up please", "baja el volumen",
+                   "sube el volumen", "quita el sonido", "lower the volume a bit", "silence the speakers",
+                   "set the volume to 30 percent", "mets le son moins fort", "mach lauter"]
+
+
+def volume_plugin(examples):
     from types import SimpleNamespace
 
     from core.hookspecs import hookimpl
+
+    return SimpleNamespace(loom_register_tools=hookimpl(
+        lambda register: register(volume, name="audio.volume", examples=examples)))
+
+
+def test_tool_examples_teach_the_router(make_app):
+    """A plugin's examples make its tool routable, with no change to the assistant."""
     from plugins.assistant.router import Router
 
-    examples = ["turn the volume down", "make it louder", "mute the sound", "volume up please", "baja el volumen",
-                "sube el volumen", "quita el sonido", "lower the volume a bit", "silence the speakers",
-                "set the volume to 30 percent", "mets le son moins fort", "mach lauter"]
-    plugin = SimpleNamespace(loom_register_tools=hookimpl(
-        lambda register: register(volume, name="audio.volume", examples=examples)))
+    plugin = volume_plugin(VOLUME_EXAMPLES)
     sys.path.insert(0, str(ROOT / "tests" / "sample_plugin"))
     try:
         import loom_sample
@@ -247,6 +254,56 @@ def test_tool_examples_teach_the_router(make_app):
     assert taught.decide("write a haiku about rain").tool_names() == ["assistant.chat"]
 
 
+def test_the_trained_model_is_cached_on_disk_and_retrained_when_examples_change(make_app, tmp_path, monkeypatch):
+    """A restart loads the model the last start trained; a tool whose examples changed gets a new one."""
+    from plugins.assistant import training
+    from plugins.assistant.router import Router
+
+    cache = tmp_path / "router"
+    first = Router(make_app("assistant", extra={"audio": volume_plugin(VOLUME_EXAMPLES)}).tools, cache_dir=cache)
+    key = first.warm().key  # trained here, or earlier in this process: either way it is saved to disk
+    assert [p.name for p in cache.glob("*.npz")] == [f"router-{key}.npz"]
+    monkeypatch.setattr(training, "_MEMO", {})  # a new process: nothing in memory
+    again = Router(make_app("assistant", extra={"audio": volume_plugin(VOLUME_EXAMPLES)}).tools, cache_dir=cache)
+    assert not again.ready
+    model = again.warm()
+    assert model.key == key and model.source.startswith("loaded from the cache")
+    assert again.decide("could you turn the volume down a little bit").tool_names() == ["audio.volume"]
+
+    monkeypatch.setattr(training, "_MEMO", {})
+    changed = [*VOLUME_EXAMPLES, "the speakers are way too loud", "los altavoces suenan demasiado fuerte"]
+    other = Router(make_app("assistant", extra={"audio": volume_plugin(changed)}).tools, cache_dir=cache)
+    model = other.warm()
+    assert model.key != key and model.source.startswith("trained")
+    assert sorted(p.name for p in cache.glob("*.npz")) == sorted([f"router-{key}.npz", f"router-{model.key}.npz"])
+
+
+@pytest.mark.anyio
+async def test_a_daemon_warms_the_router_in_the_background(make_app, data_dir, tmp_path):
+    """`loom serve` holds the data dir: the assistant trains or loads the router's model at start,
+    without holding the start up, so the first request does not pay for it."""
+    import anyio
+
+    from core import datadir
+    from core.config import LoomConfig
+
+    cache = tmp_path / "warm-cache"
+    app = make_app("assistant", config=LoomConfig(plugin={"assistant": {"router_cache": str(cache)}}))
+    datadir.hold(data_dir)
+    try:
+        async with app:
+            svc = app.services["assistant"]  # created at start, before any request
+            with anyio.fail_after(300):
+                await svc.warmed.wait()
+            router = svc.router
+            assert router.ready
+            assert list(cache.glob("router-*.npz"))  # the next start loads it
+            out = (await app.call("assistant.route", {"text": "draw me a fox in the snow"})).structured
+    finally:
+        datadir.release(data_dir)
+    assert out["steps"] == ["assistant.chat"] and out["model_source"] == router.model().source
+
+
 def test_examples_must_be_request_strings():
     from core.tools import ToolRegistry
 
@@ -260,6 +317,7 @@ def _cli(tmp_path, cache_dir, *argv):
            "LOOM_PATHS__ALLOWED_ROOTS": json.dumps([str(tmp_path)]),
            "XDG_CONFIG_HOME": str(tmp_path / "config"), "PYTHONPATH": str(ROOT)}
     env.pop("LOOM_CONFIG", None)
+    env.pop("LOOM_PLUGIN__ASSISTANT__ROUTER_CACHE", None)  # the module's cache dir, which its router filled
     return subprocess.run([sys.executable, "-m", "core.cli", *argv], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=120)
 
@@ -276,6 +334,8 @@ def test_loom_route_cli_prints_plan_json(tmp_path, files, router, cache_dir):
     clause = plan["clauses"][0]
     assert clause["context"] == ["image"] and clause["tool"] == "coder.generate" and clause["valid"][0]["p"] > 0.5
     assert plan["fallback"].startswith("not needed") and plan["confidence"] >= 0.5
+    # a new process loads the model the module's router trained and saved: it does not train again
+    assert plan["model_source"].startswith("loaded from the cache"), plan["model_source"]
     r = _cli(tmp_path, cache_dir, "route", "Describe it", "--attach", "/etc/hostname")
     assert r.returncode == 1 and "outside the allowed roots" in r.stderr
 

@@ -17,6 +17,7 @@ import threading
 import anyio
 import pytest
 
+from core.blocking import CancelFlag
 from core.capabilities import Chat, Embed
 from core.commands.models import _table as models_table
 from core.config import LoomConfig, ModelConfig, PoolConfig
@@ -79,11 +80,14 @@ async def test_process_placement_streams_the_same_greedy_text_as_inline(make_app
     assert status["measured"] > 50e6  # the worker's own RSS growth: SmolLM2's weights are ~100 MB
 
 
-async def test_cancel_reaches_the_worker_and_stops_generation(make_app):
+@pytest.mark.parametrize("flag", [CancelFlag, threading.Event], ids=["tool-flag", "plain-event"])
+async def test_cancel_reaches_the_worker_and_stops_generation(make_app, flag):
+    # Tools hand out CancelFlags (forwarded the moment they are set); a caller's own plain
+    # Event is watched by polling. Both must stop the worker's generation.
     app = make_app("llamacpp", config=LoomConfig(models={"proc": smol(placement="process")}))
     async with app:
         async with app.pool.use("proc", Chat) as chat:
-            cancel = threading.Event()
+            cancel = flag()
             s = chat.stream(LONG, max_tokens=400, temperature=0.0, cancel=cancel)
             seen = 0
             async with s:

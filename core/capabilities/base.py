@@ -26,6 +26,7 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import anyio
 import msgspec
 
+from ..blocking import CancelFlag
 from ..tools import ToolError
 
 E = TypeVar("E")
@@ -153,7 +154,7 @@ class OpStream(Generic[E, R]):
         self.invoker = invoker
         self.op = op
         self.request = request
-        self.cancel = cancel if cancel is not None else threading.Event()
+        self.cancel = cancel if cancel is not None else CancelFlag()
         self.result: R | None = None
         self.error: BaseException | None = None
         self._send, self._receive = anyio.create_memory_object_stream[tuple[str, Any]](math.inf)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -301,6 +301,8 @@ class TranscribeRequest(msgspec.Struct, kw_only=True):
     language: str | None = None  # None: detected (multilingual models)
     word_timestamps: bool = False
     beam_size: int | None = None  # None: the model's configured default
+    # "translate": English text from speech in any language (multilingual models only)
+    task: Literal["transcribe", "translate"] = "transcribe"
 
 
 class TranscriptionResult(msgspec.Struct, kw_only=True):
@@ -325,14 +327,16 @@ class Transcription(Capability):
 
     def stream(self, samples: Any, *, sample_rate: int = 16_000, language: str | None = None,
                word_timestamps: bool = False, beam_size: int | None = None,
+               task: Literal["transcribe", "translate"] = "transcribe",
                cancel: threading.Event | None = None) -> OpStream[Segment, TranscriptionResult]:
-        """Each ``Segment`` as it is transcribed. ``samples``: float32 mono (numpy array or bytes)."""
+        """Each ``Segment`` as it is transcribed (``task="translate"``: translated into English,
+        multilingual models only). ``samples``: float32 mono (numpy array or bytes)."""
         if not isinstance(samples, bytes | bytearray | memoryview):
             import numpy as np
 
             samples = np.ascontiguousarray(samples, dtype="<f4").tobytes()
         req = TranscribeRequest(samples=bytes(samples), sample_rate=sample_rate, language=language,
-                                word_timestamps=word_timestamps, beam_size=beam_size)
+                                word_timestamps=word_timestamps, beam_size=beam_size, task=task)
         return self._open(TRANSCRIBE, req, cancel)
 
     async def transcribe(self, samples: Any, *, on_segment: OnEvent = None, cancel: threading.Event | None = None,

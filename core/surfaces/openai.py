@@ -13,8 +13,8 @@ changing the base URL to ``http://127.0.0.1:8765/v1`` and the API key to Loom's 
   decoding, so ``client.chat.completions.parse`` gets valid JSON; ``tool_choice``
   "required" or a named function forces a call.
 * ``POST /v1/embeddings``, ``/v1/images/generations``, ``/v1/audio/speech`` and
-  ``/v1/audio/transcriptions`` (multipart) call the ``embed.text``, ``imagegen.generate``,
-  ``voice.speak`` and ``voice.transcribe`` tools through ``app.call``, so policy and
+  ``/v1/audio/transcriptions`` / ``translations`` (multipart) call the ``embed.text``,
+  ``imagegen.generate``, ``voice.speak`` and ``voice.transcribe`` tools through ``app.call``, so policy and
   events apply as on every surface.
 
 Errors use OpenAI's shape ``{"error": {"message", "type", "param", "code"}}``: 400 bad
@@ -376,6 +376,7 @@ class OpenAISurface:
             Route("/v1/images/generations", self._wrap(self.images), methods=["POST"]),
             Route("/v1/audio/speech", self._wrap(self.speech), methods=["POST"]),
             Route("/v1/audio/transcriptions", self._wrap(self.transcriptions), methods=["POST"]),
+            Route("/v1/audio/translations", self._wrap(self.translations), methods=["POST"]),
             Route("/v1/completions", self._wrap(self.completions), methods=["POST"]),
             Route("/v1/responses", self._wrap(self.responses), methods=["POST"]),
         ]
@@ -839,6 +840,15 @@ class OpenAISurface:
         return Response(await _transcode(audio.data, fmt), media_type=_SPEECH_FORMATS[fmt])
 
     async def transcriptions(self, request: Request) -> Response:
+        return await self._speech_to_text(request, "transcribe")
+
+    async def translations(self, request: Request) -> Response:
+        """Speech in any language to English text: ``voice.transcribe`` with ``task="translate"``,
+        which faster-whisper does natively on a multilingual Whisper; an English-only model (the
+        packaged tiny.en) is a 400 that names what to configure."""
+        return await self._speech_to_text(request, "translate")
+
+    async def _speech_to_text(self, request: Request, task: str) -> Response:
         ctype = request.headers.get("content-type", "")
         if not ctype.startswith("multipart/form-data"):
             raise _invalid("send multipart/form-data with a 'file' part (and 'model')")
@@ -854,7 +864,7 @@ class OpenAISurface:
             data = await upload.read()
             filename = upload.filename or "audio.wav"
             model = form.get("model")
-            language = form.get("language")
+            language = form.get("language") if task == "transcribe" else None  # translations take none
             fmt = form.get("response_format") or "json"
             grans = form.getlist("timestamp_granularities[]") or form.getlist("timestamp_granularities")
         finally:
@@ -863,15 +873,22 @@ class OpenAISurface:
             raise _invalid("the audio file is empty", "file")
         if fmt not in ("json", "text", "verbose_json", "srt", "vtt"):
             raise _invalid("response_format must be json, text, verbose_json, srt or vtt", "response_format")
-        self._task_model(model if isinstance(model, str) else None, "transcription")
+        name = self._task_model(model if isinstance(model, str) else None, "transcription")
         args: dict[str, Any] = {"audio": _data_url(data, filename)}
+        if name:
+            args["model"] = name
+        if task == "translate":
+            args["task"] = "translate"
         if isinstance(language, str) and language:
             args["language"] = language
         if "word" in grans:
             args["word_timestamps"] = True
-        result: ToolResult = await self.app.call("voice.transcribe", args, ctx=self._ctx(request))
+        try:
+            result: ToolResult = await self.app.call("voice.transcribe", args, ctx=self._ctx(request))
+        except ToolError as exc:
+            raise _stt_error(str(exc)) from None
         if result.is_error:
-            raise ApiError(400, result.text() or "transcription failed")
+            raise _stt_error(result.text() or "transcription failed")
         info = result.structured if isinstance(result.structured, dict) else {}
         text = info.get("text", result.text())
         if fmt == "text":
@@ -881,11 +898,18 @@ class OpenAISurface:
             return Response(_subtitles(segments, fmt), media_type="text/plain" if fmt == "srt" else "text/vtt")
         if fmt == "json":
             return JSONResponse({"text": text})
-        out = {"task": "transcribe", "language": info.get("language"), "duration": info.get("duration"),
-               "text": text, "segments": info.get("segments", [])}
+        # A translation is English whatever was spoken (OpenAI reports "english" there too).
+        out = {"task": task, "language": "en" if task == "translate" else info.get("language"),
+               "duration": info.get("duration"), "text": text, "segments": info.get("segments", [])}
         if "word" in grans:
             out["words"] = info.get("words") or [w for s in info.get("segments", []) for w in s.get("words", [])]
         return JSONResponse(out)
+
+
+def _stt_error(message: str) -> ApiError:
+    if "English-only" in message:  # the model is the problem: say so where the SDK looks
+        return ApiError(400, message, code="model_not_multilingual", param="model")
+    return ApiError(400, message)
 
 
 def _logprobs(result: Any) -> dict[str, Any] | None:

@@ -29,6 +29,7 @@ from typing import Any
 
 import anyio
 
+from ..blocking import CancelFlag
 from ..logging import get_logger
 from ..tools import ToolError
 from .crash import CrashReport, WorkerCrashed, WorkerGone
@@ -156,11 +157,12 @@ class RayCluster:
 
 
 class _Call:
-    __slots__ = ("cancel", "cancel_sent", "done", "id", "op", "post")
+    __slots__ = ("cancel", "cancel_sent", "done", "id", "op", "polled", "post")
 
     def __init__(self, cid: int, op: str, post: Any, cancel: threading.Event) -> None:
         self.id, self.op, self.post, self.cancel = cid, op, post, cancel
         self.cancel_sent = False
+        self.polled = not isinstance(cancel, CancelFlag)  # a plain Event: the watcher looks
         self.done = threading.Event()
 
 
@@ -267,8 +269,11 @@ class RayInvoker:
         else:
             with self._cv:
                 self._calls[call.id] = call
-                self._cv.notify()
+                if call.polled:
+                    self._cv.notify()
             threading.Thread(target=self._consume, args=(call, request), name=f"loom-ray-{op}", daemon=True).start()
+            if isinstance(cancel, CancelFlag):  # forwarded the moment it is set (see process.py)
+                cancel.on_set(lambda: self._send_cancel(call))
 
         async def released() -> None:
             if not call.done.is_set():
@@ -334,20 +339,27 @@ class RayInvoker:
             call.done.set()
             call.post(("error", error))
 
+    def _send_cancel(self, call: _Call) -> None:
+        with self._cv:
+            if call.cancel_sent or call.id not in self._calls or self._dead is not None:
+                return
+            call.cancel_sent = True
+        try:
+            self.actor.cancel.remote(call.id)
+        except Exception:
+            pass  # the actor is gone: the consumer reports it
+
     def _watch_cancels(self) -> None:
+        """Poll the calls whose cancel flag cannot call us back (plain ``threading.Event``s)."""
         while True:
             with self._cv:
-                while not self._calls and self._dead is None:
+                while self._dead is None and not any(c.polled for c in self._calls.values()):
                     self._cv.wait()
                 if self._dead is not None:
                     return
-                pending = [c for c in self._calls.values() if c.cancel.is_set() and not c.cancel_sent]
+                pending = [c for c in self._calls.values() if c.polled and c.cancel.is_set()]
             for call in pending:
-                call.cancel_sent = True
-                try:
-                    self.actor.cancel.remote(call.id)
-                except Exception:
-                    return
+                self._send_cancel(call)
             time.sleep(CANCEL_POLL_S)
 
 

@@ -138,6 +138,8 @@ async def route(args: RouteArgs, ctx: ToolContext) -> dict:
     atts = svc.attachments(list(args.attachments))
     plan, _ = await svc.route(args.text, atts, use_llm=args.use_llm, transcribe=False, ctx=ctx)
     out = plan.summary()
+    if svc.router.ready:  # how the router got its model: trained now, or loaded from the cache
+        out["model_source"] = svc.router.model().source
     out["cost_s"] = plan.cost_s()
     out["plan"] = msgspec.to_builtins(plan.steps)
     threshold = svc.settings.llm_threshold
@@ -162,6 +164,25 @@ async def chat(args: ChatArgs, ctx: ToolContext) -> dict:
     out = await get_assistant(ctx.app).chat(args.text, system=args.system, turn=turn, max_tokens=args.max_tokens,
                                       temperature=args.temperature, ctx=ctx)
     return ToolResult([TextContent(out["answer"])], structured=out)
+
+
+@hookimpl
+def loom_startup(app: Any) -> None:
+    # A daemon (it holds the data dir: `loom serve`) trains or loads the router's model in
+    # the background from its start, so it answers at once and the first request does not
+    # pay for training. One-shot commands (`loom route`, `loom call`) load it on first use.
+    from core import datadir
+    from core.logging import get_logger
+
+    if not datadir.held(app.config.data_dir):
+        return
+    try:
+        svc = get_assistant(app)
+    except ToolError as exc:  # a bad [plugin.assistant] section: the tools say so when called
+        get_logger("assistant").warning("router not warmed", error=str(exc))
+        return
+    svc.warming()
+    app.spawn(svc.warm, name="assistant.router")
 
 
 @hookimpl

@@ -26,8 +26,24 @@ RUN_S: list[tuple[str, float]] = [
 LOAD_BYTES_PER_S = 1.5e9  # disk -> memory, when the pool has not measured a load yet
 
 
-def role_of(tool: str) -> str | None:
+def role_of(tool: str, app: Any = None) -> str | None:
+    """The pool role a tool loads a model for, judged by its name. With ``app``, that is
+    trusted for the built-in plugins' tools, and for another plugin's (an entry point, a
+    plugin object) only when it takes a ``model`` argument, i.e. picks among the pool's
+    models: a third-party ``vision.describe`` without one may run no model at all, so its
+    step is neither skipped for want of a VLM nor costed as loading one (a tool that does
+    need a model says so itself when called)."""
+    if app is not None and not (_builtin(app, tool) or takes_model(app, tool)):
+        return None
     return next((role for prefix, role in TOOL_ROLE if tool.startswith(prefix)), None)
+
+
+def _builtin(app: Any, tool: str) -> bool:
+    try:
+        plugin = app.tools.get(tool).plugin
+        return app.host.plugins[plugin].source == "builtin"
+    except Exception:  # not registered, or no plugin host: judge by the name
+        return True
 
 
 def run_seconds(tool: str) -> float:
@@ -60,11 +76,11 @@ def annotate(plan: Plan, app: Any) -> list[str]:
         models = {m["name"]: m for m in pool.status()["models"]}
     except Exception as exc:  # no pool in this build: costs are run times only
         for step in plan.steps:
-            step.role, step.cost_s = role_of(step.tool), run_seconds(step.tool)
+            step.role, step.cost_s = role_of(step.tool, app), run_seconds(step.tool)
         return [f"model residency unknown ({type(exc).__name__})"]
     notes: list[str] = []
     for step in plan.steps:
-        step.role = role = role_of(step.tool)
+        step.role = role = role_of(step.tool, app)
         run = run_seconds(step.tool)
         step.cost_s = run
         if role is None:

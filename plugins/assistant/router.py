@@ -22,6 +22,7 @@ confidence is below the threshold (``llm_route``).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -71,6 +72,7 @@ class Router:
         self.rows = training.corpus_rows()
         self.intents = training.intents_from(self.rows)
         self._state: tuple[Any, ...] | None = None
+        self._lock = threading.Lock()  # the daemon's background warm-up and a first request share one model
 
     # -- the model --------------------------------------------------------------------
 
@@ -79,18 +81,22 @@ class Router:
 
     def model(self) -> training.IntentModel:
         key = self._registry_key()
-        if self._state is None or self._state[0] != key:
-            tools = self.tools.list()
-            units = training.corpus_units(self.rows) + training.example_units(tools)
-            model = training.train(units, cache_dir=self.cache_dir)
-            needs = {t.name: training.media_kinds(t.input_schema) for t in tools}
-            producers = training.producers_from(self.rows, needs)
-            converters = self._converters()
-            for t in tools:  # a plugin's tool with examples but no corpus intent: its own
-                if t.examples and t.name not in self.intents:
-                    self.intents[t.name] = t.name.split(".")[0]
-            self._state = (key, model, needs, producers, converters)
-        return self._state[1]
+        with self._lock:
+            if self._state is None or self._state[0] != key:
+                self._build(key)
+        return self._state[1]  # type: ignore[index]
+
+    def _build(self, key: tuple[Any, ...]) -> None:
+        tools = self.tools.list()
+        units = training.corpus_units(self.rows) + training.example_units(tools)
+        model = training.train(units, cache_dir=self.cache_dir)
+        needs = {t.name: training.media_kinds(t.input_schema) for t in tools}
+        producers = training.producers_from(self.rows, needs)
+        converters = self._converters()
+        for t in tools:  # a plugin's tool with examples but no corpus intent: its own
+            if t.examples and t.name not in self.intents:
+                self.intents[t.name] = t.name.split(".")[0]
+        self._state = (key, model, needs, producers, converters)
 
     def _converters(self) -> dict[str, str]:
         """Attachment kind -> the tool the corpus's plans run first on it when the clause's
@@ -102,9 +108,14 @@ class Router:
                 out.setdefault(row["attachments"][0], row["steps"][0])
         return out
 
-    def warm(self) -> None:
+    def warm(self) -> training.IntentModel:
         """Train (or load) now, so the first request does not wait."""
-        self.model()
+        return self.model()
+
+    @property
+    def ready(self) -> bool:
+        """Whether a model for the registry as it is now is in memory (routing will not train)."""
+        return self._state is not None and self._state[0] == self._registry_key()
 
     # -- the fast path -----------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -83,16 +84,37 @@ class AssistantSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     progress_interval: float = 0.05  # seconds between two "answer: ..." progress messages
     max_document_chars: int = 24_000  # document text put into one request, all attachments together
     speak_sentences: bool = True  # speech requests: speak each sentence as soon as it is written
+    # where trained router models are kept (keyed by what they were trained on); default <cache_dir>/router
+    router_cache: str | None = None
 
 
 class Assistant:
     def __init__(self, app: Any, settings: AssistantSettings | None = None) -> None:
         self.app = app
         self.settings = settings or AssistantSettings()
-        self.router = Router(app.tools, cache_dir=app.config.cache_dir / "router")
+        cache = Path(self.settings.router_cache).expanduser() if self.settings.router_cache else \
+            app.config.cache_dir / "router"
+        self.router = Router(app.tools, cache_dir=cache)
         self.conversations = ConversationStore(self.settings.max_conversations)
+        self.warmed: anyio.Event | None = None  # set once a daemon's background warm-up has the model
         self._summaries: dict[str, str] = {}  # client-held history prefix -> its summary
         self._framing: dict[str, int] = {}  # model -> tokens its chat template adds per message
+
+    # -- the router's model ---------------------------------------------------------------
+
+    def warming(self) -> anyio.Event:
+        """The event ``warm`` sets (made in the event loop, before the warm-up is spawned)."""
+        if self.warmed is None:
+            self.warmed = anyio.Event()
+        return self.warmed
+
+    async def warm(self) -> None:
+        """Train or load the router's model in a worker thread (training is CPU-bound; on
+        shutdown the thread is abandoned: it only fills a cache)."""
+        event = self.warming()
+        model = await anyio.to_thread.run_sync(self.router.warm, abandon_on_cancel=True)
+        log.info("router ready", model=model.source)
+        event.set()
 
     # -- attachments --------------------------------------------------------------------
 
@@ -574,7 +596,7 @@ def skip_unavailable(plan: Plan, app: Any) -> list[str]:
 
     missing: dict[str, str] = {}
     for step in plan.steps:
-        role = step.role or role_of(step.tool)
+        role = step.role or role_of(step.tool, app)
         if step.tool not in app.tools:
             plugin = step.tool.split(".", 1)[0]
             missing[step.id] = (f"{step.tool}: the {plugin} plugin is not enabled; enable it with: "

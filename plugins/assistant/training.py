@@ -8,8 +8,9 @@ single-clause units whose context comes from the tool's schema (a tool that need
 ``image`` learns its examples as said with an image attached).
 
 Training takes seconds, so a trained model is kept per process and on disk under the
-cache dir, keyed by a hash of everything that went into it: the same corpus, examples
-and settings never train twice.
+cache dir, keyed by a hash of everything that went into it (corpus, every tool's examples,
+settings, the featurising code): the same inputs never train twice, a restart loads the
+model in milliseconds, and a tool whose examples change gets a model that knows them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
+import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,33 +114,58 @@ def producers_from(rows: list[dict[str, Any]], needs: dict[str, list[str]]) -> d
     return out
 
 
+# The code that turns units into a model: a change to it must not load a model trained by the old code.
+_CODE = [Path(__file__).with_name(n) for n in ("features.py", "intent_model.py", "training.py")]
+KEEP = 8  # trained models kept in the cache dir (one per corpus + examples + code), newest first
+
+
 def fingerprint(units: list[Unit], embed_name: str | None) -> str:
+    """A hash of everything a trained model depends on: the units (corpus clauses, every tool's
+    examples, their contexts and weights), the settings and the featurising/training code."""
     h = hashlib.sha256(json.dumps(SETTINGS, sort_keys=True).encode())
     h.update(str(embed_name).encode())
+    for path in _CODE:
+        h.update(path.read_bytes())
     for u in units:
         h.update(f"{u.text}\x1f{'|'.join(u.context)}\x1f{u.tool}\x1f{u.weight}\x1e".encode())
     return h.hexdigest()[:24]
 
 
 _MEMO: dict[str, IntentModel] = {}
+_LOCK = threading.Lock()  # one training at a time: a second router asking for the same model waits for it
 
 
 def train(units: list[Unit], *, embed: Embed | None = None, embed_name: str | None = None,
           cache_dir: Path | None = None) -> IntentModel:
-    """The model for ``units``: from this process's memo, the disk cache, or trained now."""
+    """The model for ``units``: from this process's memo, the disk cache, or trained now.
+    ``model.source`` says which, and how long it took."""
     key = fingerprint(units, embed_name if embed is not None else None)
     path = cache_dir / f"router-{key}.npz" if cache_dir is not None else None
-    if key in _MEMO:
-        if path is not None and not path.exists():
-            save(_MEMO[key], path)  # another app in this process trained it: share it with the next process
-        return _MEMO[key]
-    model = load(path) if path is not None and path.exists() else None
-    if model is None:
-        model = fit(units, embed=embed)
-        if path is not None:
-            save(model, path)
-    _MEMO[key] = model
-    return model
+    with _LOCK:
+        if key in _MEMO:
+            if path is not None and not path.exists():
+                save(_MEMO[key], path)  # another app in this process trained it: share it with the next process
+            return _MEMO[key]
+        t0 = time.perf_counter()
+        model = load(path) if path is not None and path.exists() else None
+        if model is not None:
+            model.source = f"loaded from the cache ({path.name}) in {time.perf_counter() - t0:.3f}s"
+        else:
+            model = fit(units, embed=embed)
+            model.source = f"trained on {len(units)} clauses in {time.perf_counter() - t0:.1f}s"
+            if path is not None:
+                save(model, path)
+                _prune(path.parent)
+        model.key = key
+        _MEMO[key] = model
+        return model
+
+
+def _prune(cache_dir: Path) -> None:
+    """Keep the newest ``KEEP`` models: each corpus/examples/code change leaves one behind."""
+    models = [p for p in cache_dir.glob("router-*.npz") if ".tmp." not in p.name]
+    for p in sorted(models, key=lambda p: p.stat().st_mtime, reverse=True)[KEEP:]:
+        p.unlink(missing_ok=True)
 
 
 def fit(units: list[Unit], *, embed: Embed | None = None, settings: dict[str, Any] | None = None) -> IntentModel:
@@ -154,7 +183,7 @@ def fit(units: list[Unit], *, embed: Embed | None = None, settings: dict[str, An
 
 def save(model: IntentModel, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")  # two processes may save the same model
     extra = {"wd": model.wd} if model.wd is not None else {}
     np.savez(tmp, labels=np.array(model.labels), columns=model.columns, ws=model.ws, b=model.b,
              temperature=np.array(model.temperature), **extra)

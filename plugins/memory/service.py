@@ -500,7 +500,7 @@ class MemoryService:
         ret = retention_array(now, [r["last_access"] for r in rows], [KIND_CODE[r["kind"]] for r in rows],
                               [r["importance"] for r in rows], [r["emotion"] for r in rows],
                               [r["access_count"] for r in rows], rs)
-        out = []
+        scored = []
         for row, r in zip(rows, ret.tolist(), strict=True):
             mid = row["id"]
             sim = sims.get(mid)
@@ -514,17 +514,19 @@ class MemoryService:
             score = relevance * (0.6 + 0.4 * r)
             if score < 0.02:  # unrelated: a candidate only because the pool had room
                 continue
-            out.append({
-                "id": mid, "text": row["text"], "kind": row["kind"], "session_id": row["session_id"],
-                "role": row["role"], "score": round(score, 4),
-                "similarity": None if sim is None else round(sim, 4), "text_match": round(lx, 4),
-                "retention": round(r, 4), "importance": row["importance"], "emotion": row["emotion"],
-                "created_at": row["created_at"], "when": _iso(row["created_at"]),
-                "ago": ago(row["created_at"], now), "accesses": row["access_count"],
-                "archived": row["archived_at"] is not None, "metadata": row["metadata"],
-            })
-        out.sort(key=lambda x: (-x["score"], -x["created_at"]))
-        return out[:k]
+            scored.append((round(score, 4), row, sim, lx, r))
+        # The result dicts (dates formatted, "ago" worded) only for the k returned: the pool
+        # holds 64+ candidates (formatting them all cost ~0.5 ms a recall at 100k memories).
+        scored.sort(key=lambda x: (-x[0], -x[1]["created_at"]))
+        return [{
+            "id": row["id"], "text": row["text"], "kind": row["kind"], "session_id": row["session_id"],
+            "role": row["role"], "score": score,
+            "similarity": None if sim is None else round(sim, 4), "text_match": round(lx, 4),
+            "retention": round(r, 4), "importance": row["importance"], "emotion": row["emotion"],
+            "created_at": row["created_at"], "when": _iso(row["created_at"]),
+            "ago": ago(row["created_at"], now), "accesses": row["access_count"],
+            "archived": row["archived_at"] is not None, "metadata": row["metadata"],
+        } for score, row, sim, lx, r in scored[:k]]
 
     def _text_matches(self, store: Store, query: str, limit: int, include_archived: bool,
                       kinds: list[str] | None, session_id: str | None) -> dict[int, float]:

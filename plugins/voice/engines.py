@@ -215,13 +215,20 @@ def transcribe(handle: WhisperHandle, req: TranscribeRequest, emit: Callable[[An
 
     if req.sample_rate != WHISPER_RATE:
         raise CapabilityError(f"Whisper takes 16 kHz samples, got {req.sample_rate} Hz; resample first")
+    if req.task == "translate" and not handle.multilingual:
+        # faster-whisper would silently transcribe instead: an English-only model has no translate task
+        raise CapabilityError(f"model {handle.name!r} is English-only and cannot translate; configure a "
+                              "multilingual faster-whisper model (e.g. small) for the stt role")
     samples = np.frombuffer(req.samples, dtype="<f4")
     beam = int(req.beam_size or handle.options.get("beam_size", 5))
+    extra = {}
+    if "temperature" in handle.options:  # one temperature (no fallback re-decoding), a per-model option
+        extra["temperature"] = float(handle.options["temperature"])
     started = time.perf_counter()
     out: list[Segment] = []
     with handle.lock:
         segments, info = handle.model.transcribe(samples, language=req.language, word_timestamps=req.word_timestamps,
-                                                 beam_size=beam, vad_filter=False)
+                                                 beam_size=beam, vad_filter=False, task=req.task, **extra)
         for seg in segments:  # lazy: each iteration decodes the next 30 s window
             words = None
             if req.word_timestamps:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 import anyio.from_thread
@@ -172,6 +172,9 @@ class TranscribeArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     word_timestamps: Annotated[bool, msgspec.Meta(description="Also return each word's start and end.")] = False
     model: Annotated[str | None, msgspec.Meta(description="A configured faster-whisper model; default: "
                                                           "the stt model (packaged tiny.en).")] = None
+    task: Annotated[Literal["transcribe", "translate"], msgspec.Meta(
+        description="'translate': English text from speech in any language (needs a multilingual "
+                    "model; tiny.en is English-only).")] = "transcribe"
 
 
 class Transcript(msgspec.Struct):
@@ -183,6 +186,7 @@ class Transcript(msgspec.Struct):
     model: str
     seconds: float
     rtf: float | None
+    task: str = "transcribe"  # "translate": ``text`` is English, ``language`` the speech's own
 
 
 def prepare_audio(value: Any, app: Any, cancelled: Any = None) -> tuple[Any, audio.AudioInfo]:
@@ -199,7 +203,8 @@ async def transcribe(args: TranscribeArgs, ctx: ToolContext) -> ToolResult:
 
     Audio is capped in bytes and duration before it is decoded (the duration is read from
     the file's headers; a file that lies about its length is refused). Progress follows
-    the transcribed seconds; word timestamps on request."""
+    the transcribed seconds; word timestamps on request. ``task="translate"`` writes English
+    text from speech in any language (a multilingual model; tiny.en is English-only)."""
     app = ctx.app
     limits = settings(app)
     name = args.model or app.pool.model_for(STT_ROLE)
@@ -216,6 +221,10 @@ async def transcribe(args: TranscribeArgs, ctx: ToolContext) -> ToolResult:
 
     async with app.pool.use(name, Transcription, reason="voice.transcribe") as stt:
         language = args.language
+        if args.task == "translate" and not stt.multilingual:
+            raise ToolError(f"model {name!r} is English-only and cannot translate speech into English; configure "
+                            "a multilingual faster-whisper model (e.g. Whisper small converted with "
+                            "ct2-transformers-converter) with role = \"stt\", or pass its name as model")
         if language and not stt.multilingual and language.split("-")[0].lower() != "en":
             raise ToolError(f"model {name!r} is English-only and cannot transcribe {language!r}; configure a "
                             "multilingual faster-whisper model (e.g. small) with role = \"stt\"")
@@ -223,14 +232,14 @@ async def transcribe(args: TranscribeArgs, ctx: ToolContext) -> ToolResult:
             language = "en"
         started = time.perf_counter()
         out = await stt.transcribe(samples, sample_rate=audio.WHISPER_RATE, language=language,
-                                   word_timestamps=args.word_timestamps, beam_size=beam_size,
+                                   word_timestamps=args.word_timestamps, beam_size=beam_size, task=args.task,
                                    on_segment=on_segment, cancel=ctx.cancelled)
         seconds = time.perf_counter() - started
     segments, lang = out.segments, out.language
     text = " ".join(s.text for s in segments).strip()
     result = Transcript(text=text, language=lang, duration=round(duration, 3), format=info.format,
                         segments=segments, model=name, seconds=round(seconds, 3),
-                        rtf=round(seconds / duration, 4) if duration else None)
+                        rtf=round(seconds / duration, 4) if duration else None, task=args.task)
     return ToolResult(content=[Text(text or "(no speech detected)")], structured=msgspec.to_builtins(result))
 
 
