@@ -10,6 +10,10 @@ uses, given explicitly where its defaults differ:
   prompt and Loom's time to first token looks better than it is.
 - ``--n_threads_batch N``: its default is every core for batches (prompts), while a Loom
   model given ``n_threads = N`` uses N for its batches too.
+- ``--interrupt_requests false``: by default a new request cuts the stream being served
+  (the client sees the connection close mid-answer), so with several concurrent clients
+  all but one end early and the server's aggregate tokens/s counts tokens it never sent;
+  Loom queues them instead.
 
 (This module's name starts with ``_``: ``make bench`` runs only the scripts without one.)
 """
@@ -90,7 +94,8 @@ def start_llama_server(gguf: Path, *, threads: int, ctx: int) -> Server:
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--n_ctx", str(ctx),
                              "--n_threads", str(threads), "--n_threads_batch", str(threads), "--n_batch", "512",
-                             "--logits_all", "false", "--port", str(port), "--host", "127.0.0.1"],
+                             "--logits_all", "false", "--interrupt_requests", "false",
+                             "--port", str(port), "--host", "127.0.0.1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/v1/models", {}, proc)

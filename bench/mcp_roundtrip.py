@@ -6,7 +6,7 @@ the first answered ``tools/list``). Prints each figure and the ratio Loom / bare
 (target: within 1.15x on every figure; exits 1 on a miss). The two sides alternate which
 goes first in each round; figures are medians over rounds.
 
-    .venv/bin/python bench/mcp_roundtrip.py [--calls 300] [--clients 32] [--rounds 2]
+    .venv/bin/python bench/mcp_roundtrip.py [--calls 300] [--clients 32] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ async def main() -> int:
     ap.add_argument("--calls", type=int, default=300)
     ap.add_argument("--clients", type=int, default=32)
     ap.add_argument("--per-client", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)  # odd: the median is one round, not a mean of two
     args = ap.parse_args()
     rounds: dict[str, list[dict[str, float]]] = {"loom": [], "bare": []}
     with tempfile.TemporaryDirectory() as d:

@@ -2,14 +2,18 @@
 
     python bench/routing_cv.py [--minilm] [--folds 5]
     python bench/routing_cv.py --calibrate [DEV.jsonl ...]    # fit the temperature on dev requests
+    python bench/routing_cv.py --variant no-noise:augment=0     # compare settings with the shipped ones
+    python bench/routing_cv.py --dev [DEV.jsonl ...] [--variant ...]   # the same, routing the dev sets
 
 Folds split by request (a request's clauses stay together). For each candidate feature
 set it prints clause-level tool accuracy, first-clause intent accuracy, the temperature
 fitted on the out-of-fold logits and the expected calibration error after it, and the
-time to featurise and score one clause. Candidates: hashed char 3-4-grams + words (the
-shipped model), char 2-5-grams + words, and with ``--minilm`` the same plus MiniLM
-sentence embeddings, and MiniLM alone (the embedding's own time is printed separately).
-The held-out set is not read. Exits non-zero when the shipped candidate misses intent
+time to featurise and score one clause, and the intent accuracy on a noisy copy of the
+held-out folds (typos, no accents or punctuation, fillers; seeded apart from the training
+noise). Candidates: hashed char 3-4-grams + words (the shipped model), ``--variant``
+settings, char 2-5-grams + words, and with ``--minilm`` the same plus MiniLM sentence
+embeddings, and MiniLM alone (the embedding's own time is printed separately).
+The held-out and fresh sets are not read. Exits non-zero when the shipped candidate misses intent
 >= 95% or ECE <= 0.05.
 """
 
@@ -28,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from plugins.assistant import features, training  # noqa: E402
 from plugins.assistant.intent_model import IntentModel, ece, fit_temperature, softmax  # noqa: E402
+from plugins.assistant.noise import noisy, rng_for  # noqa: E402
 
 
 def units_by_row(rows: list[dict]) -> tuple[list[training.Unit], np.ndarray]:
@@ -39,32 +44,46 @@ def units_by_row(rows: list[dict]) -> tuple[list[training.Unit], np.ndarray]:
     return units, np.array(owner)
 
 
-def evaluate(name: str, units, owner, rows, ngrams, dense, folds: int, use_sparse: bool = True) -> dict:
+def evaluate(name: str, units, owner, rows, ngrams, dense, folds: int, use_sparse: bool = True,
+             settings: dict | None = None) -> dict:
+    """Out-of-fold accuracy on the held-out folds as written, and on a noisy copy of them
+    (typos, no accents or punctuation, fillers: noise.py, seeded apart from training's)."""
     features.NGRAMS = ngrams
+    cfg = {**training.SETTINGS, **(settings or {})}
     labels = sorted({u.tool for u in units})
     y = np.array([labels.index(u.tool) for u in units])
     x = [features.sparse(u.text, u.context) if use_sparse else features.sparse("", u.context) for u in units]
+    noisy_units = [training.Unit(noisy(u.text, rng_for(u.text, 7919)), u.context, u.tool) for u in units]
+    xn = [features.sparse(u.text, u.context) if use_sparse else features.sparse("", u.context) for u in noisy_units]
     perm = np.random.default_rng(0).permutation(len(rows))
     oof = np.zeros((len(units), len(labels)), np.float32)
+    oofn = np.zeros((len(units), len(labels)), np.float32)
     t0 = time.perf_counter()
     for f, held in enumerate(np.array_split(perm, folds)):
         test = np.isin(owner, held)
         tr = np.flatnonzero(~test)
         te = np.flatnonzero(test)
-        cfg = training.SETTINGS
+        train_units = training.augment([units[i] for i in tr], cfg["augment"], cfg["augment_weight"]) \
+            if dense is None else [units[i] for i in tr]
+        xt = [x[i] for i in tr] + [features.sparse(u.text, u.context) for u in train_units[len(tr):]]
+        yt = np.r_[y[tr], [labels.index(u.tool) for u in train_units[len(tr):]]].astype(int)
+        wt = np.array([u.weight for u in train_units], np.float32)
         model = IntentModel(labels, l2=cfg["l2"], steps=cfg["steps"], lr=cfg["lr"])
-        model.fit([x[i] for i in tr], None if dense is None else dense[tr], y[tr])
+        model.fit(xt, None if dense is None else dense[tr], yt, wt)
         oof[te] = model.logits([x[i] for i in te], None if dense is None else dense[te])
+        oofn[te] = model.logits([xn[i] for i in te], None if dense is None else dense[te])
         print(f"  {name}: fold {f + 1}/{folds} done ({time.perf_counter() - t0:.0f}s)", flush=True)
     temp = fit_temperature(oof, y)
     p = softmax(oof / temp)
     pred = p.argmax(1)
+    predn = oofn.argmax(1)
     intents = training.intents_from(rows)
     first = np.array([u.context[0] != "follow" for u in units])
     intent_of = np.array([intents.get(t, t) for t in labels])
     # Intent confidence: the summed probability of the predicted intent's tools.
     conf = np.array([p[i, intent_of == intent_of[pred[i]]].sum() for i in range(len(units))])
     ok_intent = intent_of[pred] == intent_of[y]
+    ok_noisy = intent_of[predn] == intent_of[y]
     # Time to featurise and score one clause with a model trained on everything.
     model = IntentModel(labels, l2=cfg["l2"], steps=cfg["steps"], lr=cfg["lr"]).fit(x, dense, y)
     times = []
@@ -73,11 +92,59 @@ def evaluate(name: str, units, owner, rows, ngrams, dense, folds: int, use_spars
         model.proba([features.sparse(u.text, u.context)], None if dense is None else dense[:1])
         times.append(time.perf_counter() - t)
     out = {"name": name, "tool_acc": float((pred == y).mean()), "intent_acc": float(ok_intent[first].mean()),
-           "temperature": temp, "ece": ece(conf[first], ok_intent[first]),
-           "p50_ms": statistics.median(times) * 1000}
+           "noisy_intent_acc": float(ok_noisy[first].mean()), "temperature": temp,
+           "ece": ece(conf[first], ok_intent[first]), "p50_ms": statistics.median(times) * 1000}
     print(f"{name}: tool accuracy {out['tool_acc']:.1%}, intent accuracy (first clauses) {out['intent_acc']:.1%}, "
-          f"temperature {temp:.2f}, ECE {out['ece']:.3f}, p50 score {out['p50_ms']:.2f} ms", flush=True)
+          f"on noisy copies {out['noisy_intent_acc']:.1%}, temperature {temp:.2f}, ECE {out['ece']:.3f}, "
+          f"p50 score {out['p50_ms']:.2f} ms", flush=True)
     return out
+
+
+def dev(files: list[Path], variants: dict[str, dict], show: bool = False) -> None:
+    """Each variant trained on the whole corpus, routing the dev files' requests end to end
+    (clauses, valid tools, plans) as the daemon would: intent and exact-plan accuracy per file."""
+    import json
+
+    from plugins.assistant.router import Router
+    from plugins.assistant.turn import Attachment
+
+    app = _app()
+    sets = {f.name: [json.loads(line) for line in f.read_text().splitlines() if line.strip()] for f in files}
+    base = dict(training.SETTINGS)
+    for name, settings in variants.items():
+        training.SETTINGS.clear()
+        training.SETTINGS.update({**base, **settings})
+        router = Router(app.tools)
+        t = time.perf_counter()
+        router.warm()
+        line, total = [], [0, 0, 0]
+        for fname, rows in sets.items():
+            ok_i = ok_p = 0
+            for ex in rows:
+                text, spoken = ex["text"], ex["text"].startswith("[spoken] ")
+                atts = [Attachment(path=f"x{i}", kind=k) for i, k in enumerate(ex["attachments"])]
+                plan = router.decide("" if spoken else text, atts, transcript=text[9:] if spoken else None)
+                ok_i += plan.intent == ex["intent"]
+                ok_p += plan.tool_names() == ex["steps"]
+                if show and plan.tool_names() != ex["steps"] and "calibration" not in fname:
+                    print(f"  miss {ex['id']} {ex['attachments']} {text[:90]!r}: {plan.tool_names()} "
+                          f"(expected {ex['steps']})")
+            line.append(f"{fname} {ok_i / len(rows):.1%}/{ok_p / len(rows):.1%}")
+            total = [total[0] + ok_i, total[1] + ok_p, total[2] + len(rows)]
+        print(f"{name} (trained in {time.perf_counter() - t:.0f}s): intent/exact plans: " + ", ".join(line)
+              + f"; all {total[2]}: {total[0] / total[2]:.1%}/{total[1] / total[2]:.1%}", flush=True)
+    training.SETTINGS.clear()
+    training.SETTINGS.update(base)
+
+
+def _app():
+    from core.app import Loom
+    from core.config import LoomConfig, PathsConfig
+
+    cfg = LoomConfig()
+    cfg.paths = PathsConfig(data_dir="/tmp/loom-cv/data", cache_dir="/tmp/loom-cv/cache")
+    return Loom.create(cfg, environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": PLUGINS},
+                       configure_logs=False)
 
 
 def calibrate(files: list[Path]) -> float:
@@ -86,16 +153,10 @@ def calibrate(files: list[Path]) -> float:
     (in-corpus folds, and dev requests the corpus was improved on, are too easy)."""
     import json
 
-    from core.app import Loom
-    from core.config import LoomConfig, PathsConfig
     from plugins.assistant.router import Router
     from plugins.assistant.turn import Attachment
 
-    cfg = LoomConfig()
-    cfg.paths = PathsConfig(data_dir="/tmp/loom-cv/data", cache_dir="/tmp/loom-cv/cache")
-    app = Loom.create(cfg, environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": PLUGINS},
-                      configure_logs=False)
-    router = Router(app.tools)
+    router = Router(_app().tools)
     model = router.model()
     rows = [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
     best = (np.inf, 1.0)
@@ -116,6 +177,7 @@ def calibrate(files: list[Path]) -> float:
     return best[1]
 
 
+DEV_SETS = ("dev", "seen", "dev2", "dev3", "calibration")
 PLUGINS = "assistant,voice,vision,imagegen,video,coder,browser,system,memory"
 
 
@@ -126,7 +188,26 @@ def main() -> int:
     parser.add_argument("--calibrate", nargs="*", metavar="DEV.jsonl",
                         help="only fit the temperature on requests the corpus was not tuned on (default: "
                              "tests/routing_calibration.jsonl; never the held-out set)")
+    parser.add_argument("--dev", nargs="*", metavar="DEV.jsonl",
+                        help="route dev files end to end with each variant trained on the whole corpus (default: "
+                             "the dev sets in tests/; never the held-out or fresh sets)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                        help="settings to compare with the shipped ones, e.g. 'no-noise:augment=0'")
+    parser.add_argument("--show", action="store_true", help="with --dev: print the dev requests routed wrong "
+                                                               "(never the calibration set's: it stays unstudied)")
     args = parser.parse_args()
+    variants = {"shipped": {}}
+    for v in args.variant:
+        name, _, kv = v.partition(":")
+        variants[name] = {k: float(x) if "." in x or "e" in x else int(x)
+                          for k, x in (item.split("=") for item in kv.split(",") if item)}
+    if args.dev is not None:
+        files = [Path(f) for f in args.dev] or [ROOT / "tests" / f"routing_{n}.jsonl" for n in DEV_SETS]
+        files = [f for f in files if f.exists()]
+        if any("heldout" in f.name or "fresh" in f.name for f in files):
+            parser.error("the held-out and fresh sets are never used for tuning")
+        dev(files, variants, args.show)
+        return 0
     if args.calibrate is not None:
         files = [Path(f) for f in args.calibrate] or [ROOT / "tests" / "routing_calibration.jsonl"]
         if any("heldout" in f.name for f in files):
@@ -138,7 +219,10 @@ def main() -> int:
     print(f"{len(rows)} requests, {len(units)} clauses, {len({u.tool for u in units})} tools; {args.folds}-fold CV "
           f"split by request")
     shipped = evaluate("char 3-4 + words (shipped)", units, owner, rows, (3, 4), None, args.folds)
-    evaluate("char 2-5 + words", units, owner, rows, (2, 3, 4, 5), None, args.folds)
+    for name, settings in list(variants.items())[1:]:
+        evaluate(name, units, owner, rows, (3, 4), None, args.folds, settings=settings)
+    if not args.variant:
+        evaluate("char 2-5 + words", units, owner, rows, (2, 3, 4, 5), None, args.folds)
     if args.minilm:
         from plugins.embed.minilm import MiniLM
 

@@ -189,6 +189,28 @@ def test_plan_arguments_are_extracted(router):
     assert (edit.tool, edit.args["path"]) == ("coder.edit", "src/net/client.py")
 
 
+def test_window_tools_are_routable_from_their_examples(router):
+    """system.scroll, focus and windows teach the router by their registered examples (no corpus rows)."""
+    plan = router.decide("could you scroll down a little on this page")
+    assert plan.tool_names() == ["system.scroll"] and plan.steps[0].args["direction"] == "down"
+    assert plan.intent == "pc_control"  # the intent the corpus gives the system plugin's other tools
+    plan = router.decide("wechsle bitte zum Fenster von Thunderbird")
+    assert plan.tool_names() == ["system.focus"] and plan.steps[0].args["window"] == "Thunderbird"
+    assert router.decide("hey, which windows have I got open at the moment?").tool_names() == ["system.windows"]
+
+
+def test_training_noise_changes_words_not_payloads():
+    """The augmentation mistypes plain words, the same way on every start (so the model's cache key
+    is stable); quoted payloads, code and URLs keep their shape."""
+    from plugins.assistant.noise import noisy, rng_for
+
+    text = "por favor abre https://example.com/docs y di 'hasta mañana' despacio, gracias `x = 1`"
+    outs = {noisy(text, rng_for(text, salt)) for salt in range(40)}
+    assert text not in outs and len(outs) > 20
+    assert all("https://example.com/docs" in o and "'hasta mañana'" in o and "`x = 1`" in o for o in outs)
+    assert noisy(text, rng_for(text, 3)) == noisy(text, rng_for(text, 3))
+
+
 def test_a_tool_that_cannot_run_is_not_planned(router):
     # coder.edit needs a file to edit: with no path in the request, the plan writes new code instead.
     plan = router.decide("refactor the parser so it is faster")
@@ -312,7 +334,7 @@ def test_examples_must_be_request_strings():
 
 
 def _cli(tmp_path, cache_dir, *argv):
-    env = {**os.environ, "LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "assistant,vision,coder",
+    env = {**os.environ, "LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": PLUGINS,  # as the module router
            "LOOM_PATHS__DATA_DIR": str(tmp_path / "data"), "LOOM_PATHS__CACHE_DIR": str(cache_dir),
            "LOOM_PATHS__ALLOWED_ROOTS": json.dumps([str(tmp_path)]),
            "XDG_CONFIG_HOME": str(tmp_path / "config"), "PYTHONPATH": str(ROOT)}

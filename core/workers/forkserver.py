@@ -20,6 +20,7 @@ them) come back as ``exited`` messages.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -156,8 +157,20 @@ def serve(fd: int) -> int:
 
     ctl = socket.socket(fileno=fd)
     children: set[int] = set()
+    # Woken by a child's exit (SIGCHLD through a wakeup pipe) rather than by polling: a poll
+    # every few milliseconds costs CPU the workers' decoding threads need (measured ~0.2 ms
+    # per token at 20 ms).
+    chld_r, chld_w = os.pipe()
+    os.set_blocking(chld_r, False)
+    os.set_blocking(chld_w, False)
+    signal.set_wakeup_fd(chld_w, warn_on_full_buffer=False)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a Python handler, so the wakeup fd is written
     while True:
-        ready, _, _ = select.select([ctl], [], [], 0.02 if children else None)
+        ready, _, _ = select.select([ctl, chld_r], [], [])
+        if chld_r in ready:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(chld_r, 512):
+                    pass
         for pid in list(children):
             try:
                 done, status = os.waitpid(pid, os.WNOHANG)
@@ -166,7 +179,7 @@ def serve(fd: int) -> int:
             if done:
                 children.discard(pid)
                 ctl.send(msgspec.msgpack.encode({"op": "exited", "pid": pid, "rc": os.waitstatus_to_exitcode(status)}))
-        if not ready:
+        if ctl not in ready:
             continue
         try:
             data, fds, _flags, _addr = socket.recv_fds(ctl, _MSG, 2)
@@ -185,6 +198,10 @@ def serve(fd: int) -> int:
             worker_fd, out_fd = fds
             pid = os.fork()
             if pid == 0:  # the worker
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                os.close(chld_r)
+                os.close(chld_w)
                 ctl.close()
                 os.dup2(out_fd, 1)
                 os.dup2(out_fd, 2)

@@ -95,6 +95,7 @@ FIELD_SYNONYMS: dict[str, str] = {
     "url": "url", "app": "app", "name": "app", "application": "app", "command": "app", "keys": "keys", "hotkey": "keys",
     "combo": "keys", "x": "x", "y": "y", "model": "model", "session_id": "session_id", "language": "language",
     "button": "button", "clicks": "clicks", "session": "session_id", "target": "text",
+    "direction": "direction",
 }
 
 

@@ -46,7 +46,8 @@ Embed = Callable[[list[str]], np.ndarray]
 CHAT = "assistant.chat"  # the assistant's own answer: the fallback when nothing else can run
 NONE = "none"  # a follow-up clause that adds no step ("... and summarise it" after opening a page)
 LLM_THRESHOLD = 0.5  # below this confidence the coordinator LLM is asked (when allowed)
-MODEL_NAME = "logistic regression over hashed char 3-4-grams + word 1-2-grams, temperature-calibrated"
+MODEL_NAME = ("logistic regression over hashed char 3-4-grams + word 1-2-grams, trained with typo/filler noise, "
+              "temperature-calibrated")
 
 
 class RouteRequest(msgspec.Struct, kw_only=True):
@@ -93,9 +94,11 @@ class Router:
         needs = {t.name: training.media_kinds(t.input_schema) for t in tools}
         producers = training.producers_from(self.rows, needs)
         converters = self._converters()
-        for t in tools:  # a plugin's tool with examples but no corpus intent: its own
+        groups = {tool.split(".")[0]: intent for tool, intent in training.intents_from(self.rows).items()}
+        for t in tools:  # a tool with examples but no corpus intent: its plugin's, or the plugin's name
             if t.examples and t.name not in self.intents:
-                self.intents[t.name] = t.name.split(".")[0]
+                group = t.name.split(".")[0]
+                self.intents[t.name] = groups.get(group, group)
         self._state = (key, model, needs, producers, converters)
 
     def _converters(self) -> dict[str, str]:

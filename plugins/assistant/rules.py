@@ -35,7 +35,10 @@ _NEXT = (r"(?:read|say|speak|remember|save|store|note|describe|type|tell|transla
          r"lis|lis-le|lis-la|dis|decris|traduis|ecris|tape|souviens|resume-le|"
          r"lies|sag|beschreibe|ubersetze|speichere|merke|merk|tippe|drucke|fasse|"
          r"leggi|leggilo|leggila|di'|descrivi|ricorda|scrivi|traduci|"
-         r"le|le-o|le-a|diz|descreve|lembra|escreve|traduz)")
+         r"le|le-o|le-a|diz|descreve|lembra|escreve|traduz|"
+         # pressing, clicking, opening and searching in French, German, Italian, Portuguese
+         r"druck|drucke|klick|klicke|offne|suche|schreib|schreibe|premi|clicca|apri|appuie|clique|ouvre|cherche|"
+         r"retiens|carrega|pressiona|clica|abre|abra|procura)")
 _SPLIT = re.compile(r"\s*(?:[,.;]\s*)?\b(?:and then|and also|and|then|afterwards|after that|y luego|y despues|"
                     r"y tambien|y|e luego|e depois|e poi|e|puis|et puis|et|und dann|und|dann|depois|luego|despues|"
                     r"poi)\s+(?=(?:me\s|it\s|them\s|then\s|luego\s|despues\s)?" + _NEXT + r"\b)"

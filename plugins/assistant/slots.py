@@ -23,9 +23,13 @@ PATH = re.compile(r"(?:[\w.-]*/)*[\w-]+\.(?:py|js|jsx|ts|tsx|rs|go|java|kt|c|h|c
 COORDS = re.compile(r"(-?\d{1,5})\s*[, x]\s*(-?\d{1,5})")
 MODIFIERS = ("ctrl", "control", "strg", "alt", "shift", "cmd", "command", "win", "super", "meta", "option")
 NAMED_KEYS = ("enter", "return", "escape", "esc", "tab", "space", "backspace", "delete", "del", "home", "end",
-              "pageup", "pagedown", "up", "down", "left", "right", "insert", "intro", "entrée", "eingabe")
+              "pageup", "pagedown", "up", "down", "left", "right", "insert", "intro", "entrée", "eingabe", "invio")
 KEY_ALIASES = {"control": "ctrl", "strg": "ctrl", "command": "cmd", "escape": "esc", "return": "enter",
-               "intro": "enter", "entrée": "enter", "eingabe": "enter", "del": "delete"}
+               "intro": "enter", "entrée": "enter", "eingabe": "enter", "invio": "enter", "del": "delete"}
+# The Windows key, only when called a key ("press the Windows key", "pulsa la tecla Windows"):
+# "windows" alone is the windows on the screen.
+_WIN_KEY = re.compile(r"(?i)\bwin(?:dows)?[ -]?(?:key|taste|tecla|touche|tasto)\b|\b(?:tecla|touche|tasto|taste|key)"
+                      r"\s+(?:de\s+)?win(?:dows)?\b")
 _KEY = re.compile(r"(?i)\b((?:" + "|".join(MODIFIERS) + r")(?:\s*[+-]\s*|\s+)(?:(?:" + "|".join(MODIFIERS)
                   + r")(?:\s*[+-]\s*|\s+))*(?:f\d{1,2}|[a-z0-9]\b|" + "|".join(NAMED_KEYS) + r")|\bf\d{1,2}\b|\b(?:"
                   + "|".join(NAMED_KEYS) + r")\b)")
@@ -59,7 +63,7 @@ def url(clause: str) -> str | None:
 def keys(clause: str) -> list[str] | None:
     m = _KEY.search(clause)
     if not m:
-        return None
+        return ["win"] if _WIN_KEY.search(clause) else None
     parts = [p.lower() for p in re.split(r"\s*[+-]\s*|\s+", m.group(1).strip()) if p]
     return [KEY_ALIASES.get(p, p) for p in parts][:5]
 
@@ -69,10 +73,47 @@ def coords(clause: str) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
+# Words for a direction in the six languages, on a lower-cased copy without accents.
+_DIRECTIONS = {
+    "up": r"up|upwards|arriba|sube|subir|haut|monte|oben|hoch|rauf|alto|cima",
+    "down": r"down|downwards|abajo|baja|bajar|bas|descends?|unten|runter|giu|basso|baixo|desce",
+    "left": r"left|izquierda|gauche|links|sinistra|esquerda",
+    "right": r"right|derecha|droite|rechts|destra|direita",
+}
+
+
+def direction(clause: str) -> str | None:
+    """Up, down, left or right, when the clause names one ("scroll down", "baja la página")."""
+    low = strip_accents(clause.lower())
+    found = [(m.start(), d) for d, words in _DIRECTIONS.items() for m in re.finditer(rf"\b(?:{words})\b", low)]
+    return min(found)[1] if found else None
+
+
 def app_name(clause: str) -> str | None:
     text = QUOTE.sub(lambda m: m.group(1), clause).strip()
     name = _TAIL.sub("", _OPEN_FRAME.sub("", text, count=1)).strip(" .!?¡¿,")
     return name or None
+
+
+_WINDOW_WORD = r"(?:window|ventana|fen[eê]tre|fenster|finestra|janela)"
+_WINDOW = re.compile(
+    rf"(?i)^(?:(?:to|over to|a|à|al|zum|zur|zu|alla|al|para|para a|pra)\s+)?(?:(?:the|my|la|el|mi|le|la|ma|"
+    rf"das|den|die|il|la|a|o|une?|an?)\s+)?(?:{_WINDOW_WORD}\s+(?:of|called|named|de|del|du|des|von|vom|di|della|"
+    rf"del|do|da|dos)?\s*(?:(?:the|la|el|le|il|o|a)\s+|l')?)?(.+?)(?:[\s-]+{_WINDOW_WORD})?(?:\s+(?:to|in) "
+    rf"(?:the )?front|\s+au premier plan|\s+nach vorne|\s+in primo piano|\s+para a frente|\s+delante)?$")
+
+
+_POLITE = re.compile(r"(?i)^(?:please|pls|bitte|por favor|porfa|per favore|s'il te pla[iî]t|s'il vous pla[iî]t)\s+")
+
+
+def window_name(clause: str) -> str | None:
+    """The window a clause names: "switch to the Firefox window" -> "Firefox"."""
+    name = app_name(clause)
+    if not name:
+        return None
+    name = _POLITE.sub("", name)
+    m = _WINDOW.match(name)
+    return (m.group(1).strip(" .!?,") if m else name) or name
 
 
 def values_for(clause: str, schema: dict[str, Any], *, default_text: str) -> dict[str, Any]:
@@ -89,6 +130,10 @@ def values_for(clause: str, schema: dict[str, Any], *, default_text: str) -> dic
             out["button"] = "right"
         if "clicks" in props and re.search(r"\bdouble|doble|doppel|doppio|duplo", low):
             out["clicks"] = 2
+    if "direction" in props:
+        d = direction(clause)
+        if d:
+            out["direction"] = d
     if "keys" in props:
         k = keys(clause)
         if k:
@@ -101,6 +146,10 @@ def values_for(clause: str, schema: dict[str, Any], *, default_text: str) -> dic
         name = app_name(clause)
         if name:
             out["app"] = name
+    if "window" in props:
+        name = window_name(clause)
+        if name:
+            out["window"] = name
     if "path" in props and not ({"image", "audio", "video"} & props.keys()):
         p = PATH.search(clause)
         if p:

@@ -30,12 +30,14 @@ import numpy as np
 
 from .features import sparse
 from .intent_model import IntentModel
+from .noise import noisy, rng_for
 
 CORPUS = Path(__file__).with_name("data") / "routing_corpus.jsonl"
 MEDIA_FIELDS = ("image", "video", "audio")
 #: hyper-parameters picked by 5-fold cross-validation on the corpus; the temperature fitted on
 #: tests/routing_calibration.jsonl (bench/routing_cv.py --calibrate)
-SETTINGS = {"l2": 1e-5, "steps": 60, "lr": 0.2, "temperature": 0.47, "features": 3}
+SETTINGS = {"l2": 1e-5, "steps": 60, "lr": 0.2, "temperature": 0.431, "features": 3, "augment": 1,
+            "augment_weight": 0.5}
 EXAMPLE_MASS = 120.0  # a tool's examples together weigh at least this many corpus requests
 
 Embed = Callable[[list[str]], np.ndarray]
@@ -115,7 +117,7 @@ def producers_from(rows: list[dict[str, Any]], needs: dict[str, list[str]]) -> d
 
 
 # The code that turns units into a model: a change to it must not load a model trained by the old code.
-_CODE = [Path(__file__).with_name(n) for n in ("features.py", "intent_model.py", "training.py")]
+_CODE = [Path(__file__).with_name(n) for n in ("features.py", "intent_model.py", "training.py", "noise.py")]
 KEEP = 8  # trained models kept in the cache dir (one per corpus + examples + code), newest first
 
 
@@ -168,8 +170,21 @@ def _prune(cache_dir: Path) -> None:
         p.unlink(missing_ok=True)
 
 
+def augment(units: list[Unit], copies: int, weight: float) -> list[Unit]:
+    """``units`` plus ``copies`` noisy versions of each (typos, no accents, no punctuation,
+    fillers, a word left out: noise.py) at ``weight`` times the original's weight."""
+    out = list(units)
+    for c in range(copies):
+        for u in units:
+            text = noisy(u.text, rng_for(u.text, c))
+            if text and text != u.text:
+                out.append(Unit(text, u.context, u.tool, u.weight * weight))
+    return out
+
+
 def fit(units: list[Unit], *, embed: Embed | None = None, settings: dict[str, Any] | None = None) -> IntentModel:
     cfg = {**SETTINGS, **(settings or {})}
+    units = augment(units, cfg["augment"], cfg["augment_weight"])
     labels = sorted({u.tool for u in units})
     index = {t: i for i, t in enumerate(labels)}
     rows = [sparse(u.text, u.context) for u in units]
