@@ -122,9 +122,9 @@ async def test_draft_model_of_the_same_tokenizer_keeps_greedy_text(tiny_f32, tmp
 
 def test_prompt_lookup_proposes_what_followed_the_latest_match():
     spec = PromptLookup(max_draft=4)
-    ids = np.array([5, 6, 7, 8, 9, 1, 5, 6, 7, 2, 3, 4, 9, 5, 6], dtype=np.intc)
-    # the tail "5 6" last appeared at 6..7, followed by 7 2 3 4
-    assert spec(ids).tolist() == [7, 2, 3, 4]
+    ids = np.array([5, 6, 7, 8, 9, 1, 5, 6, 7, 2, 3, 4, 9, 5, 6, 7], dtype=np.intc)
+    # the tail "5 6 7" last appeared at 6..8, followed by 2 3 4 9
+    assert spec(ids).tolist() == [2, 3, 4, 9]
     assert spec(np.array([1, 2, 3], dtype=np.intc)).tolist() == []
 
 
@@ -133,13 +133,26 @@ def test_misses_shrink_the_draft_and_then_pause_drafting():
         def propose(self, ids, k):
             return np.full(k, 99, dtype=np.intc)
 
-    spec = Always(max_draft=8)
+    spec = Always(max_draft=8, first_draft=8)
     ids = np.arange(10, dtype=np.intc)
     sizes = []
     for step in range(12):
         sizes.append(len(spec(np.concatenate([ids, np.arange(step + 1, dtype=np.intc)]))))
     assert sizes[:4] == [8, 4, 2, 1], sizes  # every draft rejected: halve each time
     assert 0 in sizes[4:], sizes  # then stop drafting for a while
+
+
+def test_prompt_lookup_starts_small_grows_on_hits_and_ignores_short_matches():
+    spec = PromptLookup(max_draft=8)
+    # Only one or two tokens repeat: no draft (short n-grams predict little in free text, and
+    # on a CPU every failed draft costs nearly a decode per drafted token).
+    assert spec(np.array([7, 1, 2, 7], dtype=np.intc)).tolist() == []
+    assert spec(np.array([7, 8, 1, 2, 7, 8], dtype=np.intc)).tolist() == []
+    text = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 1, 2, 3],
+                    dtype=np.intc)
+    assert len(spec(text)) == 4  # a trigram matched: the first draft is short
+    grown = np.concatenate([text, text[3:7]])  # the model kept all four
+    assert len(spec(grown)) == 8  # a full hit doubles it
 
 
 def test_a_draft_model_with_another_vocabulary_is_refused(tmp_path):

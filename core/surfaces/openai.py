@@ -188,6 +188,8 @@ class ChatRequest(msgspec.Struct, kw_only=True):
     logprobs: bool | None = None
     top_logprobs: int | None = None
     user: str | None = None
+    modalities: list[str] | None = None  # ["text", "audio"]: audio output (model "loom")
+    audio: dict[str, Any] | None = None  # {"voice", "format"} for audio output
 
 
 class EmbeddingRequest(msgspec.Struct, kw_only=True):
@@ -342,20 +344,6 @@ def _text_of(msg: dict[str, Any]) -> str:
     return content or ""
 
 
-def _loom_answer(result: Any) -> str:
-    if result is None or result.is_error:
-        raise ApiError(400, (result.text() if result is not None else "") or "the assistant could not answer")
-    if isinstance(result.structured, dict) and isinstance(result.structured.get("answer"), str):
-        return result.structured["answer"]
-    return result.text()
-
-
-def _loom_usage(text: str, answer: str) -> dict[str, int]:
-    usage = {"prompt_tokens": _approx_tokens(text), "completion_tokens": _approx_tokens(answer)}
-    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-    return usage
-
-
 def _sse(obj: Any) -> bytes:
     return b"data: " + msgspec.json.encode(obj) + b"\n\n"
 
@@ -379,7 +367,27 @@ class OpenAISurface:
             Route("/v1/audio/translations", self._wrap(self.translations), methods=["POST"]),
             Route("/v1/completions", self._wrap(self.completions), methods=["POST"]),
             Route("/v1/responses", self._wrap(self.responses), methods=["POST"]),
+            Route("/v1/tools", self._wrap(self.tools_list), methods=["GET"]),
+            Route("/v1/tools/profiles", self._wrap(self.tools_profiles), methods=["GET"]),
+            Route("/v1/tools/call", self._wrap(self.tools_call), methods=["POST"]),
         ]
+
+    # Loom's own tools by profile, for apps that drive their own model (core.surfaces.openai_tools).
+
+    async def tools_list(self, request: Request) -> Response:
+        from . import openai_tools
+
+        return await openai_tools.list_tools(self, request)
+
+    async def tools_profiles(self, request: Request) -> Response:
+        from . import openai_tools
+
+        return await openai_tools.list_profiles(self, request)
+
+    async def tools_call(self, request: Request) -> Response:
+        from . import openai_tools
+
+        return await openai_tools.call_tool(self, request)
 
     async def completions(self, request: Request) -> Response:
         from . import openai_responses  # it builds on this module
@@ -543,7 +551,12 @@ class OpenAISurface:
             raise _invalid("only n=1 is supported", "n")
         messages, images = check_messages(req.messages, self.settings.max_messages)
         if req.model == LOOM_MODEL:
-            return await self._loom_chat(request, req, messages)
+            from .openai_loom import LoomChat  # it builds on this module
+
+            return await LoomChat(self, request, req, messages).respond()
+        if "audio" in (req.modalities or []):
+            raise _invalid(f"audio output comes from model 'loom' (the assistant speaks through the voice plugin); "
+                           f"model {req.model!r} writes text only", "modalities")
         cfg = self._chat_model(req.model)
         if images and not cfg.mmproj:
             raise _invalid(f"model {req.model!r} cannot see images: it has no vision projector (mmproj). Use a "
@@ -623,114 +636,6 @@ class OpenAISurface:
             yield _sse(to_api_error(exc).body())
         finally:
             queue.leave(ticket)
-
-    async def _loom_chat(self, request: Request, req: ChatRequest, messages: list[dict[str, Any]]) -> Response:
-        """model="loom": the last user message goes to ``assistant.ask``, the messages before
-        it as the conversation's history; streamed, the coordinator's text arrives as it is
-        written (SSE deltas), and whatever the answer adds after it (a saved file) at the end."""
-        if "assistant.ask" not in self.app.tools:
-            raise self._unknown_model(LOOM_MODEL)
-        text = _last_user_text(messages)
-        last = max(i for i, m in enumerate(messages) if m.get("role") == "user")
-        args: dict[str, Any] = {"text": text}
-        history = [{"role": m["role"], "content": _text_of(m)} for m in messages[:last]
-                   if m.get("role") in ("user", "assistant") and _text_of(m)]
-        if history:
-            args["history"] = history
-        attachments = self._save_images(messages)
-        if attachments:
-            args["attachments"] = attachments
-        if req.user:
-            args["session_id"] = req.user
-        cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-        ctx = self._ctx(request)
-        if req.stream:
-            include_usage = bool((req.stream_options or {}).get("include_usage"))
-            return StreamingResponse(self._loom_stream(args, ctx, cid, include_usage), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-        answer = _loom_answer(await self.app.call("assistant.ask", args, ctx=ctx))
-        return JSONResponse({
-            "id": cid, "object": "chat.completion", "created": _now(), "model": LOOM_MODEL,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer, "refusal": None},
-                         "logprobs": None, "finish_reason": "stop"}],
-            "usage": _loom_usage(text, answer),
-        })
-
-    async def _loom_stream(self, args: dict[str, Any], ctx: ToolContext, cid: str,
-                           include_usage: bool) -> AsyncIterator[bytes]:
-        base = {"id": cid, "object": "chat.completion.chunk", "created": _now(), "model": LOOM_MODEL,
-                "system_fingerprint": None}
-
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            return _sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
-
-        send, receive = anyio.create_memory_object_stream[tuple[str, Any]](math.inf)
-
-        async def on_delta(text: str) -> None:  # called by the assistant as the coordinator writes
-            send.send_nowait(("delta", text))
-
-        ctx.extra["answer_delta"] = on_delta
-
-        async def run() -> None:
-            with send:
-                try:
-                    send.send_nowait(("done", await self.app.call("assistant.ask", args, ctx=ctx)))
-                except Exception as exc:
-                    send.send_nowait(("error", exc))
-
-        streamed = ""
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(run)
-                yield chunk({"role": "assistant", "content": ""})
-                result = None
-                async with receive:
-                    async for kind, value in receive:
-                        if kind == "delta":
-                            streamed += value
-                            yield chunk({"content": value})
-                        elif kind == "error":
-                            yield _sse(to_api_error(value).body())
-                            return
-                        else:
-                            result = value
-            try:
-                answer = _loom_answer(result)
-            except ApiError as exc:
-                yield _sse(exc.body())
-                return
-            if not answer.startswith(streamed):  # a stage rewrote it (e.g. a caveat): send the final form
-                yield chunk({"content": "\n\n" + answer})
-            elif len(answer) > len(streamed):
-                yield chunk({"content": answer[len(streamed):]})
-            yield chunk({}, "stop")
-            if include_usage:
-                yield _sse({**base, "choices": [], "usage": _loom_usage(args["text"], answer)})
-            yield b"data: [DONE]\n\n"
-        finally:
-            ctx.cancelled.set()  # the client went away: stop generating
-
-    def _save_images(self, messages: list[dict[str, Any]]) -> list[str]:
-        """The last user message's images as files in the data dir, for the assistant's router
-        (it reads attachments by path, confined to the allowed roots)."""
-        last = next((m for m in reversed(messages) if m.get("role") == "user"), None)
-        parts = last.get("content") if last else None
-        if not isinstance(parts, list):
-            return []
-        folder = self.app.config.data_dir / "uploads"
-        paths = []
-        for part in parts:
-            if part.get("type") != "image_url":
-                continue
-            url = part["image_url"]["url"] if isinstance(part["image_url"], dict) else part["image_url"]
-            data = _check_data_url(url, "image")
-            mime = url[5:url.index(";")] if ";" in url else "image/png"
-            ext = {"image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif"}.get(mime, ".png")
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"{uuid.uuid4().hex}{ext}"
-            path.write_bytes(data)
-            paths.append(str(path))
-        return paths
 
     # -- embeddings --
 

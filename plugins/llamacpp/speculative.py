@@ -33,9 +33,9 @@ import numpy as np
 class Speculator:
     """Base: adaptive draft length, acceptance bookkeeping; subclasses make the draft."""
 
-    def __init__(self, max_draft: int = 8) -> None:
+    def __init__(self, max_draft: int = 8, first_draft: int | None = None) -> None:
         self.max_draft = max_draft
-        self.k = max_draft
+        self.k = min(first_draft or max_draft, max_draft)
         self.pending = 0  # draft tokens handed out, to be verified by the next eval
         self.accepted = 0
         self.drafted = 0
@@ -82,15 +82,21 @@ class Speculator:
 class PromptLookup(Speculator):
     """Drafts from the context: the tokens that followed the latest earlier match of its tail."""
 
-    def __init__(self, max_draft: int = 8, max_ngram: int = 3, window: int = 8192) -> None:
-        super().__init__(max_draft)
+    def __init__(self, max_draft: int = 8, max_ngram: int = 4, min_ngram: int = 3, window: int = 8192,
+                 first_draft: int = 4) -> None:
+        # min_ngram 3: a repeated token or two predicts little in free text, and on a CPU a
+        # failed draft costs nearly one decode per drafted token (a verify batch's cost grows
+        # almost linearly with its size: bench/_batchcost.py), so such drafts made chat 5%
+        # slower. Copying (edits) repeats trigrams all the time. Start at 4, grow on full hits.
+        super().__init__(max_draft, first_draft)
         self.max_ngram = max_ngram
+        self.min_ngram = min_ngram
         self.window = window
 
     def propose(self, ids: np.ndarray, k: int) -> np.ndarray:
         ids = ids[-self.window:]
         n = len(ids)
-        for size in range(min(self.max_ngram, n - 1), 0, -1):
+        for size in range(min(self.max_ngram, n - 1), self.min_ngram - 1, -1):
             tail = ids[n - size:]
             windows = np.lib.stride_tricks.sliding_window_view(ids[:n - 1], size)
             hits = np.flatnonzero(np.all(windows == tail, axis=1))

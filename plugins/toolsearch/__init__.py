@@ -2,25 +2,36 @@
 
 For clients with small contexts (the ``discover`` profile lists only this tool): the
 client describes what it wants to do and gets back the best matching tools with their
-input schemas, ready to call. Tools are ranked by cosine similarity of sentence
-embeddings from the pool's ``embed`` model (the packaged all-MiniLM-L6-v2) plus
-``LEXICAL_WEIGHT`` times a word-overlap score (scaled to 0..1): MiniLM alone confuses
-neighbours such as "speak" and "transcribe", which shared words separate. When no
-embedding model is installed, by word overlap only, and the answer says so.
+input schemas, ready to call.
 
-``LEXICAL_WEIGHT`` was chosen between 0 and 0.3 on a development set of 16 tasks; the
-held-out set (tests/toolsearch_heldout.jsonl, SHA-256 in docs/mcp.md) was never used to
-choose it. ``bench/toolsearch.py`` prints both figures.
+What is indexed per tool: its name and the first paragraph of its description, and
+example requests (the tool's own ``examples``, declared at registration, and for the
+built-in tools ``examples.toml`` beside this module). A tool's score is the mean of two
+cosine similarities of sentence embeddings from the pool's ``embed`` model (the packaged
+all-MiniLM-L6-v2): task to description, and task to the tool's closest example; plus
+``LEXICAL_WEIGHT`` times a word-overlap score with the description (rarity-weighted,
+scaled to 0..1), because MiniLM alone confuses neighbours such as "speak" and
+"transcribe", which shared words separate. When no embedding model is installed, by word
+overlap only, and the answer says so. MiniLM is an English model: requests in other
+languages match mostly by shared words (names, cognates), so they rank worse.
 
-Tool vectors are computed once per tool description (per embedding model) and kept: a
-plugin enabled later has only its new tools embedded at the next search.
+How examples count (not at all, max or mean), whether words read the examples too and
+the weight were chosen on a development set of 46 tasks (tests/toolsearch_dev.jsonl),
+with a leave-one-out check; the held-out set (tests/toolsearch_heldout.jsonl, SHA-256 in
+docs/mcp.md) was never used to choose anything. ``bench/toolsearch.py`` prints both.
+
+Vectors are computed once per text (per embedding model) and kept: a plugin enabled
+later has only its new tools embedded at the next search.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
+import tomllib
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -33,7 +44,11 @@ from core.tools import Tool, ToolContext, ToolError
 
 SERVICE = "toolsearch"
 EMBED_ROLE = "embed"
-LEXICAL_WEIGHT = 0.3
+# Chosen on the development set (bench/toolsearch.py prints every configuration): the mean
+# of the description's and the best example's cosine, plus 0.2 x word overlap with the description.
+EXAMPLE_MODE = "mean"
+WORDS_OVER_EXAMPLES = False
+LEXICAL_WEIGHT = 0.2
 
 
 class SearchArgs(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -64,12 +79,50 @@ def _doc_text(tool: Tool) -> str:
     return f"{words}: {first}"
 
 
-def _key(tool: Tool) -> str:
-    return hashlib.sha1(_doc_text(tool).encode()).hexdigest()
+@functools.cache
+def packaged_examples() -> dict[str, tuple[str, ...]]:
+    """Example requests for the built-in tools (``examples.toml`` beside this module)."""
+    with (Path(__file__).parent / "examples.toml").open("rb") as f:
+        data = tomllib.load(f)
+    return {name: tuple(v) for name, v in data.get("examples", {}).items()}
+
+
+def tool_examples(tool: Tool) -> tuple[str, ...]:
+    """The tool's own ``examples`` (declared at registration) and the packaged ones for it."""
+    return tuple(dict.fromkeys((*tool.examples, *packaged_examples().get(tool.name, ()))))
+
+
+def _key(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+class Signals(msgspec.Struct):
+    """Per tool: cosine of the task to the description, best cosine to an example (the
+    description's when it has none), and word overlap (0..1) with the description alone and
+    with the description and examples."""
+
+    description: list[float]
+    example: list[float]
+    words: list[float]
+    words_examples: list[float]
+
+    def scores(self, weight: float = LEXICAL_WEIGHT, mode: str = EXAMPLE_MODE,
+               words_examples: bool = WORDS_OVER_EXAMPLES) -> list[float]:
+        """``mode``: "description" (examples unused), "max" or "mean" of the description's and
+        the best example's cosine; plus ``weight`` times the word overlap."""
+        words = self.words_examples if words_examples else self.words
+        if mode == "description":
+            meaning = self.description
+        elif mode == "max":
+            meaning = [max(d, e) for d, e in zip(self.description, self.example, strict=True)]
+        else:
+            meaning = [(d + e) / 2 for d, e in zip(self.description, self.example, strict=True)]
+        return [m + weight * w for m, w in zip(meaning, words, strict=True)]
 
 
 class ToolIndex:
-    """Tool vectors by description hash, per embedding model; computed on first search."""
+    """Vectors of tool descriptions and examples by text hash, per embedding model; computed
+    on first search."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -80,38 +133,65 @@ class ToolIndex:
         async with self.app.pool.use(model, Embed) as embedder:
             return await embedder.embed_array(texts)
 
-    async def signals(self, model: str, task: str, tools: list[Tool]) -> tuple[list[float], list[float]]:
-        """Per tool: the cosine similarity to ``task`` and the word-overlap score scaled to 0..1."""
+    async def _unit(self, model: str, texts: list[str]) -> Any:
         import numpy as np
 
-        async with self._lock:  # one search embeds the missing tools; the others wait for them
-            missing = [t for t in tools if (model, _key(t)) not in self._vectors]
-            if missing:
-                vecs = await self._embed(model, [_doc_text(t) for t in missing])
-                for t, v in zip(missing, vecs, strict=True):
-                    self._vectors[(model, _key(t))] = v
-        query = (await self._embed(model, [task]))[0]
-        matrix = np.stack([self._vectors[(model, _key(t))] for t in tools])
-        cosine = matrix @ query / (np.linalg.norm(matrix, axis=1) * np.linalg.norm(query) + 1e-12)
-        lexical = {t.name: s for s, t in rank_lexical(task, tools)}
-        top = max(lexical.values()) or 1.0
-        return [float(c) for c in cosine.tolist()], [lexical[t.name] / top for t in tools]
+        vecs = np.asarray(await self._embed(model, texts), dtype=np.float32)
+        return vecs / (np.linalg.norm(vecs, axis=1, keepdims=True) + 1e-12)
 
-    async def rank_embedding(self, model: str, task: str, tools: list[Tool],
-                             weight: float = LEXICAL_WEIGHT) -> list[tuple[float, Tool]]:
-        cosine, lexical = await self.signals(model, task, tools)
-        mixed = [c + weight * w for c, w in zip(cosine, lexical, strict=True)]
-        return sorted(zip(mixed, tools, strict=True), key=lambda st: -st[0])
+    async def signals(self, model: str, task: str, tools: list[Tool]) -> Signals:
+        import numpy as np
+
+        docs = [_doc_text(t) for t in tools]
+        examples = [tool_examples(t) for t in tools]
+        async with self._lock:  # one search embeds the missing texts; the others wait for them
+            wanted = dict.fromkeys([*docs, *(e for ex in examples for e in ex)])
+            missing = [t for t in wanted if (model, _key(t)) not in self._vectors]
+            if missing:
+                for text, v in zip(missing, await self._unit(model, missing), strict=True):
+                    self._vectors[(model, _key(text))] = v
+        query = (await self._unit(model, [task]))[0]
+
+        def cos(text: str) -> float:
+            return float(np.dot(self._vectors[(model, _key(text))], query))
+
+        described = [cos(d) for d in docs]
+        best = [max((cos(e) for e in ex), default=d) for ex, d in zip(examples, described, strict=True)]
+        words = _scaled(rank_lexical(task, tools), tools)
+        words_ex = _scaled(rank_lexical(task, tools, with_examples=True), tools)
+        return Signals(described, best, words, words_ex)
+
+    async def rank_embedding(self, model: str, task: str, tools: list[Tool]) -> list[tuple[float, Tool]]:
+        scores = (await self.signals(model, task, tools)).scores()
+        return sorted(zip(scores, tools, strict=True), key=lambda st: -st[0])
+
+
+def _scaled(ranked: list[tuple[float, Tool]], tools: list[Tool]) -> list[float]:
+    by_name = {t.name: s for s, t in ranked}
+    top = max(by_name.values(), default=0.0) or 1.0
+    return [by_name[t.name] / top for t in tools]
 
 
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-def rank_lexical(task: str, tools: list[Tool]) -> list[tuple[float, Tool]]:
+def _words(text: str) -> set[str]:
+    """Lower-case words, light suffix stripping so "videos"/"video" and "typing"/"type" meet."""
+    out = set()
+    for w in _WORD.findall(text.lower()):
+        for suffix in ("ing", "es", "s", "ed"):
+            if len(w) > len(suffix) + 3 and w.endswith(suffix):
+                w = w[: -len(suffix)]
+                break
+        out.add(w)
+    return out
+
+
+def rank_lexical(task: str, tools: list[Tool], *, with_examples: bool = False) -> list[tuple[float, Tool]]:
     """Word overlap weighted by rarity (a tiny BM25 without length normalisation)."""
-    docs = [set(_WORD.findall(_doc_text(t).lower())) for t in tools]
+    docs = [_words(" ".join((_doc_text(t), *(tool_examples(t) if with_examples else ())))) for t in tools]
     n = len(docs)
-    query = set(_WORD.findall(task.lower()))
+    query = _words(task)
     out = []
     for doc, tool in zip(docs, tools, strict=True):
         score = sum(math.log(1 + n / (1 + sum(w in d for d in docs))) for w in query & doc)
@@ -136,7 +216,7 @@ async def search(args: SearchArgs, ctx: ToolContext) -> SearchResult:
         ranked = await index.rank_embedding(model, args.task, tools)
         method: Literal["embedding", "lexical"] = "embedding"
     except ToolError as exc:  # no embed model, or it cannot load (a CapabilityError too): words still work
-        ranked = rank_lexical(args.task, tools)
+        ranked = rank_lexical(args.task, tools, with_examples=True)
         method = "lexical"
         note = (f"the embedding model is not available ({exc}), so tools were matched by shared words; "
                 "pip install 'loomd[embed]' for matching by meaning")
