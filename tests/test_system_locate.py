@@ -60,7 +60,7 @@ def _events(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-async def _wait_for(path, key, value=None, timeout=10.0) -> dict:
+async def _wait_for(path, key, value=None, timeout=30.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for e in _events(path):

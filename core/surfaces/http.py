@@ -437,7 +437,8 @@ def _bad_id(body: bytes) -> bool:
 
 
 class CheckedMcpEndpoint:
-    """The SDK's endpoint behind a check of POSTed JSON-RPC ids (400 + a JSON-RPC error).
+    """The SDK's endpoint behind a check of POSTs: JSON content and valid JSON-RPC ids (else
+    400 + a JSON-RPC error).
 
     A class, not a function: Starlette treats a plain function as a request handler.
     """
@@ -449,6 +450,13 @@ class CheckedMcpEndpoint:
         inner = self.inner
         if scope["method"] != "POST":
             await inner(scope, receive, send)
+            return
+        ctype = Headers(scope=scope).get("content-type", "")
+        if not ctype.lower().startswith("application/json"):  # the SDK's own answer is a bare text/plain 400
+            await JSONResponse({"jsonrpc": "2.0", "id": None, "error": {
+                "code": -32600, "message": "Invalid Request: POST a JSON-RPC message with "
+                                           f"Content-Type: application/json (got {ctype[:80]!r})"}},
+                               status_code=400)(scope, receive, send)
             return
         chunks: list[bytes] = []
         while True:  # the guard has already capped the size

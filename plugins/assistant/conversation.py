@@ -12,9 +12,10 @@ coordinator rewrites "summary so far + these turns" into a new summary, bounded 
 length). So a conversation never fails for length: the oldest detail fades into the
 summary, the recent turns stay verbatim.
 
-Token counts are estimated from characters (``approx_tokens``: 1 token per 3
-characters, which over-counts English and code for Llama/Qwen tokenizers, so the
-budget errs on the safe side without loading a tokenizer).
+Token counts come from the model that will answer (``Tokens``: ``Chat.count_tokens``,
+its own tokenizer and chat template); only when no model can be loaded are they estimated
+from characters (``approx_tokens``: 1 token per 3 characters, which over-counts English
+and code for Llama/Qwen tokenizers, so the budget errs on the safe side).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import hashlib
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,9 +39,56 @@ SUMMARY_PROMPT = (
 Summarize = Callable[[str, list[dict[str, str]]], Awaitable[str]]
 
 
+SUMMARY_HEADER = "Earlier in this conversation (summary):\n"
+
+
 def approx_tokens(text: str) -> int:
     """A safe over-estimate of the tokens in ``text`` (see the module docstring)."""
     return len(text) // 3 + 4  # +4: the chat template's per-message framing
+
+
+class Tokens:
+    """Token counts for trimming: exact through a ``Chat`` handle's ``count_tokens`` (the
+    model's tokenizer and chat template), else the ``approx_tokens`` estimate.
+
+    ``framing`` is what the chat template adds around one message (role markers, end of
+    turn), measured once per model by ``measure_framing``.
+    """
+
+    def __init__(self, chat: Any | None = None, framing: int = 4) -> None:
+        self.chat = chat
+        self.framing = framing
+
+    @property
+    def exact(self) -> bool:
+        return self.chat is not None
+
+    async def text(self, text: str) -> int:
+        """Tokens of ``text`` as plain text (no framing)."""
+        if self.chat is None:
+            return approx_tokens(text) - 4
+        return await self.chat.count_tokens(text)
+
+    async def message(self, text: str) -> int:
+        """Tokens ``text`` takes as one message of a chat."""
+        return await self.text(text) + self.framing
+
+    async def messages(self, messages: Sequence[dict[str, Any]]) -> int:
+        """Tokens of a whole prompt: through the chat template when exact."""
+        if self.chat is None:
+            return sum(approx_tokens(str(m.get("content") or "")) for m in messages)
+        return await self.chat.count_tokens(list(messages))
+
+
+async def measure_framing(chat: Any) -> int:
+    """Tokens the chat template adds per message: one exchange more, less its text."""
+    system = {"role": "system", "content": "You help."}
+    base = await chat.count_tokens([system, {"role": "user", "content": "Hello there."}])
+    more = await chat.count_tokens([system, {"role": "user", "content": "Hello there."},
+                                    {"role": "assistant", "content": "Hi, how can I help?"},
+                                    {"role": "user", "content": "Hello there."}])
+    text = await chat.count_tokens("Hi, how can I help?") + await chat.count_tokens("Hello there.")
+    return max(0, -(-(more - base - text) // 2))  # rounded up: erring long keeps the prompt inside the window
 
 
 @dataclass
@@ -103,10 +151,28 @@ class Fitted:
 
 def fit(turns: list[dict[str, str]], budget: int, count: Callable[[str], int] = approx_tokens) -> Fitted:
     """The newest turns whose tokens fit ``budget``; a user turn is never kept without its answer."""
+    return fit_costs(turns, budget, [count(t["content"]) for t in turns])
+
+
+async def fit_counted(turns: list[dict[str, str]], budget: int, tokens: Tokens) -> Fitted:
+    """``fit`` with ``tokens``' counts, counting from the newest turn back only until the
+    budget is spent (the older turns are folded whatever their size)."""
+    costs = [budget + 1] * len(turns)  # not counted: past the budget anyway
+    used = 0
+    for i in range(len(turns) - 1, -1, -1):
+        costs[i] = await tokens.message(turns[i]["content"])
+        used += costs[i]
+        if used > budget:
+            break
+    return fit_costs(turns, budget, costs)
+
+
+def fit_costs(turns: list[dict[str, str]], budget: int, costs: Sequence[int]) -> Fitted:
+    """``fit`` given each turn's cost in tokens."""
     kept: list[dict[str, str]] = []
     used = 0
     for i in range(len(turns) - 1, -1, -1):
-        cost = count(turns[i]["content"])
+        cost = costs[i]
         if used + cost > budget:
             cut = i + 1
             # Keep whole exchanges: a leading assistant turn without its question goes too.

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +33,16 @@ from core.tools import ToolContext, ToolError
 
 from . import costs
 from .conversation import (
+    SUMMARY_HEADER,
     SUMMARY_PROMPT,
     Conversation,
     ConversationStore,
-    approx_tokens,
+    Tokens,
     clean_history,
     fallback_summary,
-    fit,
+    fit_counted,
     history_key,
+    measure_framing,
     render_turns,
 )
 from .events import Delegated, PlanReady, StageFailed
@@ -95,6 +98,7 @@ class Assistant:
         self.conversations = ConversationStore(self.settings.max_conversations)
         self.warmed: anyio.Event | None = None  # set once a daemon's background warm-up has the model
         self._summaries: dict[str, str] = {}  # client-held history prefix -> its summary
+        self._framing: dict[str, int] = {}  # model -> tokens its chat template adds per message
 
     # -- the router's model ---------------------------------------------------------------
 
@@ -399,9 +403,12 @@ class Assistant:
 
     # -- the coordinator ------------------------------------------------------------------
 
-    def _context_tokens(self) -> int:
+    def _context_tokens(self, tokens: Tokens | None = None) -> int:
+        """The coordinator's window: configured, else what the loaded model reports, else its config."""
         if self.settings.context_tokens:
             return self.settings.context_tokens
+        if tokens is not None and tokens.chat is not None and tokens.chat.context_size:
+            return tokens.chat.context_size
         try:
             return self.app.pool.config_for(self.app.pool.model_for("coordinator")).context_size
         except Exception:
@@ -459,9 +466,9 @@ class Assistant:
             samples = max(1, min(turn.samples, 8))
             model = (turn.metadata.get("reasoning") or {}).get("model")  # the tier the reasoning stage chose
             if turn.history or turn.summary:
-                history = await self._thread(turn, "\n\n".join(sys_parts), user, max_tokens)
+                history = await self._thread(turn, "\n\n".join(sys_parts), user, max_tokens, model)
                 if turn.summary:
-                    sys_parts.append("Earlier in this conversation (summary):\n" + turn.summary)
+                    sys_parts.append(SUMMARY_HEADER + turn.summary)
         messages = [{"role": "system", "content": "\n\n".join(sys_parts)}, *history, {"role": "user", "content": user}]
         if turn is not None:
             turn.messages = messages
@@ -479,22 +486,54 @@ class Assistant:
 
     # -- conversations ------------------------------------------------------------------
 
-    async def _thread(self, turn: Turn, system: str, user: str, max_tokens: int | None) -> list[dict[str, str]]:
-        """The recent turns that fit the coordinator's window; older ones folded into ``turn.summary``."""
-        summary_room = self.settings.summary_words * 3  # the summary is capped at 8 characters a word
-        reserve = (approx_tokens(system) + approx_tokens(user) + (max_tokens or self.settings.max_tokens)
-                   + summary_room + 64)
-        fitted = fit(turn.history, max(0, self._context_tokens() - reserve))
-        if fitted.overflow:
-            if turn.conversation_id is not None:
-                summary = await self._summarize(turn.summary, fitted.overflow)
-                turn.folded = (len(fitted.overflow), summary)
-            else:
-                summary = await self._summarize_held(fitted.overflow)
-            turn.summary = summary
-        return fitted.turns
+    @asynccontextmanager
+    async def _tokens(self, model: str | None) -> AsyncIterator[Tokens]:
+        """Token counts from the model that will answer (``Chat.count_tokens``), holding it
+        loaded meanwhile (it answers next); the character estimate when it cannot be had."""
+        async with AsyncExitStack() as stack:
+            tokens = Tokens()
+            try:
+                name = model or self.app.pool.model_for("coordinator")
+                chat = await stack.enter_async_context(self.app.pool.use(name, Chat, reason="assistant"))
+                if name not in self._framing:
+                    self._framing[name] = await measure_framing(chat)
+                tokens = Tokens(chat, self._framing[name])
+            except Exception as exc:  # no coordinator, or it cannot count: the answer step reports the cause
+                log.info("conversation trimmed by estimate: no model to count tokens with", error=repr(exc))
+            yield tokens
 
-    async def _summarize_held(self, overflow: list[dict[str, str]]) -> str:
+    async def _thread(self, turn: Turn, system: str, user: str, max_tokens: int | None,
+                      model: str | None = None) -> list[dict[str, str]]:
+        """The recent turns that fit the answering model's window, counted with its own
+        tokenizer; older ones folded into ``turn.summary``. The whole prompt plus the answer's
+        ``max_tokens`` stays inside the window."""
+        answer_room = max_tokens or self.settings.max_tokens
+        summary_room = self.settings.summary_words * 3  # the summary is capped at 8 characters a word
+        async with self._tokens(model) as tokens:
+            window = self._context_tokens(tokens)
+            header = await tokens.text("\n\n" + SUMMARY_HEADER)
+            fixed = await tokens.messages([{"role": "system", "content": system}, {"role": "user", "content": user}])
+            budget = max(0, window - answer_room - fixed - header - summary_room)
+            fitted = await fit_counted(turn.history, budget, tokens)
+            if fitted.overflow:
+                if turn.conversation_id is not None:
+                    summary = await self._summarize(turn.summary, fitted.overflow, tokens)
+                    turn.folded = (len(fitted.overflow), summary)
+                else:
+                    summary = await self._summarize_held(fitted.overflow, tokens)
+                turn.summary = summary
+            kept = fitted.turns
+            # The check on the prompt as sent (template, summary and all); the counts above make
+            # a miss rare, and a turn dropped here stays in the conversation for the next fold.
+            while kept:
+                sys_text = system + ("\n\n" + SUMMARY_HEADER + turn.summary if turn.summary else "")
+                prompt = [{"role": "system", "content": sys_text}, *kept, {"role": "user", "content": user}]
+                if await tokens.messages(prompt) + answer_room <= window:
+                    break
+                kept = kept[2:]  # the oldest exchange
+        return kept
+
+    async def _summarize_held(self, overflow: list[dict[str, str]], tokens: Tokens) -> str:
         """The summary of a client-held history's oldest turns, reusing the one computed for
         the longest prefix seen before (a chat client resends its whole history each time)."""
         start, summary = 0, ""
@@ -504,24 +543,39 @@ class Assistant:
                 start, summary = k, hit
                 break
         if start < len(overflow):
-            summary = await self._summarize(summary, overflow[start:])
+            summary = await self._summarize(summary, overflow[start:], tokens)
             if len(self._summaries) >= 4 * self.settings.max_conversations:
                 self._summaries.pop(next(iter(self._summaries)))
             self._summaries[history_key(overflow)] = summary
         return summary
 
-    async def _summarize(self, summary: str, turns: list[dict[str, str]]) -> str:
+    async def _summarize(self, summary: str, turns: list[dict[str, str]], tokens: Tokens) -> str:
         """Fold ``turns`` into ``summary`` with the coordinator, in batches that fit its window."""
         words = self.settings.summary_words
-        room = max(256, self._context_tokens() - words * 2 - 400)
+        window = self._context_tokens(tokens)
+
+        async def room_for_turns() -> int:  # the window less the answer, the prompt and the summary so far
+            prompt = SUMMARY_PROMPT.format(words=words, summary=summary or "(nothing yet)", turns="")
+            return max(256, window - words * 2 - 32 - await tokens.message(prompt))
+
         batch: list[dict[str, str]] = []
+        used, room = 0, await room_for_turns()
         for t in turns:
-            if batch and approx_tokens(render_turns([*batch, t], limit=room)) > room:
+            cost = await tokens.text(render_turns([t], limit=room)) + 1  # +1: the newline between turns
+            if batch and used + cost > room:
                 summary = await self._summarize_batch(summary, batch, room)
-                batch = []
+                batch, used, room = [], 0, await room_for_turns()
             batch.append(t)
+            used += cost
         if batch:
             summary = await self._summarize_batch(summary, batch, room)
+        return await self._hold(summary, words * 3, tokens)
+
+    @staticmethod
+    async def _hold(summary: str, room: int, tokens: Tokens) -> str:
+        """The summary cut to ``room`` tokens, keeping its end (the newest)."""
+        while summary and await tokens.text(summary) > room:
+            summary = "..." + summary[len(summary) // 10 + 4:]
         return summary
 
     async def _summarize_batch(self, summary: str, turns: list[dict[str, str]], room: int) -> str:
