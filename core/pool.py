@@ -768,6 +768,8 @@ class ModelPool:
         if self._forkserver is not None:
             await anyio.to_thread.run_sync(self._forkserver.close)
             self._forkserver = None
+        if self._cluster is not None:
+            await anyio.to_thread.run_sync(self._cluster.close)
 
     async def __aenter__(self) -> ModelPool:
         self._tg = anyio.create_task_group()

@@ -74,6 +74,18 @@ class RayCluster:
         self._connected = False
         self._lock = threading.Lock()
 
+    def close(self) -> None:
+        """Disconnect; a local instance this daemon started stops with it (left to Ray's exit
+        hook, its dashboard and runtime-env agents outlived the daemon)."""
+        with self._lock:
+            if not self._connected:
+                return
+            self._connected = False
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+
     # -- connection and nodes --------------------------------------------------------------
 
     def ray(self) -> Any:
