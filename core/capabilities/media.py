@@ -103,8 +103,20 @@ IMAGE_GENERATE = operation("image.generate", ImageRequest, ImageResult, StepProg
 IMAGE_EDIT = operation("image.edit", EditRequest, ImageResult, StepProgress)
 
 
+class _Pipeline(Capability):
+    """What image and video pipelines both report in ``info.details``."""
+
+    @property
+    def family(self) -> str:
+        return str(self.info.details.get("family", ""))
+
+    @property
+    def size_step(self) -> int:
+        return int(self.info.details.get("size_step", 8))
+
+
 @capability
-class ImageGen(Capability):
+class ImageGen(_Pipeline):
     """Text-to-image and image-to-image. ``info.details``: ``family`` ("flux", "sd", "sdxl"...),
     ``pipeline``, ``size_step`` (sizes must be multiples of it), ``native_size`` ([w, h])."""
 
@@ -123,14 +135,6 @@ class ImageGen(Capability):
     async def edit(self, request: EditRequest, *, on_progress: OnEvent = None,
                    cancel: threading.Event | None = None) -> ImageResult:
         return await self.stream(request, cancel=cancel).finish(on_progress)
-
-    @property
-    def family(self) -> str:
-        return str(self.info.details.get("family", ""))
-
-    @property
-    def size_step(self) -> int:
-        return int(self.info.details.get("size_step", 8))
 
     @property
     def native_size(self) -> tuple[int, int]:
@@ -178,7 +182,7 @@ VIDEO_GENERATE = operation("video.generate", VideoRequest, VideoResult, StepProg
 
 
 @capability
-class VideoGen(Capability):
+class VideoGen(_Pipeline):
     """Text-to-video. ``info.details`` as for ``ImageGen`` (``size_step`` is the spatial one)."""
 
     kind = "video"
@@ -190,14 +194,6 @@ class VideoGen(Capability):
     async def generate(self, request: VideoRequest, *, on_progress: OnEvent = None,
                        cancel: threading.Event | None = None) -> VideoResult:
         return await self.stream(request, cancel=cancel).finish(on_progress)
-
-    @property
-    def family(self) -> str:
-        return str(self.info.details.get("family", ""))
-
-    @property
-    def size_step(self) -> int:
-        return int(self.info.details.get("size_step", 8))
 
 
 # --- speech -----------------------------------------------------------------------------------
