@@ -130,26 +130,13 @@ def values_for(clause: str, schema: dict[str, Any], *, default_text: str) -> dic
             out["button"] = "right"
         if "clicks" in props and re.search(r"\bdouble|doble|doppel|doppio|duplo", low):
             out["clicks"] = 2
-    if "direction" in props:
-        d = direction(clause)
-        if d:
-            out["direction"] = d
-    if "keys" in props:
-        k = keys(clause)
-        if k:
-            out["keys"] = k
-    if "url" in props:
-        u = url(clause)
-        if u:
-            out["url"] = u
-    if {"command", "app", "application"} & props.keys():
-        name = app_name(clause)
-        if name:
-            out["app"] = name
-    if "window" in props:
-        name = window_name(clause)
-        if name:
-            out["window"] = name
+    for prop, extract in (("direction", direction), ("keys", keys), ("url", url)):
+        if prop in props and (value := extract(clause)):
+            out[prop] = value
+    if {"command", "app", "application"} & props.keys() and (name := app_name(clause)):
+        out["app"] = name
+    if "window" in props and (name := window_name(clause)):
+        out["window"] = name
     if "path" in props and not ({"image", "audio", "video"} & props.keys()):
         p = PATH.search(clause)
         if p:
