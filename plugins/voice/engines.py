@@ -83,6 +83,7 @@ class PiperHandle:
     path: Path
     sample_rate: int
     language: str
+    noise: dict[str, float] = field(default_factory=dict)  # noise_scale / noise_w_scale from options
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def synthesize(self, sentence: str, speed: float) -> bytes:
@@ -90,7 +91,7 @@ class PiperHandle:
         from piper import SynthesisConfig
 
         base = self.voice.config.length_scale or 1.0
-        cfg = SynthesisConfig(length_scale=base / speed)
+        cfg = SynthesisConfig(length_scale=base / speed, **self.noise)
         with self.lock:
             return b"".join(chunk.audio_int16_bytes for chunk in self.voice.synthesize(sentence, cfg))
 
@@ -118,7 +119,11 @@ class PiperBackend(ModelBackend):
                             "beside the .onnx)")
         voice = PiperVoice.load(path, config_path=config)
         language = str(getattr(voice.config, "espeak_voice", "") or "")
-        return PiperHandle(spec.name, voice, path, int(voice.config.sample_rate), language)
+        # Piper draws each phoneme's length at random (noise_w_scale) and adds noise to the
+        # audio (noise_scale); 0 for both makes a voice say the same text the same way twice.
+        options = spec.config.options or {}
+        noise = {k: float(options[k]) for k in ("noise_scale", "noise_w_scale") if k in options}
+        return PiperHandle(spec.name, voice, path, int(voice.config.sample_rate), language, noise)
 
     def describe(self, handle: PiperHandle, spec: ModelSpec) -> ModelInfo:
         return ModelInfo(name=spec.name, backend=self.name, capabilities=self.capabilities,
