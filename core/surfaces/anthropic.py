@@ -31,13 +31,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from core.capabilities import Chat, ChatResult
 
-from .http import CLIENT_CLOSED, cancel_on_disconnect
+from .http import api_endpoint
 from .openai import ApiError, OpenAISurface, to_api_error
 
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -251,23 +251,13 @@ class AnthropicSurface:
                 Route("/v1/messages/count_tokens", self._wrap(self.count_tokens), methods=["POST"])]
 
     def _wrap(self, handler: Any) -> Any:
-        async def endpoint(request: Request) -> Response:
-            if self.ops.draining.is_set():
-                return error_response(503, "the daemon is shutting down; retry shortly", {"Retry-After": "5"})
-            try:
-                async with cancel_on_disconnect(request) as watch:
-                    response = await handler(request)
-            except ClientDisconnect:
-                return Response(status_code=CLIENT_CLOSED)
-            except Exception as exc:
-                err = to_api_error(exc)
-                headers = err.response().headers
-                return error_response(err.status, err.message,
-                                      {"Retry-After": headers["Retry-After"]} if "Retry-After" in headers else None)
-            return Response(status_code=CLIENT_CLOSED) if watch.gone else response
+        def on_error(exc: Exception) -> Response:
+            err = to_api_error(exc)
+            retry = err.response().headers.get("Retry-After")
+            return error_response(err.status, err.message, {"Retry-After": retry} if retry else None)
 
-        endpoint.__name__ = handler.__name__
-        return endpoint
+        return api_endpoint(handler, self.ops.draining, on_error=on_error, shutting_down=lambda: error_response(
+            503, "the daemon is shutting down; retry shortly", {"Retry-After": "5"}))
 
     async def _request(self, request: Request) -> MessagesRequest:
         return _decode(await self.openai._body(request))

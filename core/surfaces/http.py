@@ -539,6 +539,32 @@ async def cancel_on_disconnect(request: Any) -> AsyncIterator[ClientWatch]:
         raise
 
 
+def api_endpoint(handler: Callable[[Any], Any], draining: Any, *, shutting_down: Callable[[], Any],
+                 on_error: Callable[[Exception], Any]) -> Callable[[Any], Any]:
+    """An API route's endpoint: refused while the daemon drains, cancelled when the client
+    leaves (answered ``CLIENT_CLOSED``), errors turned into the API's own error shape by
+    ``on_error`` (which re-raises what it does not know: a 500). One skeleton for the
+    OpenAI, Anthropic and Ollama surfaces, which differ only in their error bodies."""
+    from starlette.requests import ClientDisconnect
+    from starlette.responses import Response
+
+    async def endpoint(request: Any) -> Any:
+        if draining.is_set():
+            return shutting_down()
+        try:
+            # A client that leaves (while queued, or while the model runs) cancels its work.
+            async with cancel_on_disconnect(request) as watch:
+                response = await handler(request)
+        except ClientDisconnect:
+            return Response(status_code=CLIENT_CLOSED)
+        except Exception as exc:
+            return on_error(exc)
+        return Response(status_code=CLIENT_CLOSED) if watch.gone else response
+
+    endpoint.__name__ = getattr(handler, "__name__", "endpoint")
+    return endpoint
+
+
 # --- the app -------------------------------------------------------------------------
 
 

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
@@ -42,7 +42,7 @@ from core.capabilities import Chat, ChatResult, Embed
 from core.tools import ToolError
 from core.units import parse_duration
 
-from .http import CLIENT_CLOSED, cancel_on_disconnect
+from .http import api_endpoint
 from .ops import DaemonOps, QueueFull
 
 #: the Ollama API version clients see (they gate features on it)
@@ -247,25 +247,17 @@ class OllamaSurface:
         ]
 
     def _wrap(self, handler: Any) -> Any:
-        async def endpoint(request: Request) -> Response:
-            if self.ops.draining.is_set():
-                return OllamaError(503, "the daemon is shutting down; retry shortly").response()
-            try:
-                # A client that leaves (while queued, or while the model runs) cancels its work.
-                async with cancel_on_disconnect(request) as watch:
-                    response = await handler(request)
-            except ClientDisconnect:
-                return Response(status_code=CLIENT_CLOSED)
-            except OllamaError as exc:
+        def on_error(exc: Exception) -> Response:
+            if isinstance(exc, OllamaError):
                 return exc.response()
-            except QueueFull as exc:
+            if isinstance(exc, QueueFull):
                 return OllamaError(429, str(exc)).response()
-            except ToolError as exc:
+            if isinstance(exc, ToolError):
                 return OllamaError(400, str(exc)).response()
-            return Response(status_code=CLIENT_CLOSED) if watch.gone else response
+            raise exc
 
-        endpoint.__name__ = handler.__name__
-        return endpoint
+        return api_endpoint(handler, self.ops.draining, on_error=on_error, shutting_down=lambda: OllamaError(
+            503, "the daemon is shutting down; retry shortly").response())
 
     async def _body(self, request: Request) -> bytes:
         body = await request.body()

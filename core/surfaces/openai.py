@@ -43,7 +43,7 @@ from typing import Any
 
 import anyio
 import msgspec
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
@@ -52,7 +52,7 @@ from core.logging import get_logger
 from core.results import Audio, Image, ToolResult
 from core.tools import ToolArgumentError, ToolContext, ToolDenied, ToolError, ToolNotFound
 
-from .http import CLIENT_CLOSED, cancel_on_disconnect
+from .http import api_endpoint
 from .ops import DaemonOps, QueueFull
 
 log = get_logger("loom.openai")
@@ -400,22 +400,10 @@ class OpenAISurface:
         return await openai_responses.responses(self, request)
 
     def _wrap(self, handler: Any) -> Any:
-        async def endpoint(request: Request) -> Response:
-            if self.ops.draining.is_set():
-                return ApiError(503, "the daemon is shutting down; retry against the restarted daemon",
-                                code="shutting_down", retry_after=5).response()
-            try:
-                # A client that leaves (while queued, or while the model runs) cancels its work.
-                async with cancel_on_disconnect(request) as watch:
-                    response = await handler(request)
-            except ClientDisconnect:
-                return Response(status_code=CLIENT_CLOSED)
-            except Exception as exc:
-                return to_api_error(exc).response()
-            return Response(status_code=CLIENT_CLOSED) if watch.gone else response
-
-        endpoint.__name__ = handler.__name__
-        return endpoint
+        return api_endpoint(handler, self.ops.draining, on_error=lambda exc: to_api_error(exc).response(),
+                            shutting_down=lambda: ApiError(503, "the daemon is shutting down; retry against the "
+                                                           "restarted daemon", code="shutting_down",
+                                                           retry_after=5).response())
 
     def _ctx(self, request: Request) -> ToolContext:
         return ToolContext(surface="openai", caller=request.client.host if request.client else "http")
