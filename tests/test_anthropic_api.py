@@ -10,7 +10,7 @@ import json
 import httpx
 import pytest
 
-from tests.openai_helpers import LoomDaemon
+from tests.openai_helpers import daemon_fixture
 
 anthropic = pytest.importorskip("anthropic")
 
@@ -26,11 +26,7 @@ WEATHER = {"name": "get_weather", "description": "Get the current weather for a 
            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    d = LoomDaemon(tmp_path_factory.mktemp("anthropic"), "admin,models,llamacpp", TOML).start()
-    yield d
-    d.stop()
+daemon = daemon_fixture("anthropic", "admin,models,llamacpp", TOML)
 
 
 @pytest.fixture(scope="module")

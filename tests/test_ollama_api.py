@@ -10,7 +10,7 @@ import json
 import httpx
 import pytest
 
-from tests.openai_helpers import LoomDaemon
+from tests.openai_helpers import daemon_fixture
 
 ollama = pytest.importorskip("ollama")
 
@@ -23,11 +23,7 @@ options = { n_threads = 1 }
 """
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    d = LoomDaemon(tmp_path_factory.mktemp("ollama"), "admin,models,llamacpp,embed", TOML).start()
-    yield d
-    d.stop()
+daemon = daemon_fixture("ollama", "admin,models,llamacpp,embed", TOML)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import openai
 import pytest
 from pydantic import BaseModel
 
-from tests.openai_helpers import LoomDaemon
+from tests.openai_helpers import daemon_fixture
 
 TOML = """
 [models.smollm2]
@@ -35,11 +35,7 @@ WEATHER = {"type": "function", "function": {
 ASK = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    d = LoomDaemon(tmp_path_factory.mktemp("openai-more"), "admin,models,llamacpp", TOML).start()
-    yield d
-    d.stop()
+daemon = daemon_fixture("openai-more", "admin,models,llamacpp", TOML)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import anthropic
 import openai
 import pytest
 
-from tests.openai_helpers import LoomDaemon
+from tests.openai_helpers import daemon_fixture
 
 TOML = """
 [profiles.speech]
@@ -24,11 +24,7 @@ exclude = ["voice.transcribe"]
 """
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    d = LoomDaemon(tmp_path_factory.mktemp("openai-tools"), "admin,models,llamacpp,voice,toolsearch", TOML).start()
-    yield d
-    d.stop()
+daemon = daemon_fixture("openai-tools", "admin,models,llamacpp,voice,toolsearch", TOML)
 
 
 @pytest.fixture(scope="module")
