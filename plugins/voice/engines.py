@@ -122,7 +122,11 @@ class PiperBackend(ModelBackend):
         # Piper draws each phoneme's length at random (noise_w_scale) and adds noise to the
         # audio (noise_scale); 0 for both makes a voice say the same text the same way twice.
         options = spec.config.options or {}
-        noise = {k: float(options[k]) for k in ("noise_scale", "noise_w_scale") if k in options}
+        try:
+            noise = {k: float(options[k]) for k in ("noise_scale", "noise_w_scale") if k in options}
+        except (TypeError, ValueError):
+            raise ToolError(f"model {spec.name!r}: options noise_scale and noise_w_scale must be numbers "
+                            f"(0.0 makes the voice deterministic)") from None
         return PiperHandle(spec.name, voice, path, int(voice.config.sample_rate), language, noise)
 
     def describe(self, handle: PiperHandle, spec: ModelSpec) -> ModelInfo:
