@@ -245,6 +245,9 @@ def main() -> int:
         params["fitted_sha256"] = SETS["dev"][1]
         params["samples"] = args.samples
         params["chosen_by"] = f"{CV_REPEATS} x 5-fold CV AUROC on the calibration questions: {choice}"
+        if confidence.uses_logprobs(params):  # for backends that give no log-probabilities
+            params["fallback"] = confidence.fit([(features(it, True), it["right"]) for it in items_dev],
+                                                confidence.AGREEMENT)
         confidence.PATH.write_text(json.dumps(params, indent=1) + "\n")
         confidence.calibration.cache_clear()
         print(f"calibration fitted on {len(items_dev)} questions: {params}")

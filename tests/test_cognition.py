@@ -195,6 +195,12 @@ async def test_the_confidence_uses_the_models_token_logprobs(monkeypatch):
     assert sure_event.logprobs_used and unsure_event.logprobs_used and not unknown_event.logprobs_used
     assert unknown_event.mean_logprob is None
     assert sure.metadata["anti_hallucination"]["mean_logprob"] == pytest.approx(-0.35 / 3)
+    # With a fallback calibration (agreement alone), an answer without log-probabilities is
+    # judged by it instead.
+    fallback = {"features": ["support"], "weights": [5.0], "bias": -2.0}
+    monkeypatch.setattr(confidence, "calibration", lambda: {**params, "fallback": fallback})
+    unknown, _ = await judge(None)
+    assert unknown.confidence == confidence.calibrated({"support": 1.0}, fallback) > 0.9
 
 
 def test_difficulty_is_predicted_by_the_model():

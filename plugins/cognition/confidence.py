@@ -6,7 +6,8 @@ A logistic model over features of the samples: the agreement figures
 share, how many different answers) and the model's token log-probabilities for the answer
 given (``logprob_features``: mean, least likely token, first token), as drawn by
 ``Chat.sample``. Which features it uses, their coefficients and the standardisation are
-in ``data/selfcheck_calibration.json``, fitted on the self-check calibration questions
+in ``data/selfcheck_calibration.json`` (with a ``fallback`` calibration on agreement alone,
+for answers from a backend that gives no log-probabilities), fitted on the self-check calibration questions
 (``data/selfcheck_dev.jsonl``) with the packaged model's answers by
 ``bench/selfcheck.py --fit`` (the feature set chosen by cross-validation on those
 questions alone); never on the held-out questions. Without the file the uncalibrated mean
@@ -47,8 +48,9 @@ def logprob_features(logprobs: Sequence[float] | None) -> dict[str, float]:
 
 def vector(score: dict[str, float], features: Sequence[str] = AGREEMENT,
            fill: dict[str, float] | None = None) -> list[float]:
-    """The features in order; a missing one (no log-probabilities from this backend) takes
-    ``fill``'s value, the calibration set's mean, so it moves the confidence neither way."""
+    """The features in order; a missing one takes ``fill``'s value, the calibration set's
+    mean, so it moves the confidence neither way (``calibrated`` turns to the calibration's
+    ``fallback`` instead when it has one)."""
     fill = fill or {}
     return [float(score[f]) if score.get(f) is not None else float(fill.get(f, 0.0)) for f in features]
 
@@ -65,6 +67,9 @@ def calibrated(score: dict[str, float], params: dict[str, Any] | None = None) ->
     if not params:
         return float(score.get("confidence", 0.0))
     features = params.get("features", AGREEMENT)
+    if params.get("fallback") and any(f in LOGPROB and score.get(f) is None for f in features):
+        # No log-probabilities from this backend: the agreement calibration fitted beside it.
+        return calibrated(score, params["fallback"])
     x = vector(score, features, params.get("center"))
     center = params.get("center") or {}
     scale = params.get("scale") or {}
