@@ -102,7 +102,7 @@ async def solve_all(problems: list[dict[str, Any]], samples: int, max_tokens: in
             return [t.strip() for t in res.texts]
 
         for n, p in enumerate(problems):
-            if n < len(done):  # solved by an earlier, interrupted run (--cache)
+            if n < len(done):  # solved by an earlier, interrupted run (--cache), or another --part
                 out.append(done[n])
                 continue
             # Rotate the order (reflect always right after the chain of thought it revises).
@@ -153,17 +153,32 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, help="keep the solutions here (after every problem) and reuse them")
     ap.add_argument("--report-only", action="store_true", help="only report what --cache holds")
     ap.add_argument("--threads", type=int, default=1, help="llama.cpp threads (generation and batches)")
+    ap.add_argument("--part", help="solve only problems START:STOP (split a long run over processes; --merge after)")
+    ap.add_argument("--merge", type=Path, nargs="+", help="write into --cache the union of these caches (by position)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     problems = load()
     if args.limit:
         problems = problems[:args.limit]
+    if args.merge:
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        merged = [next((part[i] for part in parts if i < len(part) and part[i] is not None), None)
+                  for i in range(max(len(part) for part in parts))]
+        args.cache.write_text(json.dumps(merged))
+        print(f"merged {len(parts)} caches: {sum(x is not None for x in merged)} of {len(merged)} problems solved")
+        return 0
     done = json.loads(args.cache.read_text()) if args.cache and args.cache.is_file() else []
+    if args.part:
+        start, _, stop = args.part.partition(":")
+        done = done or [None] * int(start)  # the problems before START are another process's
+        problems = problems[:int(stop)] if stop else problems
     if args.report_only:
-        rows = done
+        rows = [r for r in done if r is not None]  # what the cache holds (a partial run: its problems only)
     else:
         rows = anyio.run(solve_all, problems, args.samples, args.max_tokens, args.verbose, args.cache, done,
                          args.threads)
+        if args.part:
+            return 0
     right = {s: [is_right(r["runs"][s]["answer"], r["answer"]) for r in rows] for s in STRATEGIES}
     secs = {s: [r["runs"][s]["seconds"] for r in rows] for s in STRATEGIES}
     calls = {s: statistics.mean(r["runs"][s]["calls"] for r in rows) for s in STRATEGIES}
