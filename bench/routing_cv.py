@@ -155,7 +155,7 @@ def calibrate(files: list[Path]) -> float:
     from plugins.assistant.router import Router
     from plugins.assistant.turn import Attachment
 
-    router = Router(_app().tools)
+    router = Router(_app().tools, cache_dir=CV_CACHE)
     model = router.model()
     rows = [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
     best = (np.inf, 1.0)
