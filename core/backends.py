@@ -32,6 +32,7 @@ class ModelSpec(msgspec.Struct, frozen=True):
 
     name: str
     config: ModelConfig
+    cache_dir: str | None = None  # where a backend may keep files derived from the weights
 
     @property
     def file(self) -> str | None:

@@ -101,6 +101,10 @@ class ModelConfig(_Section):
     # with the same tokenizer (a path, pkg:<package> or another [models.*] name).
     speculative: bool | str = "auto"
     draft_model: str | None = None
+    # llama.cpp: convert the GGUF's weights to this type once ("q8_0" or "f16"), kept under
+    # [paths] model_cache; for CPUs without batched kernels for the file's own type (Q4_1,
+    # Q5_x, K-quants on x86): faster prompts and speculative decoding (docs/throughput.md).
+    quantize: str | None = None
 
     def memory_override(self) -> int | None:
         return None if self.memory is None else parse_bytes(self.memory)
@@ -141,6 +145,7 @@ class ClusterConfig(_Section):
 class PathsConfig(_Section):
     data_dir: str | None = None  # default: $XDG_DATA_HOME/loom
     cache_dir: str | None = None  # default: $XDG_CACHE_HOME/loom
+    model_cache: str | None = None  # files derived from model weights (conversions); default: <cache_dir>/models
     allowed_roots: list[str] = []  # file arguments must be inside one; default: cwd and data_dir
 
 
@@ -214,6 +219,10 @@ class LoomConfig(_Section):
     @property
     def cache_dir(self) -> Path:
         return _dir(self.paths.cache_dir, "XDG_CACHE_HOME", ".cache")
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return Path(self.paths.model_cache).expanduser() if self.paths.model_cache else self.cache_dir / "models"
 
     def allowed_roots(self) -> list[Path]:
         roots = self.paths.allowed_roots or [str(Path.cwd()), str(self.data_dir)]

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import mmap
 import struct
+from math import prod
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
@@ -43,8 +44,31 @@ class ArrayInfo:
         return f"<array of {self.length}>"
 
 
+# GGML tensor types: (elements per block, bytes per block), for the types llama.cpp writes
+BLOCKS = {0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34),
+          10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 30: (1, 2)}
+TYPE_IDS = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8,
+            "q2_k": 10, "q3_k": 11, "q4_k": 12, "q5_k": 13, "q6_k": 14, "bf16": 30}
+
+
+class TensorInfo(NamedTuple):
+    name: str
+    shape: tuple[int, ...]
+    type: int  # a GGML type id (TYPE_IDS)
+
+    @property
+    def elements(self) -> int:
+        return prod(self.shape)
+
+
 def read_metadata(path: str | Path) -> tuple[dict[str, Any], int, int]:
     """(key/values, tensor count, offset where tensor data starts)."""
+    kv, tensors, data_start = read_header(path)
+    return kv, len(tensors), data_start
+
+
+def read_header(path: str | Path) -> tuple[dict[str, Any], list[TensorInfo], int]:
+    """(key/values, every tensor's name, shape and type, offset where tensor data starts)."""
     path = Path(path)
     try:
         f = path.open("rb")
@@ -83,20 +107,38 @@ def read_metadata(path: str | Path) -> tuple[dict[str, Any], int, int]:
             return struct.unpack_from(fmt, m, p)[0], p + struct.calcsize(fmt)
 
         kv: dict[str, Any] = {}
+        tensors: list[TensorInfo] = []
         try:
             for _ in range(n_kv):
                 key, pos = string(pos)
                 (t,) = struct.unpack_from("<I", m, pos)
                 kv[key], pos = value(t, pos + 4)
             for _ in range(n_tensors):
-                _name, pos = string(pos)
+                name, pos = string(pos)
                 (n_dims,) = struct.unpack_from("<I", m, pos)
+                shape = struct.unpack_from(f"<{n_dims}Q", m, pos + 4)
+                (ggml_type,) = struct.unpack_from("<I", m, pos + 4 + 8 * n_dims)
+                tensors.append(TensorInfo(name, tuple(shape), ggml_type))
                 pos += 4 + 8 * n_dims + 4 + 8
         except struct.error:
             raise GGUFError(f"{path}: truncated GGUF header") from None
         align = int(kv.get("general.alignment", 32))
         data_start = (pos + align - 1) // align * align
-    return kv, n_tensors, data_start
+    return kv, tensors, data_start
+
+
+def converted_weights(tensors: list[TensorInfo], target: str) -> int:
+    """Bytes of tensor data once every matrix is converted to ``target`` (what llama.cpp's
+    quantize does: matrices change type, vectors such as norms stay f32)."""
+    per_block, block_bytes = BLOCKS[TYPE_IDS[target]]
+    total = 0
+    for t in tensors:
+        if len(t.shape) >= 2 and t.shape[0] % per_block == 0:
+            total += t.elements // per_block * block_bytes
+        else:
+            n, b = BLOCKS.get(t.type, (1, 4))
+            total += -(-t.elements // n) * b
+    return total
 
 
 def _int(kv: dict[str, Any], key: str, default: int | None = None) -> int:
@@ -111,13 +153,15 @@ def _int(kv: dict[str, Any], key: str, default: int | None = None) -> int:
 
 
 def estimate_llama(
-    path: str | Path, n_ctx: int, *, n_batch: int = 512, extra_files: tuple[Path, ...] = ()
+    path: str | Path, n_ctx: int, *, n_batch: int = 512, extra_files: tuple[Path, ...] = (),
+    convert_to: str | None = None,
 ) -> dict[str, int]:
-    """Byte breakdown llama.cpp will allocate for ``path`` at context ``n_ctx``."""
+    """Byte breakdown llama.cpp will allocate for ``path`` at context ``n_ctx`` (its
+    matrices converted to ``convert_to`` first, when given: see ``converted_weights``)."""
     path = Path(path)
-    kv, _n, data_start = read_metadata(path)
+    kv, tensors, data_start = read_header(path)
     arch = kv.get("general.architecture", "llama")
-    weights = path.stat().st_size - data_start
+    weights = converted_weights(tensors, convert_to) if convert_to else path.stat().st_size - data_start
     try:
         n_layer = _int(kv, f"{arch}.block_count")
         n_embd = _int(kv, f"{arch}.embedding_length")

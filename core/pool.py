@@ -309,6 +309,9 @@ class ModelPool:
                                                    clock=self.clock, stats=self.stats, budget_source=source)
         return arb
 
+    def _spec(self, name: str, cfg: ModelConfig) -> ModelSpec:
+        return ModelSpec(name, cfg, cache_dir=str(self.app.config.model_cache_dir))
+
     def estimate(self, name: str) -> MemoryEstimate:
         """What ``name`` will take: override, else backend estimate corrected by measurement."""
         cfg = self.config_for(name)
@@ -321,7 +324,7 @@ class ModelPool:
         est = self._estimates.get(key)
         if est is None:
             try:
-                est = backend.estimate(ModelSpec(name, cfg), device)
+                est = backend.estimate(self._spec(name, cfg), device)
             except ToolError:
                 raise
             except (OSError, ValueError) as exc:
@@ -430,7 +433,7 @@ class ModelPool:
             await arb.reserve(lease, timeout=self.settings.queue_timeout, evict=evict, on_wait=on_wait)
             await self._publish(ModelLoading(model=name, device=device, estimate=est.total, reason=reason))
             with anyio.CancelScope(shield=True):  # a load in a thread cannot be abandoned half-way
-                await self._load_into(lease, backend, ModelSpec(name, cfg), arb)
+                await self._load_into(lease, backend, self._spec(name, cfg), arb)
         except BaseException as exc:
             lease.state, lease.error = "failed", exc
             lease.users = 0

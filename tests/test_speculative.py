@@ -128,6 +128,15 @@ def test_prompt_lookup_proposes_what_followed_the_latest_match():
     assert spec(np.array([1, 2, 3], dtype=np.intc)).tolist() == []
 
 
+def test_prompt_lookup_follows_the_occurrence_whose_context_also_matches():
+    # Code repeats short n-grams everywhere: 42 5 6 7 occurs twice in the "file";
+    # the copy being written (after 40 41 42) is of the first place, not the latest one.
+    original = [40, 41, 42, 5, 6, 7, 100, 101, 102, 103, 50, 51, 42, 5, 6, 7, 200, 201, 202, 203]
+    copy_so_far = [9, 40, 41, 42, 5, 6, 7]
+    spec = PromptLookup(max_draft=4)
+    assert spec(np.array(original + copy_so_far, dtype=np.intc)).tolist() == [100, 101, 102, 103]
+
+
 def test_misses_shrink_the_draft_and_then_pause_drafting():
     class Always(PromptLookup):
         def propose(self, ids, k):

@@ -102,15 +102,31 @@ class LlamaCppBackend(ModelBackend):
         mmproj = resolve_file(spec.config.mmproj, exclude=()) if spec.config.mmproj else None
         return model, mmproj
 
+    @staticmethod
+    def _model_cache(spec: ModelSpec) -> Path:
+        if spec.cache_dir:
+            return Path(spec.cache_dir)
+        from core.config import LoomConfig
+
+        return LoomConfig().model_cache_dir
+
     def estimate(self, spec: ModelSpec, device: str) -> MemoryEstimate:
         from core.gguf_meta import estimate_llama
+
+        from .convert import check_target, converted_path
 
         model, mmproj = self._paths(spec)
         n_batch = int(spec.config.options.get("n_batch", 512))
         extra = [mmproj] if mmproj else []
         if spec.config.draft_model and spec.config.speculative not in (False, "off"):
             extra.append(resolve_file(spec.config.draft_model))  # its KV cache is small beside the weights
-        parts = estimate_llama(model, spec.config.context_size, n_batch=n_batch, extra_files=tuple(extra))
+        convert_to = None
+        if spec.config.quantize:  # the weights that will load: the converted copy, made or predicted
+            kind = check_target(spec.name, spec.config.quantize)
+            done = converted_path(model, kind, self._model_cache(spec))
+            model, convert_to = (done, None) if done.is_file() else (model, kind)
+        parts = estimate_llama(model, spec.config.context_size, n_batch=n_batch, extra_files=tuple(extra),
+                               convert_to=convert_to)
         return MemoryEstimate(total=sum(parts.values()), device=device, breakdown=parts)
 
     def load(self, spec: ModelSpec, device: str) -> Any:
@@ -119,6 +135,11 @@ class LlamaCppBackend(ModelBackend):
 
         model, mmproj = self._paths(spec)
         options = dict(spec.config.options)
+        if spec.config.quantize:
+            from .convert import check_target, convert
+
+            kind = check_target(spec.name, spec.config.quantize)
+            model = convert(spec.name, model, kind, self._model_cache(spec), threads=options.get("n_threads"))
         handler_name = options.pop("chat_handler", "mtmd")
         kwargs: dict[str, Any] = {"n_ctx": spec.config.context_size, "verbose": False}
         if device.startswith("cuda"):

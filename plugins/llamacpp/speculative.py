@@ -80,31 +80,42 @@ class Speculator:
 
 
 class PromptLookup(Speculator):
-    """Drafts from the context: the tokens that followed the latest earlier match of its tail."""
+    """Drafts from the context: what followed the earlier occurrence of its tail that agrees
+    with the most context before it (ties: the latest)."""
 
-    def __init__(self, max_draft: int = 8, max_ngram: int = 4, min_ngram: int = 3, window: int = 8192,
-                 first_draft: int = 4) -> None:
+    def __init__(self, max_draft: int = 8, min_ngram: int = 3, max_context: int = 32, window: int = 8192,
+                 first_draft: int = 4, candidates: int = 64) -> None:
         # min_ngram 3: a repeated token or two predicts little in free text, and on a CPU a
         # failed draft costs nearly one decode per drafted token (a verify batch's cost grows
         # almost linearly with its size: bench/_batchcost.py), so such drafts made chat 5%
         # slower. Copying (edits) repeats trigrams all the time. Start at 4, grow on full hits.
         super().__init__(max_draft, first_draft)
-        self.max_ngram = max_ngram
         self.min_ngram = min_ngram
+        self.max_context = max_context
         self.window = window
+        self.candidates = candidates
 
     def propose(self, ids: np.ndarray, k: int) -> np.ndarray:
         ids = ids[-self.window:]
-        n = len(ids)
-        for size in range(min(self.max_ngram, n - 1), self.min_ngram - 1, -1):
-            tail = ids[n - size:]
-            windows = np.lib.stride_tricks.sliding_window_view(ids[:n - 1], size)
-            hits = np.flatnonzero(np.all(windows == tail, axis=1))
-            hits = hits[hits + size < n]  # the continuation must lie inside the context
-            if len(hits):
-                start = int(hits[-1]) + size  # the latest occurrence predicts best
-                return ids[start:start + k]
-        return ids[:0]
+        n, size = len(ids), self.min_ngram
+        if n <= size:
+            return ids[:0]
+        windows = np.lib.stride_tricks.sliding_window_view(ids[:n - 1], size)
+        hits = np.flatnonzero(np.all(windows == ids[n - size:], axis=1))
+        hits = hits[hits + size < n][::-1][: self.candidates]  # latest first; continuation inside the context
+        if not len(hits):
+            return ids[:0]
+        # Code repeats short n-grams everywhere (`self._`, `    def`); the occurrence whose
+        # preceding tokens also match is the place being copied (in an edit, the same line
+        # of the original file), so its continuation is the best guess.
+        back = np.arange(1, self.max_context + 1)
+        theirs = hits[:, None] - back[None, :]  # the tokens before each occurrence...
+        mine = np.broadcast_to(n - size - back, theirs.shape)  # ...and before the tail
+        ok = (theirs >= 0) & (mine >= 0)
+        same = ok & (ids[np.where(ok, theirs, 0)] == ids[np.where(ok, mine, 0)])
+        agree = np.cumprod(same, axis=1).sum(axis=1)
+        start = int(hits[int(np.argmax(agree))]) + size  # argmax takes the first best: the latest
+        return ids[start:start + k]
 
 
 class DraftModel(Speculator):
