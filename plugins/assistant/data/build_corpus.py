@@ -2340,7 +2340,8 @@ def written_row(tools: list[str], atts: list[str], text: str) -> dict:
         steps = ["voice.transcribe", *steps]
     elif "image" in atts and not steps[0].startswith(_TAKES_IMAGE):
         steps = ["vision.describe", *steps]
-    first = tools[0].split("+")[0]
+    # The intent of the first real step; typed words about attached audio are a transcription first.
+    first = "voice.transcribe" if "audio" in atts and not spoken else tools[0].split("+")[0]
     return {"text": text, "attachments": atts, "intent": intent_of(first), "steps": steps,
             "parts": [[c, t] for c, t in zip(clauses, tools, strict=True)]}
 
