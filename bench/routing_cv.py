@@ -177,7 +177,7 @@ def calibrate(files: list[Path]) -> float:
 
 
 CV_CACHE = Path("/tmp/loom-cv/router")
-DEV_SETS = ("dev", "seen", "dev2", "dev3", "calibration")
+DEV_SETS = ("dev", "seen", "dev2", "dev3", "dev4", "calibration")
 PLUGINS = "assistant,voice,vision,imagegen,video,coder,browser,system,memory"
 
 

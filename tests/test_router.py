@@ -175,6 +175,16 @@ def test_hand_written_requests_are_built_into_the_corpus():
         written_row(["browser.open"], [], "open example.com and tell me the headlines")
 
 
+def test_clauses_split_before_a_second_action_not_inside_a_payload():
+    from plugins.assistant.rules import split_clauses
+
+    assert split_clauses("take a screenshot and copy out the error") == ["take a screenshot", "copy out the error"]
+    assert split_clauses("mira cuándo abre la piscina y apúntamelo") == ["mira cuándo abre la piscina", "apúntamelo"]
+    assert split_clauses("busca el teléfono del taller y guárdamelo") == ["busca el teléfono del taller", "guárdamelo"]
+    assert split_clauses('say "copy and paste and save" out loud') == ['say "copy and paste and save" out loud']
+    assert split_clauses("copy and paste this paragraph") == ["copy and paste this paragraph"]
+
+
 def test_requests_seen_during_development_still_route(router):
     rows = _load(ROOT / "tests" / "routing_seen.jsonl")
     plans = [_decide(router, ex) for ex in rows]
