@@ -114,8 +114,7 @@ def dev(files: list[Path], variants: dict[str, dict], show: bool = False) -> Non
     for name, settings in variants.items():
         training.SETTINGS.clear()
         training.SETTINGS.update({**base, **settings})
-        router = Router(app.tools)
-        t = time.perf_counter()
+        router = Router(app.tools, cache_dir=CV_CACHE)  # a variant trained once is loaded on the next run
         router.warm()
         line, total = [], [0, 0, 0]
         for fname, rows in sets.items():
@@ -131,7 +130,7 @@ def dev(files: list[Path], variants: dict[str, dict], show: bool = False) -> Non
                           f"(expected {ex['steps']})")
             line.append(f"{fname} {ok_i / len(rows):.1%}/{ok_p / len(rows):.1%}")
             total = [total[0] + ok_i, total[1] + ok_p, total[2] + len(rows)]
-        print(f"{name} (trained in {time.perf_counter() - t:.0f}s): intent/exact plans: " + ", ".join(line)
+        print(f"{name} ({router.model().source}): intent/exact plans: " + ", ".join(line)
               + f"; all {total[2]}: {total[0] / total[2]:.1%}/{total[1] / total[2]:.1%}", flush=True)
     training.SETTINGS.clear()
     training.SETTINGS.update(base)
@@ -156,7 +155,7 @@ def calibrate(files: list[Path]) -> float:
     from plugins.assistant.router import Router
     from plugins.assistant.turn import Attachment
 
-    router = Router(_app().tools)
+    router = Router(_app().tools, cache_dir=CV_CACHE)
     model = router.model()
     rows = [json.loads(line) for f in files for line in f.read_text().splitlines() if line.strip()]
     best = (np.inf, 1.0)
@@ -177,7 +176,8 @@ def calibrate(files: list[Path]) -> float:
     return best[1]
 
 
-DEV_SETS = ("dev", "seen", "dev2", "dev3", "calibration")
+CV_CACHE = Path("/tmp/loom-cv/router")
+DEV_SETS = ("dev", "seen", "dev2", "dev3", "dev4", "calibration")
 PLUGINS = "assistant,voice,vision,imagegen,video,coder,browser,system,memory"
 
 

@@ -142,15 +142,47 @@ def _invalid_steps(app, plan):
 def test_every_plan_for_the_corpus_and_dev_sets_is_runnable(full_app, router):
     """Routes every request of the training corpus and the dev sets: each step names a registered
     tool whose arguments validate against its schema (placeholders filled as at run time)."""
-    from plugins.assistant.training import CORPUS
+    from plugins.assistant.training import CORPUS, WRITTEN
 
-    rows = _load(CORPUS) + _load(ROOT / "tests" / "routing_seen.jsonl")
+    rows = _load(CORPUS) + _load(WRITTEN) + _load(ROOT / "tests" / "routing_seen.jsonl")
     bad = []
     for ex in rows:
         plan = _decide(router, ex)
         bad += [f"{ex['id']} {ex['text'][:50]!r}: {b}" for b in _invalid_steps(full_app, plan)]
         assert plan.decided_by in ("model", "rules") and 0 < plan.confidence <= 1
     assert bad == [], f"{len(bad)} invalid steps, e.g. {bad[:5]}"
+
+
+def test_hand_written_requests_are_built_into_the_corpus():
+    """routing_written.jsonl is what build_corpus.py --written makes of written_requests.txt (each line's
+    clauses paired with its tools, attachments turned into first steps), and training reads it."""
+    from plugins.assistant import training
+    from plugins.assistant.data.build_corpus import written_row, written_rows
+
+    built = [{k: v for k, v in row.items() if k != "id"} for row in _load(training.WRITTEN)]
+    assert built == written_rows() and len(built) >= 600
+    assert {r["intent"] for r in built} >= {"chat", "research", "code", "imagegen", "videogen", "speak",
+                                            "transcribe", "memory", "pc_control", "vision"}
+    texts = {u.text for u in training.corpus_units(training.corpus_rows())}
+    assert "btw my car is parked on level 3, spot 42" in texts
+    row = written_row(["browser.research", "voice.speak"], [], "check the forecast and say it out loud")
+    assert row["parts"] == [["check the forecast", "browser.research"], ["say it out loud", "voice.speak"]]
+    assert written_row(["coder.generate"], ["image"], "code this mockup")["steps"] == ["vision.describe",
+                                                                                         "coder.generate"]
+    assert written_row(["memory.recall"], ["audio"], "[spoken] where did i park")["steps"] == [
+        "voice.transcribe", "memory.recall"]
+    with pytest.raises(ValueError, match="splits into 2 clauses"):
+        written_row(["browser.open"], [], "open example.com and tell me the headlines")
+
+
+def test_clauses_split_before_a_second_action_not_inside_a_payload():
+    from plugins.assistant.rules import split_clauses
+
+    assert split_clauses("take a screenshot and copy out the error") == ["take a screenshot", "copy out the error"]
+    assert split_clauses("mira cuándo abre la piscina y apúntamelo") == ["mira cuándo abre la piscina", "apúntamelo"]
+    assert split_clauses("busca el teléfono del taller y guárdamelo") == ["busca el teléfono del taller", "guárdamelo"]
+    assert split_clauses('say "copy and paste and save" out loud') == ['say "copy and paste and save" out loud']
+    assert split_clauses("copy and paste this paragraph") == ["copy and paste this paragraph"]
 
 
 def test_requests_seen_during_development_still_route(router):

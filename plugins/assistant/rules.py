@@ -28,10 +28,11 @@ _QUOTE = re.compile(r"(?<![\w])[\"“«‘']([^\"”»’']{1,400})[\"”»’']
 # Verbs that start a second action after a connective.
 _NEXT = (r"(?:read|say|speak|remember|save|store|note|describe|type|tell|translate|summari[sz]e|sum|write|"
          r"give|send|show|press|hit|click|explain|draw|make|create|generate|open|narrate|recite|email|keep|"
-         r"capture|take|search|look|find|print|"
+         r"capture|take|search|look|find|print|copy|jot|"
          r"lee|leelo|leela|leemelo|lelo|di|dime|dimelo|dilo|recuerda|recuerdalo|recuerdala|recuerdame|acuerdate|"
          r"guarda|guardalo|guardala|describe|describela|describelo|describemela|describemelo|escribe|teclea|"
-         r"traduce|traducelo|traducela|resume|resumelo|muestrame|pulsa|presiona|haz|explica|busca|"
+         r"traduce|traducelo|traducela|resume|resumelo|resumemelo|muestrame|pulsa|presiona|haz|explica|busca|"
+         r"apunta|apuntalo|apuntamelo|anota|anotalo|anotamelo|guardamelo|copia|"
          r"lis|lis-le|lis-la|dis|decris|traduis|ecris|tape|souviens|resume-le|"
          r"lies|sag|beschreibe|ubersetze|speichere|merke|merk|tippe|drucke|fasse|"
          r"leggi|leggilo|leggila|di'|descrivi|ricorda|scrivi|traduci|"

@@ -33,11 +33,14 @@ from .intent_model import IntentModel
 from .noise import noisy, rng_for
 
 CORPUS = Path(__file__).with_name("data") / "routing_corpus.jsonl"
+#: requests written by hand (data/written_requests.txt, built by build_corpus.py --written): the
+#: phrasings templates never produce, weighted ``written_weight`` each
+WRITTEN = Path(__file__).with_name("data") / "routing_written.jsonl"
 MEDIA_FIELDS = ("image", "video", "audio")
 #: hyper-parameters picked by 5-fold cross-validation on the corpus; the temperature fitted on
 #: tests/routing_calibration.jsonl (bench/routing_cv.py --calibrate)
 SETTINGS = {"l2": 1e-5, "steps": 60, "lr": 0.2, "temperature": 0.431, "features": 3, "augment": 1,
-            "augment_weight": 0.5}
+            "augment_weight": 0.5, "written_weight": 1.0}
 EXAMPLE_MASS = 120.0  # a tool's examples together weigh at least this many corpus requests
 
 Embed = Callable[[list[str]], np.ndarray]
@@ -62,8 +65,12 @@ def context_for(kinds: Iterable[str], *, spoken: bool = False, after: str | None
     return kinds or ("none",)
 
 
-def corpus_rows(path: Path = CORPUS) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+def corpus_rows(path: Path | None = None) -> list[dict[str, Any]]:
+    """The corpus: the generated requests, then the hand-written ones (``weight`` set), or one file."""
+    if path is not None:
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    written = corpus_rows(WRITTEN) if WRITTEN.exists() else []
+    return corpus_rows(CORPUS) + [{**row, "weight": SETTINGS["written_weight"]} for row in written]
 
 
 def corpus_units(rows: list[dict[str, Any]]) -> list[Unit]:
@@ -73,7 +80,7 @@ def corpus_units(rows: list[dict[str, Any]]) -> list[Unit]:
         prev = None
         for i, (text, tool) in enumerate(row["parts"]):
             ctx = context_for(row["attachments"], spoken=spoken) if i == 0 else context_for((), after=prev)
-            out.append(Unit(text, ctx, tool))
+            out.append(Unit(text, ctx, tool, float(row.get("weight", 1.0))))
             if tool != "none":
                 prev = tool
     return out

@@ -2,6 +2,7 @@
 
     python plugins/assistant/data/build_corpus.py      # rewrites routing_corpus.jsonl (seeded)
     python plugins/assistant/data/build_corpus.py --wide   # appends the widening rows (ids w-NNNN)
+    python plugins/assistant/data/build_corpus.py --written   # written_requests.txt -> routing_written.jsonl
 
 Each line is in the dev set's format (``id``, ``text``, ``attachments``, ``intent``,
 ``steps``) plus ``parts``: the request's clauses, each with the tool it asks for (the unit
@@ -2313,7 +2314,64 @@ def append_wide() -> None:
     print(f"{len(lines)} + {i} requests -> {OUT}")
 
 
+# --- hand-written requests ----------------------------------------------------------------
+# Templates give every phrasing of a tool the same skeleton; people write requests no template
+# produces, and the router lost 4-6 points on every new writer. written_requests.txt holds
+# requests written by hand (see its header); they become their own corpus file, which training
+# reads after the generated one.
+WRITTEN_SRC = Path(__file__).with_name("written_requests.txt")
+WRITTEN = Path(__file__).with_name("routing_written.jsonl")
+_TAKES_IMAGE = ("vision.", "imagegen.edit")
+
+
+def written_row(tools: list[str], atts: list[str], text: str) -> dict:
+    """One corpus row from a hand-written line: clauses from ``split_clauses`` paired with the
+    line's tools, the steps an attachment needs first (audio is transcribed, an image sent to a
+    tool that takes none is described) and the intent of the first real step."""
+    from plugins.assistant.rules import split_clauses  # the router's own splitting
+
+    spoken = text.startswith("[spoken] ")
+    words = text[len("[spoken] "):] if spoken else text
+    clauses = split_clauses(words)
+    if len(clauses) != len(tools):
+        raise ValueError(f"{text!r} splits into {len(clauses)} clauses {clauses} but names {len(tools)} tools")
+    steps = [t for tool in tools if tool != "none" for t in tool.split("+")]
+    if "audio" in atts and steps[0] != "voice.transcribe":
+        steps = ["voice.transcribe", *steps]
+    elif "image" in atts and not steps[0].startswith(_TAKES_IMAGE):
+        steps = ["vision.describe", *steps]
+    # The intent of the first real step; typed words about attached audio are a transcription first.
+    first = "voice.transcribe" if "audio" in atts and not spoken else tools[0].split("+")[0]
+    return {"text": text, "attachments": atts, "intent": intent_of(first), "steps": steps,
+            "parts": [[c, t] for c, t in zip(clauses, tools, strict=True)]}
+
+
+def written_rows(src: Path = WRITTEN_SRC) -> list[dict]:
+    rows, errors = [], []
+    for n, line in enumerate(src.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        tools, atts, text = (x.strip() for x in line.split("|", 2))
+        try:
+            rows.append(written_row([t.strip() for t in tools.split(">")],
+                                    [a.strip() for a in atts.split(",") if a.strip()], text))
+        except ValueError as e:
+            errors.append(f"{src.name}:{n}: {e}")
+    if errors:
+        raise SystemExit("\n".join(errors))
+    return rows
+
+
+def write_written() -> None:
+    rows = written_rows()
+    with WRITTEN.open("w", encoding="utf-8") as f:
+        for i, row in enumerate(rows, 1):
+            f.write(json.dumps({"id": f"h-{i:04d}", **row}, ensure_ascii=False) + "\n")
+    print(f"{len(rows)} hand-written requests -> {WRITTEN}")
+
+
 if __name__ == "__main__":
     import sys
 
-    append_wide() if sys.argv[1:] == ["--wide"] else main()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # run as a script: the repo's packages
+    {"--wide": append_wide, "--written": write_written}.get(sys.argv[1] if sys.argv[1:] else "", main)()
