@@ -10,8 +10,16 @@ time is counted in reflect's. A solution is right when the number it concludes w
 (``agreement.key``) equals the known answer. The order of the strategies rotates from
 problem to problem, so load from other processes on a shared machine falls on all of
 them alike. With ``--cache`` every solved problem is saved at once and an interrupted
-run resumes where it stopped (``--report-only`` reports what it holds). Also printed: how
+run resumes where it stopped (``--report-only`` reports what it holds); ``--part`` splits
+the run over processes and ``--merge`` joins their caches. Also printed: how
 many of the problems the difficulty model calls hard (they all need several steps).
+
+Cost: a generation stops as soon as a finished final-answer line is out
+(``strategies.answer_complete``: "Answer: 12", "The answer is 12."), since what SmolLM2
+writes after it (repeats, new made-up problems) changes nothing but the time; the
+conclusion is then that line's number. Self-consistency's samples share one prompt
+evaluation (``Chat.sample``) and run to their end. One llama.cpp thread: on the shared
+2-core machine two threads were slower (they spin waiting for each other).
 
 The table decides the defaults: for hard requests, the cheapest strategy whose accuracy
 is not significantly below the most accurate one (exact sign test on the problems where
