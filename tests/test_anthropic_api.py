@@ -99,8 +99,11 @@ def test_streamed_tool_use_round_trip(client):
     messages += [{"role": "assistant", "content": [b.model_dump() for b in msg.content]},
                  {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id,
                                                "content": [{"type": "text", "text": "rainy, 12 C"}]}]}]
-    answer = client.messages.create(model="smollm2", max_tokens=30, extra_body={"temperature": 0}, tools=[WEATHER],
-                                    messages=messages)
+    with client.messages.stream(model="smollm2", max_tokens=30, extra_body={"temperature": 0}, tools=[WEATHER],
+                                messages=messages) as stream:
+        texts = [e.delta.text for e in stream if e.type == "content_block_delta" and e.delta.type == "text_delta"]
+        answer = stream.get_final_message()
+    assert len(texts) > 1  # with tools offered, the prose still streams as it is written
     assert answer.stop_reason in ("end_turn", "max_tokens")
     assert answer.content and answer.content[0].type == "text" and answer.content[0].text.strip()
     # a named tool_choice forces that tool even without an example

@@ -39,7 +39,12 @@ async def app(tmp_path_factory):
     from core.config import PathsConfig
 
     data = tmp_path_factory.mktemp("sample")
-    cfg = LoomConfig(models={"inl": smol(placement="inline"), "proc": smol(placement="process")},
+    # "lp" keeps every logit (``logits_all``): llama-cpp-python's own log-probabilities, the
+    # reference the batch decoder's are checked against. With flash attention, as the batch
+    # context has it (llama.cpp's default, "auto", enables it on CPU): without, the logits
+    # differ in the second decimal (float16 accumulation), the tokens chosen do not.
+    cfg = LoomConfig(models={"inl": smol(placement="inline"), "proc": smol(placement="process"),
+                             "lp": smol(placement="inline", options={"logits_all": True, "flash_attn": True})},
                      paths=PathsConfig(data_dir=str(data), cache_dir=str(data / "cache")))
     app = Loom.create(cfg, environ={"LOOM_DISABLE_PLUGIN_AUTOLOAD": "1", "LOOM_PLUGINS": "llamacpp"})
     async with app:
@@ -84,3 +89,32 @@ async def test_a_worker_process_returns_the_same_samples(app):
             await chat.sample(REQUEST, n=0)
     assert got.texts == want.texts and got.prompt_evaluations == 1
     assert got.finish_reasons == want.finish_reasons
+    # The log-probabilities cross the pipe too.
+    assert got.logprobs is not None and want.logprobs is not None
+    assert [len(lp) for lp in got.logprobs] == [len(lp) for lp in want.logprobs]
+    assert all(abs(a - b) < 1e-4 for g, w in zip(got.logprobs, want.logprobs, strict=True)
+               for a, b in zip(g, w, strict=True))
+
+
+async def test_samples_carry_the_models_own_token_logprobs(app):
+    greedy_req = ChatRequest(messages=CAPITAL, temperature=0.0, max_tokens=12, seed=3)
+    async with app.pool.use("inl", Chat) as chat:
+        greedy = await chat.sample(greedy_req, n=2)
+        # An open prompt: greedy takes the most likely tokens, temperature 2 draws ones the
+        # model itself finds unlikely.
+        open_greedy = await chat.sample(greedy_req, n=2, messages=MESSAGES)
+        hot = await chat.sample(greedy_req, n=3, messages=MESSAGES, temperature=2.0)
+    async with app.pool.use("lp", Chat) as chat:
+        # An ordinary generation: llama-cpp-python computes the log-probabilities.
+        reference = await chat.complete(greedy_req, logprobs=True)
+    assert greedy.prompt_evaluations == 1
+    assert greedy.logprobs is not None and len(greedy.logprobs) == 2
+    assert greedy.texts[0] == reference.text.strip()
+    lps, ref = greedy.logprobs[0], [t.logprob for t in reference.logprobs]
+    assert len(lps) == greedy.usage.completion_tokens // 2 == len(ref)
+    # The batch decoder's figures are the model's: they match the library's own, token by token.
+    assert all(x <= 0 for x in lps) and all(abs(a - b) < 1e-3 for a, b in zip(lps, ref, strict=True)), (lps, ref)
+    assert greedy.mean_logprob(0) == pytest.approx(sum(lps) / len(lps)) and greedy.min_logprob(0) == min(lps)
+    # The most likely tokens score higher than tokens sampled hot.
+    hot_means = [hot.mean_logprob(i) for i in range(3)]
+    assert all(open_greedy.mean_logprob(0) > m + 0.5 for m in hot_means), (open_greedy.mean_logprob(0), hot_means)

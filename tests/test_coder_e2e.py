@@ -40,7 +40,7 @@ async def test_generate_writes_code_and_streams_it(make_app, ws, data_dir):
                                                    "temperature": 0, "max_tokens": 160}, on_progress=progress)
     assert "def" in result.text()
     assert "def" in result.structured["code"] and "```" not in result.structured["code"]
-    assert result.structured["model"] == "smollm2"
+    assert result.structured["model"] == "smollm2-coder"  # the packaged coder
     assert len(seen) > 1 and "".join(m for _, m in seen) == result.text()
     steps = [d for d, _ in seen]
     assert all(a < b for a, b in itertools.pairwise(steps))
@@ -93,7 +93,7 @@ async def test_cancelling_generate_frees_the_model(make_app, ws, data_dir):
             await first.wait()
             tg.cancel_scope.cancel()
         # The generation stopped and let go of the model: nothing holds it, and it answers again.
-        assert app.pool.model_status("smollm2")["busy"] == 0
+        assert app.pool.model_status("smollm2-coder")["busy"] == 0
         again = await app.call("coder.explain", {"error": "NameError: name 'x' is not defined", "max_tokens": 8})
         assert again.text()
 

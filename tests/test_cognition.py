@@ -20,6 +20,7 @@ from plugins.cognition.settings import CognitionSettings
 from plugins.cognition.stages import (
     AntiHallucinationStage,
     EmotionStage,
+    PersonalityStage,
     ReasoningStage,
     detect_context,
     style,
@@ -169,6 +170,33 @@ async def test_agreeing_samples_are_not_marked():
     assert not stage.wants_check(Turn(text="Write a poem about the sea"))
 
 
+@pytest.mark.anyio
+async def test_the_confidence_uses_the_models_token_logprobs(monkeypatch):
+    """The same agreeing samples: the answer the model wrote with likely tokens is more
+    trusted than one it wrote with unlikely tokens, once the calibration uses them."""
+    params = {"features": ["support", "mean_logprob"], "weights": [1.0, 1.5], "bias": 0.0,
+              "center": {"support": 0.5, "mean_logprob": -1.5}, "scale": {"support": 0.3, "mean_logprob": 0.8}}
+    monkeypatch.setattr(confidence, "calibration", lambda: params)
+    texts = ["Paris is the capital of France.", "The capital of France is Paris.", "Paris."]
+
+    async def judge(logprobs):
+        turn = Turn(text="What is the capital of France?", candidates=list(texts))
+        turn.answer = texts[0]
+        turn.metadata["samples"] = {"n": 3, "prompt_evaluations": 1, "logprobs": logprobs}
+        await AntiHallucinationStage(CognitionSettings()).after(turn)
+        return turn, turn.events[-1]
+
+    sure, sure_event = await judge([[-0.1, -0.2, -0.05], [-0.3], [-0.2]])
+    unsure, unsure_event = await judge([[-3.0, -4.5, -2.5], [-0.3], [-0.2]])
+    unknown, unknown_event = await judge(None)  # a backend that cannot tell
+    assert sure.confidence > unknown.confidence > unsure.confidence
+    assert unsure.uncertain and not sure.uncertain
+    assert sure_event.mean_logprob == pytest.approx(-0.35 / 3, abs=1e-4) and sure_event.min_logprob == -0.2
+    assert sure_event.logprobs_used and unsure_event.logprobs_used and not unknown_event.logprobs_used
+    assert unknown_event.mean_logprob is None
+    assert sure.metadata["anti_hallucination"]["mean_logprob"] == pytest.approx(-0.35 / 3)
+
+
 def test_difficulty_is_predicted_by_the_model():
     hard = ["A shop sells 4 boxes of 12 pens and then 7 more pens. How many pens were sold in total?",
             "Compare the pros and cons of leasing a car versus buying one over five years.",
@@ -255,6 +283,11 @@ async def test_uncertain_answer_is_marked_with_real_disagreeing_samples(llm_app)
         assert drawn["n"] == 3 and drawn["prompt_evaluations"] == 1 and drawn["completion_tokens"] > 3
         assessed = next(e for e in turn.events if type(e).__name__ == "ConfidenceAssessed")
         assert assessed.prompt_evaluations == 1 and assessed.sample_s > 0 and assessed.samples == 3
+        # Every sample came with its tokens' log-probabilities; the event carries the answer's.
+        assert len(drawn["logprobs"]) == 3 and all(lp and max(lp) <= 0 for lp in drawn["logprobs"])
+        given = drawn["logprobs"][next(k for k, c in enumerate(turn.candidates) if c in turn.answer)]
+        assert assessed.mean_logprob == pytest.approx(sum(given) / len(given), abs=1e-4)
+        assert assessed.logprobs_used is confidence.uses_logprobs()
         svc = await app.services["memory"].get()
         stored = svc.get(turn.metadata["memory"]["stored"]["episodic"])
         assert any(r["metadata"].get("uncertain") for r in stored.values())
@@ -313,6 +346,36 @@ async def test_personality_stage_uses_config(make_app):
     await personality.before(turn)
     assert turn.metadata["personality"]["context"] == "casual"
     assert "Be frank and direct; disagree plainly when the user is wrong." in turn.instructions
+
+
+@pytest.mark.anyio
+async def test_a_short_follow_up_gets_no_register_and_tone_follows_the_calibrated_threshold():
+    """"And times 3?" after a sum is not creative writing: no creative/lively/warm lines
+    (SmolLM2 acted them out), no tone change; an open request keeps the personality's register."""
+    settings = CognitionSettings()
+
+    async def instructions(text, emotion=None):
+        turn = Turn(text=text)
+        if emotion is None:
+            await EmotionStage(settings).before(turn)
+        else:
+            turn.metadata["emotion"] = emotion
+        await PersonalityStage(settings).before(turn)
+        return turn
+
+    for follow_up in ("And times 3?", "What about 12?", "¿Y por 3?", "Why?"):
+        turn = await instructions(follow_up)
+        said = " ".join(turn.instructions)
+        assert "creative" not in said and "enthusiasm" not in said and "point of view" not in said, (follow_up, said)
+        assert not turn.metadata["emotion"]["tone_changed"] and turn.metadata["personality"]["open_ended"] is False
+    story = await instructions("Write a short story about a lighthouse keeper")
+    assert "Offer creative ideas and unusual angles where they help." in story.instructions
+    # Intense, but under the calibrated tone threshold: the tone did not change, so no
+    # "the user is emotional" context either.
+    calm = await instructions("Can you help me plan the week?", {"intensity": 0.65, "tone_changed": False})
+    assert calm.metadata["personality"]["context"] != "emotional"
+    upset = await instructions("Can you help me plan the week?", {"intensity": 0.8, "tone_changed": True})
+    assert upset.metadata["personality"]["context"] == "emotional"
 
 
 def test_bad_cognition_config_is_a_clear_error(make_app):

@@ -70,10 +70,24 @@ def test_generate_with_json_format_and_a_tool_call(client):
                                              '</tool_call>'},
             {"role": "tool", "content": "sunny"},
             {"role": "assistant", "content": "It is sunny in Rome."}]
-    r = client.chat(model="smollm2", messages=[*shot, {"role": "user", "content": "What's the weather in Paris?"}],
-                    tools=[get_weather], options={"temperature": 0, "num_predict": 60})
+    ask = [*shot, {"role": "user", "content": "What's the weather in Paris?"}]
+    r = client.chat(model="smollm2", messages=ask, tools=[get_weather], options={"temperature": 0, "num_predict": 60})
     calls = r.message.tool_calls or []
     assert calls and calls[0].function.name == "get_weather" and "city" in calls[0].function.arguments
+    assert isinstance(calls[0].function.arguments["city"], str)  # an object, as Ollama sends it
+    # Streamed, the same call comes back in message.tool_calls too, never as text.
+    parts = list(client.chat(model="smollm2", messages=ask, tools=[get_weather], stream=True,
+                             options={"temperature": 0, "num_predict": 60}))
+    streamed = [c for p in parts for c in (p.message.tool_calls or [])]
+    assert streamed and streamed[0].function.name == "get_weather"
+    assert streamed[0].function.arguments == calls[0].function.arguments
+    assert "<tool_call>" not in "".join(p.message.content or "" for p in parts)
+    # With tools offered, a plain answer is content, streamed as it is written.
+    poem = [{"role": "user", "content": "Write a short poem about the sea."}]
+    parts = list(client.chat(model="smollm2", messages=poem, tools=[get_weather], stream=True,
+                             options={"temperature": 0, "num_predict": 24}))
+    text = [p.message.content for p in parts if p.message.content]
+    assert len(text) > 3 and not any(p.message.tool_calls for p in parts)
 
 
 def test_embed_and_keep_alive(client, daemon):

@@ -57,15 +57,18 @@ def test_structured_output_parses_into_the_model(client):
 
 def test_tool_choice_required_and_named_force_a_call(client):
     msgs = [{"role": "user", "content": "Tell me a joke."}]  # nothing here asks for the weather
-    auto = client.chat.completions.create(model="smollm2", temperature=0, max_tokens=40, tools=[WEATHER],
-                                          messages=msgs)
+    # Unforced and streamed: the model just talks, and the talk streams as it is written (the
+    # text is held back only where it could be a tool call).
+    auto = list(client.chat.completions.create(model="smollm2", temperature=0, max_tokens=40, tools=[WEATHER],
+                                               messages=msgs, stream=True))
+    pieces = [c.choices[0].delta.content for c in auto if c.choices and c.choices[0].delta.content]
+    assert len(pieces) > 3 and not any(c.choices[0].delta.tool_calls for c in auto if c.choices)
     for choice in ("required", {"type": "function", "function": {"name": "get_weather"}}):
         forced = client.chat.completions.create(model="smollm2", temperature=0, max_tokens=60, tools=[WEATHER],
                                                 tool_choice=choice, messages=msgs)
         call = forced.choices[0].message.tool_calls[0]
         assert forced.choices[0].finish_reason == "tool_calls" and call.function.name == "get_weather"
         assert "city" in json.loads(call.function.arguments)
-    assert auto.choices[0].message.tool_calls is None  # unforced, the model just talks
     with pytest.raises(openai.BadRequestError, match="not among the tools|get_time"):
         client.chat.completions.create(model="smollm2", max_tokens=5, tools=[WEATHER], messages=msgs,
                                        tool_choice={"type": "function", "function": {"name": "get_time"}})

@@ -180,13 +180,14 @@ async def test_failed_load_releases_memory_and_retry_works(make_app, tmp_path):
 async def test_roles_default_model_and_configured_override(make_app, ggufs):
     app = make_app("llamacpp")
     assert app.pool.model_for("coordinator") == "smollm2"
-    assert app.pool.model_for("coder") == "smollm2"
+    assert app.pool.model_for("coder") == "smollm2-coder"  # the same weights, converted for batches
+    assert app.pool.config_for("smollm2-coder").quantize == "q8_0"
     with pytest.raises(ModelUnavailable, match=r"\[models.imagegen\]"):
         app.pool.model_for("imagegen")
     app2 = make_app("llamacpp", config=LoomConfig(models={"mycoder": tiny(ggufs["a"], role="coder")}))
     assert app2.pool.model_for("coder") == "mycoder"
     assert app2.pool.model_for("coordinator") == "smollm2"
-    with pytest.raises(ModelUnavailable, match="known: mycoder, smollm2"):
+    with pytest.raises(ModelUnavailable, match="known: mycoder, smollm2, smollm2-coder"):
         app2.pool.config_for("nope")
 
 

@@ -137,6 +137,21 @@ class SampleResult(msgspec.Struct):
     #: how many times the prompt was evaluated: 1 when the samples shared one evaluation
     #: (decoded together, one batch a step), ``n`` when they ran one after another
     prompt_evaluations: int = 1
+    #: per sample, the log-probability (natural log) of each token it generated under the
+    #: model's own distribution (the softmax of its logits, before temperature, top-k or
+    #: top-p): how sure the model was of what it wrote. None where the backend cannot tell
+    #: (a sample's entry is None when only that one lacks them).
+    logprobs: list[list[float] | None] | None = None
+
+    def mean_logprob(self, i: int = 0) -> float | None:
+        """Sample ``i``'s mean token log-probability (None when unknown or empty)."""
+        lps = self.logprobs[i] if self.logprobs is not None and i < len(self.logprobs) else None
+        return sum(lps) / len(lps) if lps else None
+
+    def min_logprob(self, i: int = 0) -> float | None:
+        """Sample ``i``'s least likely token's log-probability (None when unknown or empty)."""
+        lps = self.logprobs[i] if self.logprobs is not None and i < len(self.logprobs) else None
+        return min(lps) if lps else None
 
 
 GENERATE = operation("chat.generate", ChatRequest, ChatResult, ChatDelta)
@@ -194,7 +209,9 @@ def combine_samples(results: Sequence[ChatResult]) -> SampleResult:
                       completion_tokens=sum(r.usage.completion_tokens for r in results),
                       ttft_s=results[0].usage.ttft_s if results else None,
                       total_s=sum(r.usage.total_s for r in results))
-    return SampleResult([r.text for r in results], [r.finish_reason for r in results], usage, len(results))
+    logprobs = [[t.logprob for t in r.logprobs] if r.logprobs is not None else None for r in results]
+    return SampleResult([r.text for r in results], [r.finish_reason for r in results], usage, len(results),
+                        logprobs if any(lp is not None for lp in logprobs) else None)
 
 
 @capability

@@ -2,13 +2,20 @@
 
 stdout carries only JSON-RPC: from the first line of this command, anything else
 that writes to stdout (a plugin's print, a library's banner) lands on stderr.
+
+SIGTERM/SIGINT drain: new tool calls are refused (a JSON-RPC error saying Loom is shutting
+down), the calls already running finish and their results are written (at most
+``server.shutdown_grace`` seconds), then the plugins close and the process exits 0. A
+second signal stops at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+from typing import Any
 
 from . import make_app
 
@@ -49,8 +56,29 @@ def run(args: argparse.Namespace) -> int:
     stdout = os.fdopen(wire_out, "wb", buffering=0)
 
     async def main() -> None:
-        async with app, surface.running():
-            await serve_stdio(surface, stdin, stdout, max_line=app.config.server.max_body_bytes)
+        async with app, surface.running(), anyio.create_task_group() as tg:
+            tg.start_soon(_drain_on_signal, surface, tg.cancel_scope)
+            await serve_stdio(surface, stdin, stdout, max_line=app.config.server.max_body_bytes,
+                              grace=app.config.server.shutdown_grace)
+            tg.cancel_scope.cancel()
 
     anyio.run(main)
+    if surface.draining.is_set():
+        # The stdin reader thread may still be blocked on a client that keeps the pipe open:
+        # everything is closed and written, so leave without waiting for it.
+        sys.stderr.flush()
+        os._exit(0)
     return 0
+
+
+async def _drain_on_signal(surface: Any, scope: Any) -> None:
+    """The first SIGTERM/SIGINT drains the surface (``serve_stdio`` then returns); a second stops now."""
+    import anyio
+
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            if surface.draining.is_set():
+                scope.cancel()
+                return
+            print("loom: shutting down: finishing the tool calls in flight", file=sys.stderr, flush=True)
+            surface.begin_drain()

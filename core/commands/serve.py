@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            ops.begin_drain()  # readiness off, event streams end, new API calls get 503
+            ops.begin_drain()  # readiness off, event streams end, new API and MCP tool calls refused
             started = time.monotonic()
             grace = max(0.0, cfg.shutdown_grace)
             # 1. Keep listening while work is in flight (at most drain_timeout): load
@@ -162,6 +162,7 @@ def _build(app: object, *, auth: bool, host: str, token: str | None, build_http_
         cookie_paths=tuple(p for p in COOKIE_PATHS if p != "/"),
         cookie_actions=COOKIE_ACTIONS,
         services=[ops.running, lambda: _subscribed(app, requests)],
+        draining=ops.draining,  # MCP sessions refuse new tool calls during the drain too
     )
     asgi.add_middleware(RequestTracker, log=requests)
     asgi.add_middleware(HttpMetrics, ops=ops)

@@ -39,6 +39,7 @@ from core.capabilities import Chat, ChatResult
 
 from .http import api_endpoint
 from .openai import ApiError, OpenAISurface, to_api_error
+from .tool_stream import ToolTextStream
 
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
@@ -359,10 +360,14 @@ class AnthropicSurface:
                 yield _event("ping", {})
                 index = 0
                 text_open = False
+                # With tools the text may be a call: prose streams, a call waits until it is parsed.
+                calls = ToolTextStream() if tools else None
                 async with chat.stream(messages, **options) as s:
                     async for delta in s:
                         delta += s.drain_text()
-                        if not delta or tools:  # with tools the text may be a call: sent once parsed
+                        if calls is not None:
+                            delta = calls.feed(delta)
+                        if not delta:
                             continue
                         if not text_open:
                             yield _event("content_block_start",
@@ -376,11 +381,13 @@ class AnthropicSurface:
             if result.finish_reason == "error":
                 yield _event("error", {"error": {"type": "api_error", "message": "generation failed"}})
                 return
-            if tools and result.text:
-                yield _event("content_block_start", {"index": index, "content_block": {"type": "text", "text": ""}})
-                yield _event("content_block_delta",
-                             {"index": index, "delta": {"type": "text_delta", "text": result.text}})
-                text_open = True
+            rest = calls.finish(result.text) if calls is not None else ""
+            if rest:
+                if not text_open:
+                    yield _event("content_block_start",
+                                 {"index": index, "content_block": {"type": "text", "text": ""}})
+                    text_open = True
+                yield _event("content_block_delta", {"index": index, "delta": {"type": "text_delta", "text": rest}})
             if text_open:
                 yield _event("content_block_stop", {"index": index})
                 index += 1

@@ -579,6 +579,7 @@ def build_http_app(
     cookie_paths: Sequence[str] = (),
     cookie_actions: Sequence[str] = (),
     services: Sequence[Callable[[], contextlib.AbstractAsyncContextManager[Any]]] = (),
+    draining: Any = None,
 ) -> Starlette:
     """The daemon's ASGI app for ``app`` (a ``Loom``); starting it starts ``app`` too.
 
@@ -586,6 +587,8 @@ def build_http_app(
     ``public_paths`` need no token (health probes); ``cookie_paths`` also accept the
     dashboard's cookie on GET, ``cookie_actions`` (path prefixes) on POST with the
     ``X-Loom-Dashboard: 1`` header; ``services`` are entered, in order, once the app runs.
+    ``draining``: the daemon's shutdown event (``DaemonOps.draining``); once it is set every MCP
+    path refuses new tool calls while the calls in flight finish.
     """
     from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
     from mcp.server.transport_security import TransportSecuritySettings
@@ -602,11 +605,14 @@ def build_http_app(
         raise ValueError(f"refusing to serve without authentication on {host}: --no-auth is only allowed "
                          "on a loopback address (127.0.0.1, ::1, localhost)")
     token = ensure_token(app.config)[0] if auth else None
-    surface = surface or McpSurface(app)
+    surface = surface or McpSurface(app, draining=draining)
+    if draining is not None:
+        surface.draining = draining
     # The full tool list at mcp_path; each tool profile at mcp_path/<profile>.
     surfaces = [(cfg.mcp_path, surface)]
     for profile in profiles(app.config):
-        surfaces.append((f"{cfg.mcp_path.rstrip('/')}/{profile}", McpSurface(app, profile=profile)))
+        surfaces.append((f"{cfg.mcp_path.rstrip('/')}/{profile}", McpSurface(app, profile=profile,
+                                                                              draining=surface.draining)))
     manager_class = _session_manager_class()
 
     def manager_for(server: Any) -> Any:

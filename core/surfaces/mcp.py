@@ -20,6 +20,10 @@ resource subscriptions on both eras (``mcp_watch``), MCP tasks for long calls
 Run it inside ``async with surface.running():`` (it watches the registries and runs the
 tasks), then on any transport: ``serve_stdio`` here, or streamable HTTP from
 ``core.surfaces.http``.
+
+Shutting down: once ``surface.draining`` is set (``loom serve`` shares its ``DaemonOps.draining``;
+``loom mcp`` sets it on SIGTERM/SIGINT), a new ``tools/call`` (plain or as a task) is refused with
+the JSON-RPC error ``SHUTTING_DOWN`` while the calls already running finish and deliver their results.
 """
 
 from __future__ import annotations
@@ -90,6 +94,12 @@ INSTRUCTIONS = (
     "loom://status for the plugins and loom://models for the models and memory."
 )
 SEARCH_HINT = " To find the tools for a task, call tools.search with the task in a sentence."
+
+#: JSON-RPC error code of a tool call refused because the server is shutting down (the
+#: implementation-defined server-error range -32000..-32099)
+SHUTTING_DOWN = -32000
+SHUTTING_DOWN_MESSAGE = ("Loom is shutting down: this tool call was not started. Retry it once the daemon "
+                         "has restarted (calls already running finish normally).")
 
 _ELICIT_KEY = "loom-elicit-{}"
 _STATE_TAG = "loom-elicit"
@@ -250,10 +260,13 @@ class _LoomServer(Server[Any]):
 class McpSurface:
     """Serves one ``Loom`` app as an MCP server; see the module docstring."""
 
-    def __init__(self, app: Any, *, name: str = "loom", profile: str | None = None) -> None:
-        """``profile``: serve only that tool profile's tools (``core.profiles``); None serves all."""
+    def __init__(self, app: Any, *, name: str = "loom", profile: str | None = None,
+                 draining: anyio.Event | None = None) -> None:
+        """``profile``: serve only that tool profile's tools (``core.profiles``); None serves all.
+        ``draining``: the event that says the server is shutting down (a new one when None)."""
         self.app = app
         self.profile = profile
+        self.draining = draining if draining is not None else anyio.Event()
         if profile is not None:
             get_profile(app.config, profile)  # an unknown profile fails here, not at first call
         self._events = InMemorySubscriptionBus()
@@ -337,6 +350,18 @@ class McpSurface:
             self.app.bus.unsubscribe(sub)
             self._unwatch_bus()
             self._token = None
+
+    def begin_drain(self) -> None:
+        """Refuse new tool calls from now on; calls already running go on to the end."""
+        if not self.draining.is_set():
+            log.info("draining: new tool calls are refused", profile=self.profile)
+        self.draining.set()
+
+    def _refuse_if_draining(self, name: str) -> None:
+        if self.draining.is_set():
+            log.info("tool call refused: shutting down", tool=name)
+            raise MCPError(code=SHUTTING_DOWN, message=SHUTTING_DOWN_MESSAGE,
+                           data={"reason": "shutting_down", "retryable": True})
 
     def _on_tools_change(self, added: list[str], removed: list[str]) -> None:
         # May run in a worker thread (a sync admin tool disabling a plugin).
@@ -470,6 +495,8 @@ class McpSurface:
                          task: McpTask | None = None) -> Any:
         """One ``tools/call``; with ``task``, run as that MCP task (progress goes to its status)."""
         name = self._callable(params.name)
+        if task is None:  # a task was accepted before any drain began: it runs
+            self._refuse_if_draining(name)
         call = McpCall(rctx, params)
         client = rctx.session.client_params
         if task is None:
@@ -540,6 +567,7 @@ class McpSurface:
         name = self._callable(params.name)
         if name not in self.app.tools:
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool {params.name!r}")
+        self._refuse_if_draining(name)
 
         async def run(task: McpTask) -> dict[str, Any]:
             result = await self._call_tool(rctx, params, task)
@@ -940,20 +968,29 @@ def parse_line(line: bytes, *, max_depth: int = 64) -> tuple[Any, dict[str, Any]
         return err(types.INVALID_REQUEST, f"Invalid Request: {first}", ident)
 
 
-async def serve_stdio(surface: McpSurface, stdin: BinaryIO, stdout: BinaryIO, *, max_line: int) -> None:
+async def serve_stdio(surface: McpSurface, stdin: BinaryIO, stdout: BinaryIO, *, max_line: int,
+                      grace: float = 30.0) -> None:
     """Serve MCP over newline-delimited JSON-RPC on ``stdin``/``stdout`` (binary files).
 
     Unlike the SDK's stdio transport, a malformed line (not UTF-8, not JSON, not
     JSON-RPC, too deep, longer than ``max_line`` bytes) is answered with the matching
     JSON-RPC error instead of being dropped, and the next line is served normally.
+
+    Returns at end of input, or once ``surface.draining`` is set and every request
+    received so far has been answered (at most ``grace`` seconds later); new tool calls
+    meanwhile are refused (``SHUTTING_DOWN``).
     """
+    # Requests read but not yet answered: a drain ends once their answers are written.
+    # A 2026-07-28 subscriptions/listen stream never ends by itself, so it is not waited for.
+    unanswered: set[Any] = set()
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
     errors = write_send.clone()
     dst = anyio.wrap_file(stdout)
 
     async def readline(limit: int) -> bytes:
-        return await anyio.to_thread.run_sync(stdin.readline, limit)
+        # Abandoned on cancel: a drain must not wait for a client that keeps stdin open.
+        return await anyio.to_thread.run_sync(stdin.readline, limit, abandon_on_cancel=True)
 
     async def send_error(e: dict[str, Any]) -> None:
         msg = types.JSONRPCError(jsonrpc="2.0", id=e["id"], error=types.ErrorData(code=e["code"],
@@ -983,6 +1020,8 @@ async def serve_stdio(surface: McpSurface, stdin: BinaryIO, stdout: BinaryIO, *,
                 if error is not None:
                     await send_error(error)
                 else:
+                    if isinstance(message, types.JSONRPCRequest) and message.method != "subscriptions/listen":
+                        unanswered.add(message.id)
                     await read_send.send(SessionMessage(message))
 
     async def writer() -> None:
@@ -991,10 +1030,22 @@ async def serve_stdio(surface: McpSurface, stdin: BinaryIO, stdout: BinaryIO, *,
                 data = item.message.model_dump_json(by_alias=True, exclude_unset=True)
                 await dst.write(data.encode() + b"\n")
                 await dst.flush()
+                if isinstance(item.message, types.JSONRPCResponse | types.JSONRPCError):
+                    unanswered.discard(item.message.id)
+
+    async def drain(scope: anyio.CancelScope) -> None:
+        await surface.draining.wait()
+        with anyio.move_on_after(grace):
+            while unanswered:  # noqa: ASYNC110 - a set the reader and writer update, no event
+                await anyio.sleep(0.02)
+        if unanswered:
+            log.warning("drain: giving up on unanswered requests", count=len(unanswered), grace=grace)
+        scope.cancel()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(writer)
         tg.start_soon(reader)
+        tg.start_soon(drain, tg.cancel_scope)
         try:
             await surface.server.run(read_recv, write_send, surface.server.create_initialization_options())
         finally:

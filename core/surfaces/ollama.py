@@ -44,6 +44,7 @@ from core.units import parse_duration
 
 from .http import api_endpoint
 from .ops import DaemonOps, QueueFull
+from .tool_stream import ToolTextStream
 
 #: the Ollama API version clients see (they gate features on it)
 VERSION = "0.12.0"
@@ -464,17 +465,22 @@ class OllamaSurface:
                     await ticket.wait(1.0)
                 load_s = await self._ensure(name)
                 async with self.app.pool.use(name, Chat, reason="chat over the Ollama API") as chat:
+                    # With tools the text may be a call: prose streams, a call waits until it is parsed.
+                    calls = ToolTextStream() if tools else None
                     async with chat.stream(messages, **options) as s:
                         async for delta in s:
                             delta += s.drain_text()
-                            if delta and not tools:  # with tools the text may be a call: sent once parsed
+                            if calls is not None:
+                                delta = calls.feed(delta)
+                            if delta:
                                 yield _line(piece(delta))
                     result = s.result
                     if keep is not None:
                         await self.app.pool.set_keep_alive(name, keep)
                 assert result is not None
-                if tools and result.text and not result.tool_calls:
-                    yield _line(piece(result.text))
+                rest = calls.finish(result.text) if calls is not None else ""
+                if rest:
+                    yield _line(piece(rest))
                 yield _line(final(result, load_s, ""))
             except Exception as exc:  # the status line is sent: the error goes in the stream
                 yield _line({"error": str(exc) or type(exc).__name__})

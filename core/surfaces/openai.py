@@ -54,6 +54,7 @@ from core.tools import ToolArgumentError, ToolContext, ToolDenied, ToolError, To
 
 from .http import api_endpoint
 from .ops import DaemonOps, QueueFull
+from .tool_stream import ToolTextStream
 
 log = get_logger("loom.openai")
 
@@ -592,24 +593,24 @@ class OpenAISurface:
                 await ticket.wait(1.0)
             async with self.app.pool.use(name, Chat, reason="chat over the OpenAI API") as chat:
                 yield chunk({"role": "assistant", "content": ""})
-                tools = bool(options.get("tools")) and options.get("tool_choice") != "none"
+                # With tools the text may be a call: prose streams, a call waits until it is parsed.
+                calls = ToolTextStream() if options.get("tools") and options.get("tool_choice") != "none" else None
                 async with chat.stream(messages, **options) as s:
-                    if not tools:  # with tools the text may be a call: answer once it is parsed
-                        async for delta in s:
-                            delta += s.drain_text()
-                            if delta:
-                                yield chunk({"content": delta})
-                    else:
-                        async for _ in s:
-                            pass
+                    async for delta in s:
+                        delta += s.drain_text()
+                        if calls is not None:
+                            delta = calls.feed(delta)
+                        if delta:
+                            yield chunk({"content": delta})
                 result = s.result
             queue.leave(ticket)
             assert result is not None
             if result.finish_reason == "error":
                 yield _sse(error_body(500, "generation failed"))
                 return
-            if tools and result.text and not result.tool_calls:
-                yield chunk({"content": result.text})
+            rest = calls.finish(result.text) if calls is not None else ""
+            if rest:
+                yield chunk({"content": rest})
             for i, call in enumerate(result.tool_calls):
                 out = call.to_openai()
                 out["id"] = out["id"] or f"call_{uuid.uuid4().hex[:24]}"

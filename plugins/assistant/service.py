@@ -445,7 +445,8 @@ class Assistant:
             turn.metadata["samples"] = {"n": n, "prompt_evaluations": res.prompt_evaluations,
                                         "prompt_tokens": res.usage.prompt_tokens,
                                         "completion_tokens": res.usage.completion_tokens,
-                                        "seconds": round(res.usage.total_s, 3)}
+                                        "seconds": round(res.usage.total_s, 3),
+                                        "logprobs": res.logprobs}  # per sample (the confidence uses them)
         return [t.strip() for t in res.texts]
 
     async def chat(self, text: str, *, system: str | None, turn: Turn | None, max_tokens: int | None,

@@ -70,6 +70,11 @@ class ConfidenceAssessed(Event, frozen=True, kw_only=True):
     calibration_auroc: float | None = None
     prompt_evaluations: int | None = None
     sample_s: float | None = None
+    #: the model's token log-probabilities for the answer given (mean, least likely token;
+    #: None when the backend gave none) and whether the calibration used them
+    mean_logprob: float | None = None
+    min_logprob: float | None = None
+    logprobs_used: bool = False
 
 
 class StyleChosen(Event, frozen=True, kw_only=True):

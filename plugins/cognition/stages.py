@@ -27,6 +27,10 @@ from .settings import CognitionSettings
 ORDERS = {"emotion": 20, "personality": 30, "anti_hallucination": 40, "reasoning": 50}
 
 
+def _rounded(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
 def coordinator_answers(turn: Any) -> bool:
     """Whether the coordinator itself writes the answer (only then do samples make sense)."""
     plan = turn.plan
@@ -237,13 +241,15 @@ class AntiHallucinationStage:
         main = cands.index(turn.answer) if turn.answer in cands else 0
         score = agreement.agreement(cands, embed, main=main, question=turn.transcript) if len(cands) >= 2 else \
             {"pairwise": 1.0, "majority": 1.0, "support": 1.0, "clusters": 1.0, "confidence": 1.0, "samples": 1}
+        drawn = turn.metadata.get("samples") or {}
+        model_lp = confidence.logprob_features(self.answer_logprobs(turn, drawn.get("logprobs")))
+        score = {**score, **model_lp}
         conf = confidence.calibrated(score)
         params = confidence.calibration()
         if contradicted:
             conf = min(conf, 0.2)
         turn.confidence = conf
         uncertain = conf < self.settings.threshold
-        drawn = turn.metadata.get("samples") or {}
         info.update(score, calibrated=conf, uncertain=uncertain, semantic=embed is not None,
                     calibration_auroc=(params or {}).get("heldout_auroc"),
                     prompt_evaluations=drawn.get("prompt_evaluations"))
@@ -257,7 +263,22 @@ class AntiHallucinationStage:
                                            threshold=self.settings.threshold, calibrated=params is not None,
                                            calibration_auroc=(params or {}).get("heldout_auroc"),
                                            prompt_evaluations=drawn.get("prompt_evaluations"),
-                                           sample_s=drawn.get("seconds"), source="cognition"))
+                                           sample_s=drawn.get("seconds"),
+                                           mean_logprob=_rounded(model_lp.get("mean_logprob")),
+                                           min_logprob=_rounded(model_lp.get("min_logprob")),
+                                           logprobs_used=bool(model_lp) and confidence.uses_logprobs(params),
+                                           source="cognition"))
+
+    @staticmethod
+    def answer_logprobs(turn: Any, logprobs: list[list[float] | None] | None) -> list[float] | None:
+        """The token log-probabilities of the sample given as the answer (None when the
+        backend gave none, or the answer is not one of the samples as drawn)."""
+        if not logprobs:
+            return None
+        drawn = [(c or "").strip() for c in turn.candidates]
+        answer = (turn.answer or "").strip()
+        i = drawn.index(answer) if answer in drawn else -1
+        return logprobs[i] if 0 <= i < len(logprobs) else None
 
     @staticmethod
     def contradictions(turn: Any) -> list[str]:
@@ -321,8 +342,10 @@ CONTEXT_LINE = {
 }
 
 
-def detect_context(text: str, emotion_intensity: float = 0.0) -> str:
-    if emotion_intensity >= 0.6:
+def detect_context(text: str, emotion_intensity: float = 0.0, emotional: bool | None = None) -> str:
+    """work / casual / emotional / neutral. ``emotional``: whether the emotion stage changed
+    the reply's tone (its calibrated threshold); without it, an intensity of 0.6 decides."""
+    if emotional if emotional is not None else emotion_intensity >= 0.6:
         return "emotional"
     work, casual = len(_WORK.findall(text)), len(_CASUAL.findall(text))
     if work > casual:
@@ -332,14 +355,35 @@ def detect_context(text: str, emotion_intensity: float = 0.0) -> str:
     return "neutral"
 
 
-def style(traits: dict[str, float], context: str) -> tuple[list[str], dict[str, float]]:
-    """Style instructions for Big Five ``traits`` adapted to ``context``, and the effective traits."""
+_NUMBER = re.compile(r"\d|\b(times|plus|minus|divided|twice|half|double|veces|m[aá]s|menos)\b", re.IGNORECASE)
+#: the traits that set a register (ideas, liveliness, warmth): for open-ended requests only
+REGISTER_TRAITS = ("openness", "extraversion", "agreeableness")
+
+
+def open_ended(text: str) -> bool:
+    """Whether ``text`` asks for something open-ended (ideas, advice, writing) rather than a
+    fact, a calculation or a short follow-up ("And times 3?"), which want the answer and no
+    particular register."""
+    stripped = text.strip()
+    if _OPINION.search(stripped):
+        return True
+    if is_factual(stripped) or _NUMBER.search(stripped):
+        return False
+    return len(stripped.split()) > 6
+
+
+def style(traits: dict[str, float], context: str, open_request: bool = True) -> tuple[list[str], dict[str, float]]:
+    """Style instructions for Big Five ``traits`` adapted to ``context``, and the effective
+    traits. A request that is not open-ended (``open_request`` False) gets no register
+    lines (creative ideas, enthusiasm, warmth): a small model acts them out on a sum."""
     eff = {t: min(1.0, max(0.0, v + CONTEXT_SHIFT[context].get(t, 0.0))) for t, v in traits.items()}
     lines = []
     line = CONTEXT_LINE[context]
     if line:
         lines.append(line)
     for trait, (high, low) in TRAIT_LINES.items():
+        if not open_request and trait in REGISTER_TRAITS:
+            continue
         if eff[trait] >= 0.65:
             lines.append(high)
         elif eff[trait] <= 0.35:
@@ -357,11 +401,14 @@ class PersonalityStage:
                        "neuroticism": p.neuroticism}
 
     async def before(self, turn: Any) -> None:
-        intensity = float((turn.metadata.get("emotion") or {}).get("intensity", 0.0))
-        context = detect_context(turn.transcript, intensity)
-        lines, eff = style(self.traits, context)
+        emo = turn.metadata.get("emotion") or {}
+        # Emotional only when the emotion stage changed the tone (above its calibrated threshold).
+        context = detect_context(turn.transcript, float(emo.get("intensity", 0.0)), emo.get("tone_changed"))
+        open_request = open_ended(turn.transcript)
+        lines, eff = style(self.traits, context, open_request)
         turn.instructions.extend(lines)
-        turn.metadata["personality"] = {"context": context, "traits": eff, "instructions": lines}
+        turn.metadata["personality"] = {"context": context, "traits": eff, "instructions": lines,
+                                        "open_ended": open_request}
         await turn.emit(StyleChosen(context=context, traits=eff, source="cognition"))
 
 

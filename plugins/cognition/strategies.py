@@ -13,6 +13,7 @@ prompts measured are the prompts used.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +32,19 @@ CRITIQUE = ("Here is a question and a draft answer.\n\nQuestion: {question}\n\nD
 REVISE = ("Question: {question}\n\nDraft answer:\n{draft}\n\nReview of the draft:\n{critique}\n\n"
           "Write the corrected solution, step by step, and give the final answer on the last line as "
           "'Answer: <answer>'.")
+
+
+# A final-answer line ("Answer: 12", "The answer is 12.") that has been finished (a newline
+# follows it): what the prompts ask to end with.
+_ANSWER_LINE = re.compile(r"(?:^|\n)[^\n]*?(?:final answer|the answer is|answer\s*:|respuesta(?: final)?\s*:|"
+                          r"la respuesta es)[^\n]*?\d[^\n]*\n", re.IGNORECASE)
+
+
+def answer_complete(text: str) -> bool:
+    """Whether ``text`` already holds a finished final-answer line with a number in it: a
+    solution's conclusion is out, and what a small model writes after it (repeats, new
+    "problems") changes nothing but the time. Used to stop generations early."""
+    return bool(_ANSWER_LINE.search(text))
 
 
 def _messages(user: str, system: str = SYSTEM) -> list[dict[str, Any]]:

@@ -14,6 +14,13 @@ grammars and response formats, logit bias, log-probabilities, images, backend op
 models without a chat template of their own or with a vision chat handler) are served by
 ordinary generations one after another instead: the caller gets ``n`` answers either
 way, and ``prompt_evaluations`` says which way they were drawn.
+
+Every sample comes with the log-probability of each token it generated
+(``SampleResult.logprobs``: log softmax of the model's logits, read from the row the
+sampler used), the model's own confidence in what it wrote. The batch context takes
+llama.cpp's default attention (flash attention, on CPU), so they can differ from an
+ordinary generation's in the second decimal. One after another, they come only from a
+model loaded with ``logits_all`` (llama-cpp-python computes them only then).
 """
 
 from __future__ import annotations
@@ -64,8 +71,11 @@ def sample(llm: Any, req: SampleRequest, cancel: threading.Event) -> SampleResul
     if req.n == 1 or not own_template or getattr(llm, "chat_handler", None) is not None \
             or batchable(chat_req) is not None:
         results: list[ChatResult] = []
+        # Token log-probabilities come with ordinary generations only from a model that
+        # keeps every logit (``logits_all``); other models' samples have none (None).
+        want_logprobs = chat_req.logprobs or bool(getattr(llm, "_logits_all", False))
         for i in range(req.n):
-            one = msgspec.structs.replace(chat_req, seed=seed + i)
+            one = msgspec.structs.replace(chat_req, seed=seed + i, logprobs=want_logprobs)
             results.append(generate(llm, one, lambda _e: None, cancel))
         return combine_samples(results)
     return decode_together(llm, normalize_messages(llm, chat_req.messages), req.n,
@@ -154,6 +164,8 @@ def decode_together(llm: Any, messages: list[dict[str, Any]], n: int, *, max_tok
             # stall each other, and one token a sequence is generation work, not a prompt).
             lib.llama_set_n_threads(ctx, llm.n_threads, llm.n_threads)
             pieces: list[list[bytes]] = [[] for _ in range(n)]
+            logprobs: list[list[float]] = [[] for _ in range(n)]
+            n_vocab = lib.llama_vocab_n_tokens(vocab)
             finish = ["length"] * n
             generated = 0
             first: float | None = None
@@ -167,6 +179,7 @@ def decode_together(llm: Any, messages: list[dict[str, Any]], n: int, *, max_tok
                         finish[i] = "stop"
                         continue
                     generated += 1
+                    logprobs[i].append(_logprob(lib.llama_get_logits_ith(ctx, idx), n_vocab, token))
                     size = lib.llama_token_to_piece(vocab, token, buf, len(buf), 0, False)
                     pieces[i].append(bytes(buf[:max(size, 0)]))
                     if stop and _cut_at_stop(pieces[i], stop):
@@ -196,7 +209,17 @@ def decode_together(llm: Any, messages: list[dict[str, Any]], n: int, *, max_tok
     usage = ChatUsage(prompt_tokens=len(prompt), completion_tokens=generated, total_s=end - t0,
                       ttft_s=None if first is None else first - t0,
                       tokens_per_s=generated / (end - first) if first is not None and end > first else None)
-    return SampleResult(texts, finish, usage, 1)
+    return SampleResult(texts, finish, usage, 1, logprobs)
+
+
+def _logprob(logits: Any, n_vocab: int, token: int) -> float:
+    """log softmax(logits)[token]: the model's own probability of the token, whatever the
+    sampler's temperature or cut-offs (the samplers copy the logits; this row is untouched)."""
+    import numpy as np
+
+    row = np.ctypeslib.as_array(logits, shape=(n_vocab,))
+    top = float(row.max())
+    return float(row[token]) - top - float(np.log(np.exp(row - top, dtype=np.float64).sum()))
 
 
 def _cut_at_stop(pieces: list[bytes], stop: list[str]) -> bool:
