@@ -133,7 +133,7 @@ async def main(args: argparse.Namespace) -> int:
           f"(target >= {CHAT_TARGET}x)")
     print(f"  greedy text identical on {len(tasks) - len(mismatches)}/{len(tasks)} tasks"
           + (f"; where it differs, the first {statistics.median(prefixes):.0%} of the answer agrees (median): "
-             "near-ties broken by batch-dependent Q4 kernels" if mismatches else ""))
+             "near-ties broken by batch-dependent quantized kernels" if mismatches else ""))
     missed = []
     if edit < EDIT_TARGET:
         missed.append("edits")

@@ -3,6 +3,7 @@ cognition stages see the Turn, resident models are preferred, SmolLM2 answers a 
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import msgspec
@@ -224,3 +225,16 @@ async def test_bad_input_gets_clear_errors(make_app, data_dir):
                                              "attachments": [str(data_dir / "nope.png")]})
         with pytest.raises(ToolError, match="Invalid arguments"):
             await app.call("assistant.ask", {"text": "hi", "session_id": "bad id with spaces"})
+
+
+def test_a_step_file_is_saved_once_however_often_it_is_asked_for(tmp_path):
+    # The answer's "Saved:" line and the turn's file list both ask for the step's file: they
+    # must name the same file (they once named two copies, and the OpenAI surface then left a
+    # server path in the text because the path it inlined was the other copy).
+    from core.results import Audio, Text, ToolResult
+    from plugins.assistant.plan import result_file
+
+    result = ToolResult(content=[Audio(b"RIFF....WAVEfmt ", "audio/wav"), Text("0.1 s of speech")])
+    first, second = result_file(result, tmp_path), result_file(result, tmp_path)
+    assert first == second and list(tmp_path.iterdir()) == [Path(first)]
+    assert Path(first).read_bytes() == b"RIFF....WAVEfmt "

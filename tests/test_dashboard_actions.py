@@ -104,10 +104,11 @@ def test_load_pin_unpin_unload_with_the_buttons(daemon, page):
     page.wait_for_selector(f'{row}[data-pinned="0"]', timeout=15000)
     page.click(f'{row} button[data-action="unload"]')
     page.wait_for_selector(f'{row}[data-state="unloaded"]', timeout=15000)
-    # bars are scaled to the largest model: smollm2 (~250 MiB) fills its bar, tiny does not
+    # bars are scaled to the largest model: the packaged coder (Q8_0, context 8192, ~480 MiB)
+    # fills its bar, tiny does not
     widths = page.evaluate("""() => { const w = (s) => document.querySelector(s).getBoundingClientRect().width;
-        return [w('tr[data-model="smollm2"] .bar span'), w('tr[data-model="tiny"] .bar span'),
-                w('tr[data-model="smollm2"] .bar')]; }""")
+        return [w('tr[data-model="smollm2-coder"] .bar span'), w('tr[data-model="tiny"] .bar span'),
+                w('tr[data-model="smollm2-coder"] .bar')]; }""")
     big, small, bar = widths
     assert big >= 0.98 * bar and 0 < small < big
 

@@ -90,7 +90,7 @@ def test_loom_assistant_is_reserved_and_tool_choice_none_ignores_tools(client):
 
 
 def test_audio_output_is_inline_and_usage_is_real_tokens(client, daemon):
-    question = "Say hello in one short sentence."
+    question = "What is the capital of France? Answer in one short sentence."
     out = client.chat.completions.create(model="loom", modalities=["text", "audio"],
                                          audio={"voice": "alloy", "format": "wav"},
                                          messages=[{"role": "user", "content": question}])

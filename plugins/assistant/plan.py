@@ -16,6 +16,8 @@ authorization hook and the tool events apply, and is published as
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import tempfile
 import time
@@ -158,12 +160,17 @@ def result_file(result: Any, scratch: Path) -> str | None:
             return unquote(urlparse(item.uri).path)
     for item in getattr(result, "content", []):
         if isinstance(item, Image | Audio):
+            # Named by content: asking twice for the same result (the answer's "Saved:" line,
+            # then the turn's file list) names one file instead of writing two copies.
             ext = item.mime_type.split("/")[-1].split(";")[0] or "bin"
-            scratch.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(suffix=f".{ext}", dir=scratch)
-            with open(fd, "wb") as f:
-                f.write(item.data)
-            return name
+            path = scratch / f"{hashlib.sha256(item.data).hexdigest()[:24]}.{ext}"
+            if not path.is_file():
+                scratch.mkdir(parents=True, exist_ok=True)
+                fd, name = tempfile.mkstemp(suffix=f".{ext}", dir=scratch)
+                with open(fd, "wb") as f:
+                    f.write(item.data)
+                os.replace(name, path)
+            return str(path)
     structured = getattr(result, "structured", None)
     if isinstance(structured, dict):
         for key in ("path", "file", "image", "output", "audio", "video"):

@@ -703,6 +703,7 @@ class _Reporter:
         if name == "StepStarted":
             await self.send(f"step {event.index} {event.tool}: started")
         elif name == "StepFinished":
+            await self.flush()  # the whole answer so far before "done": a client sees it complete
             await self.send(f"step {event.index} {event.tool}: " + (
                 f"done in {event.seconds:.2f} s" if event.ok else f"failed: {event.error}"))
 

@@ -10,8 +10,8 @@ the file as shipped (Q4_1) decodes fastest. The coder (``smollm2-coder``) reads 
 (``coder.edit``: 600-1,600 prompt tokens for 50-300 lines) and copies most of them back
 with speculative decoding: batches dominate, and x86 has batched kernels for Q8_0 but not
 Q4_1, so the coder converts the weights once (``quantize = "q8_0"``) and gets a context
-long enough for a 300-line file. Measured on the 2-core machine: an edit end to end 1.2x
-faster (median of 10 files; 1.3-1.4x on the longest), decode 0.83x (docs/throughput.md).
+long enough for a 300-line file. Measured on the 2-core machine (bench/quantize.py): an edit
+end to end 1.17x faster (median of 10 files), prompts 1.36x, decode 0.86x (docs/throughput.md).
 """
 
 from __future__ import annotations
