@@ -193,6 +193,7 @@ def main() -> int:
                              "the dev sets in tests/; never the held-out or fresh sets)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
                         help="settings to compare with the shipped ones, e.g. 'no-noise:augment=0'")
+    parser.add_argument("--shipped-only", action="store_true", help="cross-validate only the shipped settings")
     parser.add_argument("--show", action="store_true", help="with --dev: print the dev requests routed wrong "
                                                                "(never the calibration set's: it stays unstudied)")
     args = parser.parse_args()
@@ -221,7 +222,7 @@ def main() -> int:
     shipped = evaluate("char 3-4 + words (shipped)", units, owner, rows, (3, 4), None, args.folds)
     for name, settings in list(variants.items())[1:]:
         evaluate(name, units, owner, rows, (3, 4), None, args.folds, settings=settings)
-    if not args.variant:
+    if not args.variant and not args.shipped_only:
         evaluate("char 2-5 + words", units, owner, rows, (2, 3, 4, 5), None, args.folds)
     if args.minilm:
         from plugins.embed.minilm import MiniLM

@@ -232,6 +232,32 @@ async def _poll(client: Client, task_id: str, until: set[str]) -> dict:
             await anyio.sleep(0.02)
 
 
+async def test_a_drain_refuses_new_calls_and_waits_for_the_task_already_running(surface):
+    """Shutting down (``loom serve`` shares its drain event with every MCP path): a task accepted
+    before the drain runs to the end and keeps the daemon up; new calls, plain or as tasks, get
+    the shutting-down error. The transports' own drains are in test_mcp_drain.py."""
+    from core.surfaces.mcp import SHUTTING_DOWN
+    from core.surfaces.ops import DaemonOps
+
+    ops = DaemonOps(surface.app)
+    async with surface.app, surface.running(), Client(surface.server, mode="legacy") as client:
+        await client.list_tools()
+        started = await raw(client, "tools/call", {"name": "probe.render", "arguments": {"steps": 5, "delay": 0.05},
+                                                   "task": {}})
+        surface.begin_drain()
+        busy_while_running = ops.busy
+        with pytest.raises(MCPError) as plain:
+            await client.call_tool("probe.echo", {"text": "too late"})
+        with pytest.raises(MCPError) as as_task:
+            await raw(client, "tools/call", {"name": "probe.render", "arguments": {"steps": 1}, "task": {}})
+        result = await raw(client, "tasks/result", {"taskId": started["task"]["taskId"]})
+        busy_after = ops.busy
+    assert busy_while_running and not busy_after
+    assert result["structuredContent"]["frames"] == 5 and not result["isError"]
+    for refused in (plain.value, as_task.value):
+        assert refused.error.code == SHUTTING_DOWN and "shutting down" in refused.error.message
+
+
 async def test_tasks_legacy_start_poll_fetch_and_cancel(surface):
     async with surface.app, surface.running(), Client(surface.server, mode="legacy") as client:
         caps = client.server_capabilities

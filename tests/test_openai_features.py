@@ -120,11 +120,13 @@ def test_responses_api_text_stream_and_tool_round_trip(client):
                                     temperature=0, max_output_tokens=60)
     call = next(o for o in first.output if o.type == "function_call")
     assert call.name == "get_weather" and "city" in json.loads(call.arguments)
-    second = client.responses.create(
-        model="smollm2", tools=[tool], temperature=0, max_output_tokens=30,
-        input=[{"role": "user", "content": "Weather in Oslo?"}, call.model_dump(exclude_none=True),
-               {"type": "function_call_output", "call_id": call.call_id, "output": "snowing, -3 C"}])
-    assert second.output_text.strip()
+    with client.responses.stream(  # with tools offered, the answer still streams as it is written
+            model="smollm2", tools=[tool], temperature=0, max_output_tokens=30,
+            input=[{"role": "user", "content": "Weather in Oslo?"}, call.model_dump(exclude_none=True),
+                   {"type": "function_call_output", "call_id": call.call_id, "output": "snowing, -3 C"}]) as s:
+        kinds = [e.type for e in s]
+        second = s.get_final_response()
+    assert second.output_text.strip() and kinds.count("response.output_text.delta") >= 2
     with pytest.raises(openai.BadRequestError, match="previous_response_id"):
         client.responses.create(model="smollm2", input="hi", previous_response_id=first.id)
 

@@ -66,12 +66,20 @@ def test_client_tool_call_comes_back_and_its_result_goes_to_the_coordinator(clie
         messages=[*ask, choice.message.model_dump(exclude_none=True),
                   {"role": "tool", "tool_call_id": call.id, "content": "18 C and sunny"}])
     assert follow.choices[0].message.content or follow.choices[0].message.tool_calls
-    # Streamed, a forced call arrives as tool_calls deltas.
-    chunks = list(client.chat.completions.create(model="loom", temperature=0, max_tokens=60, tools=[WEATHER],
-                                                 tool_choice="required", stream=True, messages=ask))
-    calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
-    assert calls and calls[0].function.name == "get_weather"
-    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["tool_calls"]
+    # Streamed, a forced call arrives as tool_calls deltas, which the SDK assembles into the call.
+    with client.chat.completions.stream(model="loom", temperature=0, max_tokens=60, tools=[WEATHER],
+                                        tool_choice="required", messages=ask) as stream:
+        kinds = [e.type for e in stream]
+        streamed = stream.get_final_completion().choices[0]
+    assert "tool_calls.function.arguments.done" in kinds and streamed.finish_reason == "tool_calls"
+    assert streamed.message.tool_calls[0].function.name == "get_weather"
+    assert isinstance(json.loads(streamed.message.tool_calls[0].function.arguments)["city"], str)
+    # Streamed with tools, a long plain answer arrives as it is written, not in one chunk at the end.
+    chunks = list(client.chat.completions.create(model="loom", temperature=0, max_tokens=40, tools=[WEATHER],
+                                                 stream=True, messages=[{"role": "user", "content":
+                                                                         "Write a short poem about the sea."}]))
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(pieces) > 3 and not any(c.choices[0].delta.tool_calls for c in chunks if c.choices)
 
 
 def test_loom_assistant_is_reserved_and_tool_choice_none_ignores_tools(client):

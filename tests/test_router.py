@@ -403,8 +403,8 @@ async def test_low_confidence_asks_the_coordinator_within_a_json_schema(make_app
     cfg = LoomConfig(plugin={"assistant": {"llm_threshold": 0.999}})
     app = make_app("assistant", "llamacpp", "memory", "system", config=cfg)
     async with app:
-        fast = (await app.call("assistant.route", {"text": "hmm, what about the thing from before?"})).structured
-        slow = (await app.call("assistant.route", {"text": "hmm, what about the thing from before?",
+        fast = (await app.call("assistant.route", {"text": "same again"})).structured
+        slow = (await app.call("assistant.route", {"text": "same again",
                                                    "use_llm": True})).structured
     assert fast["decided_by"] == "model" and fast["fallback"].startswith("would be used")
     assert slow["decided_by"] == "llm" and slow["llm"].startswith("smollm2 chose ")

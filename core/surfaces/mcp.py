@@ -73,6 +73,7 @@ from core.tools import ToolContext, ToolError, ToolNotFound
 from .mcp_tasks import (
     EXTENSION,
     RELATED_TASK,
+    TASKS_SERVICE,
     TERMINAL,
     McpTask,
     TaskStore,
@@ -87,7 +88,6 @@ log = get_logger("loom.mcp")
 # when clients must see a tool under a name other than ``<plugin>.<name>`` (the MCP
 # conformance fixtures use bare names such as ``test_simple_text``).
 ALIASES_SERVICE = "mcp.aliases"
-TASKS_SERVICE = "mcp.tasks"
 
 INSTRUCTIONS = (
     "Loom is a local multimodal agent runtime. Tools are named <plugin>.<tool>; read "

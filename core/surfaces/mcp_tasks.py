@@ -37,6 +37,8 @@ from core.logging import get_logger
 
 log = get_logger("loom.mcp")
 
+#: ``app.services[TASKS_SERVICE]``: the daemon's one ``TaskStore`` (every MCP path shares it)
+TASKS_SERVICE = "mcp.tasks"
 EXTENSION = "io.modelcontextprotocol/tasks"
 RELATED_TASK = "io.modelcontextprotocol/related-task"
 DEFAULT_TTL_MS = 3_600_000
@@ -119,6 +121,10 @@ class TaskStore:
         if self._tg is tg:
             self._tg = None
 
+    def running(self) -> int:
+        """Tasks not finished yet (a drain waits for them)."""
+        return sum(t.status not in TERMINAL for t in self.tasks.values())
+
     def _prune(self) -> None:
         now = time.time()
         for tid in [t for t, task in self.tasks.items() if task.expired(now)]:
@@ -134,7 +140,7 @@ class TaskStore:
         if self._tg is None:
             raise MCPError(code=types.INTERNAL_ERROR, message="tasks are not available: the MCP surface is not running")
         self._prune()
-        running = sum(t.status not in TERMINAL for t in self.tasks.values())
+        running = self.running()
         if running >= MAX_RUNNING:
             raise MCPError(code=types.INVALID_REQUEST,
                            message=f"{running} tasks are already running (at most {MAX_RUNNING}): wait for some "

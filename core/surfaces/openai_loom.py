@@ -15,6 +15,9 @@
   back as ``tool_calls`` for the client to run; its result (a ``tool`` message) goes back to
   the coordinator on the next request. ``tool_choice: "required"`` or a named tool forces a
   client tool (``loom_assistant`` is not offered then). A plain answer is the answer.
+  Streamed, the coordinator's prose arrives as content deltas while it writes (``core.surfaces.
+  tool_stream`` holds back only what may be a call) and a client tool call as ``tool_calls``
+  deltas once parsed.
 * **Usage** is counted in tokens by the coordinator model's tokenizer (``Chat.count_tokens``:
   the conversation through its chat template, the answer as text); only when no coordinator
   can be loaded is it estimated from words, and the log says so.
@@ -54,6 +57,7 @@ from .openai import (
     _transcode,
     to_api_error,
 )
+from .tool_stream import ToolTextStream
 
 log = get_logger("loom.openai")
 
@@ -143,12 +147,14 @@ class LoomChat:
     async def respond(self) -> Response:
         if "assistant.ask" not in self.app.tools:
             raise self.surface._unknown_model(LOOM_MODEL)
-        decided = await self._coordinator() if self.client_tools else None
         if self.req.stream:
             include_usage = bool((self.req.stream_options or {}).get("include_usage"))
-            body = self._replay(decided, include_usage) if decided is not None else self._stream(include_usage)
+            # Checked (and loaded) before the 200: a bad request is still an HTTP error.
+            plan = await self._coordinator_plan() if self.client_tools else None
+            body = self._stream_coordinator(plan, include_usage) if plan is not None else self._stream(include_usage)
             return StreamingResponse(body, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        decided = await self._coordinator() if self.client_tools else None
         if decided is not None:
             message, finish, usage = decided
         else:
@@ -164,9 +170,9 @@ class LoomChat:
 
     # -- client tools: the coordinator decides first ----------------------------------------
 
-    async def _coordinator(self) -> tuple[dict[str, Any], str, dict[str, int]] | None:
-        """The coordinator with the client's tools (and ``loom_assistant`` unless a client tool
-        is forced): a client tool call or a plain answer, or None when it hands over to Loom."""
+    async def _coordinator_plan(self) -> tuple[str, dict[str, Any]] | None:
+        """The coordinator model (loaded) and its options: the client's tools, plus
+        ``loom_assistant`` unless a client tool is forced. None: Loom's routing takes the request."""
         req, surface, pool = self.req, self.surface, self.app.pool
         names = [t.get("function", {}).get("name") for t in req.tools or [] if isinstance(t, dict)]
         if LOOM_TOOL in names:
@@ -194,14 +200,23 @@ class LoomChat:
                 options[key] = getattr(req, key)
         surface.ops.queue.check(name)
         await surface._ensure_loaded(name)
-        async with surface.ops.queue.slot(name), pool.use(name, Chat, reason="model loom with client tools") as chat:
+        return name, options
+
+    async def _coordinator(self) -> tuple[dict[str, Any], str, dict[str, int]] | None:
+        """The coordinator's turn, whole: a client tool call or a plain answer, or None when it
+        hands over to Loom."""
+        plan = await self._coordinator_plan()
+        if plan is None:
+            return None
+        name, options = plan
+        async with (self.surface.ops.queue.slot(name),
+                    self.app.pool.use(name, Chat, reason="model loom with client tools") as chat):
             result = await chat.complete(self.messages, cancel=self.ctx.cancelled, **options)
         if result.finish_reason == "error":
             raise ApiError(500, "generation failed")
-        if any(c.name == LOOM_TOOL for c in result.tool_calls):
+        if _hands_over(result):
             return None  # the coordinator hands the request to Loom's routing
-        usage = {"prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens,
-                 "total_tokens": result.usage.prompt_tokens + result.usage.completion_tokens}
+        usage = _usage(result)
         message = result.message()
         if message.get("tool_calls"):
             for call in message["tool_calls"]:
@@ -273,23 +288,55 @@ class LoomChat:
         return _sse({"id": self.cid, "object": "chat.completion.chunk", "created": _now(), "model": LOOM_MODEL,
                      "choices": [], "usage": usage})
 
-    async def _replay(self, decided: tuple[dict[str, Any], str, dict[str, int]],
-                      include_usage: bool) -> AsyncIterator[bytes]:
-        """A coordinator turn already decided (a tool call or a plain answer) as SSE chunks."""
-        message, finish, usage = decided
-        yield self._chunk({"role": "assistant", "content": ""})
-        if message.get("content"):
-            yield self._chunk({"content": message["content"]})
-        for i, call in enumerate(message.get("tool_calls") or []):
-            yield self._chunk({"tool_calls": [{"index": i, **call}]})
-        if message.get("audio"):
-            yield self._chunk({"audio": message["audio"]})
-        yield self._chunk({}, finish)
-        if include_usage:
-            yield self._usage_chunk(usage)
-        yield b"data: [DONE]\n\n"
+    async def _stream_coordinator(self, plan: tuple[str, dict[str, Any]],
+                                  include_usage: bool) -> AsyncIterator[bytes]:
+        """The coordinator's turn as it is written: prose as content deltas, a client tool call
+        as ``tool_calls`` deltas once parsed; a hand-over to Loom streams the assistant's answer."""
+        name, options = plan
+        queue = self.surface.ops.queue
+        ticket = queue.enter(name)
+        calls = ToolTextStream()
+        try:
+            yield self._chunk({"role": "assistant", "content": ""})
+            while not ticket.granted:
+                await ticket.wait(1.0)
+            async with self.app.pool.use(name, Chat, reason="model loom with client tools") as chat:
+                async with chat.stream(self.messages, cancel=self.ctx.cancelled, **options) as s:
+                    async for delta in s:
+                        delta = calls.feed(delta + s.drain_text())
+                        if delta:
+                            yield self._chunk({"content": delta})
+                result = s.result
+            queue.leave(ticket)
+            assert result is not None
+            if result.finish_reason == "error":
+                raise ApiError(500, "generation failed")
+            if _hands_over(result):
+                async for piece in self._stream(include_usage, opened=True):
+                    yield piece
+                return
+            rest = calls.finish(result.text)
+            if rest:
+                yield self._chunk({"content": rest})
+            for i, call in enumerate(result.tool_calls):
+                out = call.to_openai()
+                out["id"] = out["id"] or f"call_{uuid.uuid4().hex[:24]}"
+                yield self._chunk({"tool_calls": [{"index": i, **out}]})
+            if self.audio_format and not result.tool_calls:
+                message = await self._message(result.text, [])
+                if message.get("audio"):
+                    yield self._chunk({"audio": message["audio"]})
+            yield self._chunk({}, "tool_calls" if result.tool_calls else _finish(result.finish_reason))
+            if include_usage:
+                yield self._usage_chunk(_usage(result))
+            yield b"data: [DONE]\n\n"
+        except Exception as exc:  # headers are sent: the error goes in the stream
+            yield _sse(to_api_error(exc).body())
+        finally:
+            queue.leave(ticket)
 
-    async def _stream(self, include_usage: bool) -> AsyncIterator[bytes]:
+    async def _stream(self, include_usage: bool, *, opened: bool = False) -> AsyncIterator[bytes]:
+        """The assistant's answer as it is written (``opened``: the role chunk went out already)."""
         args = self.ask_args()
         ctx = self.ctx
         send, receive = anyio.create_memory_object_stream[tuple[str, Any]](math.inf)
@@ -310,7 +357,8 @@ class LoomChat:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(run)
-                yield self._chunk({"role": "assistant", "content": ""})
+                if not opened:
+                    yield self._chunk({"role": "assistant", "content": ""})
                 result = None
                 async with receive:
                     async for kind, value in receive:
@@ -342,6 +390,17 @@ class LoomChat:
             yield b"data: [DONE]\n\n"
         finally:
             ctx.cancelled.set()  # the client went away: stop generating
+
+
+def _hands_over(result: Any) -> bool:
+    """Whether the coordinator called ``loom_assistant`` (Loom's routing takes the request)."""
+    return any(c.name == LOOM_TOOL for c in result.tool_calls)
+
+
+def _usage(result: Any) -> dict[str, int]:
+    u = result.usage
+    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+            "total_tokens": u.prompt_tokens + u.completion_tokens}
 
 
 def _loom_answer(result: Any) -> tuple[str, list[str]]:

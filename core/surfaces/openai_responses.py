@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from core.capabilities import Chat, ChatResult
 
 from .openai import ApiError, OpenAISurface, _decode, _finish, _invalid, _sse, check_messages, to_api_error
+from .tool_stream import ToolTextStream
 
 
 class CompletionRequest(msgspec.Struct, kw_only=True):
@@ -88,10 +89,11 @@ async def _generate(api: OpenAISurface, name: str, messages: list[dict[str, Any]
 
 async def _deltas(api: OpenAISurface, name: str, messages: list[dict[str, Any]], options: dict[str, Any],
                   hold: bool) -> AsyncIterator[str | ChatResult]:
-    """Text deltas as generated (all at once at the end when ``hold``: the text may be a tool
-    call), then the ``ChatResult``."""
+    """Text deltas as generated, then the ``ChatResult``. ``hold`` (tools offered): text that
+    may be a tool call waits until the call is parsed (``core.surfaces.tool_stream``)."""
     queue = api.ops.queue
     ticket = queue.enter(name)
+    calls = ToolTextStream() if hold else None
     try:
         while not ticket.granted:
             await ticket.wait(1.0)
@@ -99,7 +101,9 @@ async def _deltas(api: OpenAISurface, name: str, messages: list[dict[str, Any]],
             async with chat.stream(messages, **options) as s:
                 async for delta in s:
                     delta += s.drain_text()
-                    if delta and not hold:
+                    if calls is not None:
+                        delta = calls.feed(delta)
+                    if delta:
                         yield delta
             result = s.result
     finally:
@@ -107,6 +111,9 @@ async def _deltas(api: OpenAISurface, name: str, messages: list[dict[str, Any]],
     assert result is not None
     if result.finish_reason == "error":
         raise ApiError(500, "generation failed")
+    rest = calls.finish(result.text) if calls is not None else ""
+    if rest:
+        yield rest
     yield result
 
 
@@ -335,8 +342,8 @@ async def responses(api: OpenAISurface, request: Request) -> Response:
         text, opened = "", False
         try:
             async for item in _deltas(api, name, messages, options, hold=hold):
-                if isinstance(item, str) or (hold and item.text and not item.tool_calls):
-                    delta = item if isinstance(item, str) else item.text
+                if isinstance(item, str):
+                    delta = item
                     if not opened:
                         opened = True
                         yield ev("response.output_item.added", output_index=0, item={

@@ -41,6 +41,8 @@ from core.events import Event, ToolFinished
 from core.logging import get_logger
 from core.payloads import event_to_wire
 
+from .mcp_tasks import TASKS_SERVICE
+
 log = get_logger("loom.ops")
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -406,8 +408,10 @@ class DaemonOps:
 
     @property
     def busy(self) -> bool:
-        """Requests doing work are in flight (standing MCP listeners do not count)."""
-        return self.in_flight - self.listeners > 0
+        """Requests doing work are in flight (standing MCP listeners do not count), or MCP tasks
+        still run (a task accepted before the drain finishes, and its client can fetch the result)."""
+        tasks = self.app.services.get(TASKS_SERVICE)
+        return self.in_flight - self.listeners > 0 or (tasks is not None and tasks.running() > 0)
 
     def spawn(self, func: Any, *args: Any) -> bool:
         if self._tg is None:
