@@ -47,6 +47,8 @@ import anyio
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import _cache  # noqa: E402  (bench/, the script's own folder)
+
 from core.app import Loom  # noqa: E402
 from core.capabilities import Chat, ChatRequest, Embed  # noqa: E402
 from core.config import LoomConfig, ModelConfig, PathsConfig  # noqa: E402
@@ -208,18 +210,12 @@ def main() -> int:
     if args.calibration_only:
         held = []
     if args.merge:
-        parts = [json.loads(p.read_text()) for p in args.merge]
-        merged = [next((part[i] for part in parts if i < len(part) and part[i] is not None), None)
-                  for i in range(max(len(part) for part in parts))]
-        args.cache.write_text(json.dumps(merged))
-        print(f"merged {len(parts)} caches: {sum(x is not None for x in merged)} of {len(merged)} questions answered")
+        answered_n, total = _cache.merge(args.merge, args.cache)
+        print(f"merged {len(args.merge)} caches: {answered_n} of {total} questions answered")
         return 0
-    done = json.loads(args.cache.read_text()) if args.cache and args.cache.is_file() else []
-    if args.part:
-        start, _, stop = args.part.partition(":")
-        done = done or [None] * int(start)  # the questions before START are another process's
-        if stop:
-            dev, held = dev[:int(stop)], held[:max(0, int(stop) - len(dev))]
+    done, stop = _cache.resume(args.cache, args.part)
+    if stop is not None:
+        dev, held = dev[:stop], held[:max(0, stop - len(dev))]
     if args.report_only:
         answered = done[:len(dev) + len(held)]
     else:
