@@ -27,4 +27,8 @@ def resume(cache: Path | None, part: str | None) -> tuple[list[Any], int | None]
     if not part:
         return done, None
     start, _, stop = part.partition(":")
-    return done or [None] * int(start), int(stop) if stop else None  # before START: another process's
+    try:
+        first, last = int(start), int(stop) if stop else None
+    except ValueError:
+        raise SystemExit(f"--part takes START:STOP or START (e.g. 0:55), not {part!r}") from None
+    return done or [None] * first, last  # the entries before START are another process's
