@@ -4,13 +4,16 @@
     python bench/routing_cv.py --calibrate [DEV.jsonl ...]    # fit the temperature on dev requests
     python bench/routing_cv.py --variant no-noise:augment=0     # compare settings with the shipped ones
     python bench/routing_cv.py --dev [DEV.jsonl ...] [--variant ...]   # the same, routing the dev sets
+    python bench/routing_cv.py --lowo [WRITER.jsonl ...] [--variant ...]   # leave one writer out
 
 Folds split by request (a request's clauses stay together). For each candidate feature
 set it prints clause-level tool accuracy, first-clause intent accuracy, the temperature
 fitted on the out-of-fold logits and the expected calibration error after it, and the
 time to featurise and score one clause, and the intent accuracy on a noisy copy of the
 held-out folds (typos, no accents or punctuation, fillers; seeded apart from the training
-noise). Candidates: hashed char 3-4-grams + words (the shipped model), ``--variant``
+noise). ``--lowo`` leaves one writer's file out at a time instead (the figure that predicts a
+new writer; ``--variant NAME:ngrams=2345`` tries other character n-grams).
+Candidates: hashed char 3-4-grams + words (the shipped model), ``--variant``
 settings, char 2-5-grams + words, and with ``--minilm`` the same plus MiniLM sentence
 embeddings, and MiniLM alone (the embedding's own time is printed separately).
 The held-out and fresh sets are not read. Exits non-zero when the shipped candidate misses intent
@@ -136,6 +139,70 @@ def dev(files: list[Path], variants: dict[str, dict], show: bool = False) -> Non
     training.SETTINGS.update(base)
 
 
+def score(router, rows: list[dict]) -> tuple[float, float, float, list[tuple[dict, object]]]:
+    """bench/routing.py's scoring without its attachment files: each request routed as the daemon
+    routes it (spoken requests given as their words, --spoken-as-text), no LLM; intent accuracy,
+    exact-plan accuracy and the ECE of the plans' confidence."""
+    from plugins.assistant.turn import Attachment
+
+    conf, ok_i, ok_p, plans = [], [], [], []
+    for ex in rows:
+        text, spoken = ex["text"], ex["text"].startswith("[spoken] ")
+        atts = [Attachment(path=f"x{i}", kind=k) for i, k in enumerate(ex["attachments"])]
+        plan = router.decide("" if spoken else text, atts, transcript=text[9:] if spoken else None)
+        conf.append(plan.confidence)
+        ok_i.append(plan.intent == ex["intent"])
+        ok_p.append(plan.tool_names() == ex["steps"])
+        plans.append((ex, plan))
+    return float(np.mean(ok_i)), float(np.mean(ok_p)), ece(np.array(conf), np.array(ok_i)), plans
+
+
+def _load_jsonl(path: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def lowo(files: list[Path], variants: dict[str, dict], extra: list[Path]) -> None:
+    """Leave one writer out: for each writer's file W, a model trained on the corpus, the
+    hand-written rows and the OTHER writers' files routes W end to end (bench/routing.py's
+    scoring). The mean over writers predicts a writer nobody has met. ``extra`` files are
+    routed by the model trained with every writer's file (the calibration set)."""
+    from plugins.assistant.router import Router
+
+    app = _app()
+    sets = {f: _load_jsonl(f) for f in files}
+    base, ngrams = dict(training.SETTINGS), features.NGRAMS
+    for name, settings in variants.items():
+        settings = dict(settings)
+        features.NGRAMS = tuple(int(c) for c in str(settings.pop("ngrams", "34")))
+        training.SETTINGS.clear()
+        training.SETTINGS.update({**base, **settings})
+        line, figures = [], []
+        t0 = time.perf_counter()
+        for held in files:
+            rows = training.corpus_rows(human=[f for f in files if f != held])
+            router = Router(app.tools, cache_dir=CV_CACHE, rows=rows)
+            router.warm()
+            acc, exact, cal, _ = score(router, sets[held])
+            figures.append((acc, exact, cal))
+            training._MEMO.clear()  # a model per fold: keep one in memory at a time
+            line.append(f"{held.stem} {acc:.1%}/{exact:.1%}/{cal:.3f}")
+        mean = np.mean(figures, axis=0)
+        out = (f"{name}: LOWO intent/exact plans/ECE: " + ", ".join(line)
+               + f"; mean {mean[0]:.1%}/{mean[1]:.1%}/{mean[2]:.3f}")
+        if extra:
+            router = Router(app.tools, cache_dir=CV_CACHE, rows=training.corpus_rows(human=files))
+            router.warm()
+            for f in extra:
+                acc, exact, cal, _ = score(router, _load_jsonl(f))
+                out += f"; {f.stem} (all writers in training) {acc:.1%}/{exact:.1%}/{cal:.3f}"
+        print(out + f" ({time.perf_counter() - t0:.0f}s)", flush=True)
+    training.SETTINGS.clear()
+    training.SETTINGS.update(base)
+    features.NGRAMS = ngrams
+
+
 def _app():
     from core.app import Loom
     from core.config import LoomConfig, PathsConfig
@@ -191,6 +258,12 @@ def main() -> int:
     parser.add_argument("--dev", nargs="*", metavar="DEV.jsonl",
                         help="route dev files end to end with each variant trained on the whole corpus (default: "
                              "the dev sets in tests/; never the held-out or fresh sets)")
+    parser.add_argument("--lowo", nargs="*", metavar="WRITER.jsonl",
+                        help="leave one writer out: route each writer's file with a model trained without it "
+                             "(default: the human files in plugins/assistant/data/human/)")
+    parser.add_argument("--also", nargs="*", default=None, metavar="DEV.jsonl",
+                        help="with --lowo: also route these files with a model trained on every writer (default: "
+                             "tests/routing_calibration.jsonl)")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
                         help="settings to compare with the shipped ones, e.g. 'no-noise:augment=0'")
     parser.add_argument("--shipped-only", action="store_true", help="cross-validate only the shipped settings")
@@ -200,8 +273,17 @@ def main() -> int:
     variants = {"shipped": {}}
     for v in args.variant:
         name, _, kv = v.partition(":")
-        variants[name] = {k: float(x) if "." in x or "e" in x else int(x)
+        variants[name] = {k: x if k == "ngrams" else float(x) if "." in x or "e" in x else int(x)
                           for k, x in (item.split("=") for item in kv.split(",") if item)}
+    if args.lowo is not None:
+        files = [Path(f) for f in args.lowo] or training.human_files()
+        also = [Path(f) for f in args.also] if args.also is not None else [ROOT / "tests" / "routing_calibration.jsonl"]
+        if any("heldout" in f.name or "fresh" in f.name for f in files + also):
+            parser.error("the held-out and fresh sets are never used for tuning")
+        if len(files) < 2:
+            parser.error("leave-one-writer-out needs at least two writers' files")
+        lowo(files, variants, also)
+        return 0
     if args.dev is not None:
         files = [Path(f) for f in args.dev] or [ROOT / "tests" / f"routing_{n}.jsonl" for n in DEV_SETS]
         files = [f for f in files if f.exists()]

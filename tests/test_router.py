@@ -142,9 +142,10 @@ def _invalid_steps(app, plan):
 def test_every_plan_for_the_corpus_and_dev_sets_is_runnable(full_app, router):
     """Routes every request of the training corpus and the dev sets: each step names a registered
     tool whose arguments validate against its schema (placeholders filled as at run time)."""
-    from plugins.assistant.training import CORPUS, WRITTEN
+    from plugins.assistant.training import CORPUS, WRITTEN, human_files
 
     rows = _load(CORPUS) + _load(WRITTEN) + _load(ROOT / "tests" / "routing_seen.jsonl")
+    rows += [row for f in human_files() for row in _load(f)]  # the writers' files, as they wrote them
     bad = []
     for ex in rows:
         plan = _decide(router, ex)
@@ -173,6 +174,59 @@ def test_hand_written_requests_are_built_into_the_corpus():
         "voice.transcribe", "memory.recall"]
     with pytest.raises(ValueError, match="splits into 2 clauses"):
         written_row(["browser.open"], [], "open example.com and tell me the headlines")
+
+
+def test_dev_format_requests_are_aligned_to_the_clauses_the_router_plans(tmp_path, monkeypatch):
+    """A writer's file (dev format: whole plans) becomes clause-level training rows whose labels
+    rebuild its plan as the router builds it, implicit first steps included; a row no labelling
+    explains is reported, not learned; training reads the human folder with its own weight."""
+    from plugins.assistant import align, training
+
+    intents = training.intents_from(training.corpus_rows(human=[]))
+
+    def parts(text, steps, intent, attachments=()):
+        row, _, _, _ = align.align({"text": text, "attachments": list(attachments), "intent": intent,
+                                      "steps": steps}, intents)
+        return row and [label for _, label in row["parts"]]
+
+    assert parts("check the forecast and say it out loud", ["browser.research", "voice.speak"],
+                 "research") == ["browser.research", "voice.speak"]
+    assert parts("busca el horario del museo y resúmelo", ["browser.research"], "research") == [
+        "browser.research", "none"]
+    # typed words about audio: the transcription is implicit, or the clause's own ("transcribe this")
+    assert parts("summarise this voice note", ["voice.transcribe", "assistant.chat"], "transcribe",
+                 ["audio"]) == ["assistant.chat"]
+    assert parts("transcribe this and save the phone number", ["voice.transcribe", "memory.remember"],
+                 "transcribe", ["audio"]) == ["voice.transcribe", "memory.remember"]
+    # an image sent to a tool that takes none is described first; the intent decides a tie
+    assert parts("write the html for this mockup", ["vision.describe", "coder.generate"], "code",
+                 ["image"]) == ["coder.generate"]
+    assert parts("read this sign out loud", ["vision.ocr", "voice.speak"], "vision",
+                 ["image"]) == ["vision.ocr+voice.speak"]
+    assert parts("[spoken] where did I park", ["voice.transcribe", "memory.recall"], "memory",
+                 ["audio"]) == ["memory.recall"]
+    assert parts("make a logo", ["imagegen.generate", "voice.speak", "memory.remember", "coder.edit", "browser.open"],
+                 "imagegen") is None  # five steps cannot come from one clause
+
+    human = tmp_path / "human"
+    human.mkdir()
+    (human / "w1.jsonl").write_text(
+        json.dumps({"id": "w1-1", "text": "oye q hora es en tokio ahorita", "attachments": [], "intent": "research",
+                    "steps": ["browser.research"]}) + "\n"
+        + json.dumps({"id": "w1-2", "text": "hi", "attachments": [], "intent": "chat",
+                      "steps": ["assistant.chat", "voice.speak", "memory.remember", "coder.edit"]}) + "\n")
+    (human / "w2.jsonl").write_text("not json\n")
+    monkeypatch.setattr(training, "HUMAN", human)
+    aligned = training.human_rows(training.corpus_rows(human=[]), [human / "w1.jsonl"])
+    assert [r["id"] for r in aligned.rows] == ["w1-1"] and aligned.failed[0][0] == "w1-2"
+    assert aligned.rows[0]["weight"] == training.SETTINGS["human_weight"]
+    assert "1 rows aligned" in aligned.summary() and "1 not alignable" in aligned.summary()
+    with pytest.raises(ValueError, match="w2.jsonl:1: not a dev-format request"):
+        training.corpus_rows()
+    (human / "w2.jsonl").unlink()
+    units = training.corpus_units(training.corpus_rows())
+    assert [u.weight for u in units if u.text == "oye q hora es en tokio ahorita"] == [
+        training.SETTINGS["human_weight"]]
 
 
 def test_clauses_split_before_a_second_action_not_inside_a_payload():

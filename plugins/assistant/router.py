@@ -67,10 +67,11 @@ class Router:
     the registry's tools or examples change; ``cache_dir`` keeps trained models on disk.
     """
 
-    def __init__(self, tools: Any, *, cache_dir: Path | None = None) -> None:
+    def __init__(self, tools: Any, *, cache_dir: Path | None = None,
+                 rows: list[dict[str, Any]] | None = None) -> None:
         self.tools = tools
         self.cache_dir = cache_dir
-        self.rows = training.corpus_rows()
+        self.rows = training.corpus_rows() if rows is None else rows  # rows: another corpus (model selection)
         self.intents = training.intents_from(self.rows)
         self._state: tuple[Any, ...] | None = None
         self._lock = threading.Lock()  # the daemon's background warm-up and a first request share one model
@@ -106,7 +107,7 @@ class Router:
         own tool does not take that kind (audio: transcribe; image: describe)."""
         out: dict[str, str] = {}
         for row in self.rows:
-            first = row["parts"][0][1]
+            first = row["parts"][0][1].split("+")[0]
             if row["attachments"] and row["steps"][0] != first:
                 out.setdefault(row["attachments"][0], row["steps"][0])
         return out

@@ -28,6 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from core.logging import get_logger
+
+from . import align, features
+from .align import Aligned
 from .features import sparse
 from .intent_model import IntentModel
 from .noise import noisy, rng_for
@@ -36,14 +40,18 @@ CORPUS = Path(__file__).with_name("data") / "routing_corpus.jsonl"
 #: requests written by hand (data/written_requests.txt, built by build_corpus.py --written): the
 #: phrasings templates never produce, weighted ``written_weight`` each
 WRITTEN = Path(__file__).with_name("data") / "routing_written.jsonl"
+#: requests other people wrote in the dev-set format (one file per writer), aligned to clauses by
+#: align.py and weighted ``human_weight`` each
+HUMAN = Path(__file__).with_name("data") / "human"
 MEDIA_FIELDS = ("image", "video", "audio")
 #: hyper-parameters picked by 5-fold cross-validation on the corpus; the temperature fitted on
 #: tests/routing_calibration.jsonl (bench/routing_cv.py --calibrate)
 SETTINGS = {"l2": 1e-5, "steps": 60, "lr": 0.2, "temperature": 0.431, "features": 3, "augment": 1,
-            "augment_weight": 0.5, "written_weight": 1.0}
+            "augment_weight": 0.5, "written_weight": 1.0, "human_weight": 2.0}
 EXAMPLE_MASS = 120.0  # a tool's examples together weigh at least this many corpus requests
 
 Embed = Callable[[list[str]], np.ndarray]
+log = get_logger("loom.assistant")
 
 
 @dataclass(frozen=True)
@@ -65,12 +73,29 @@ def context_for(kinds: Iterable[str], *, spoken: bool = False, after: str | None
     return kinds or ("none",)
 
 
-def corpus_rows(path: Path | None = None) -> list[dict[str, Any]]:
-    """The corpus: the generated requests, then the hand-written ones (``weight`` set), or one file."""
+def corpus_rows(path: Path | None = None, *, human: Iterable[Path] | None = None) -> list[dict[str, Any]]:
+    """The corpus: the generated requests, the hand-written ones and the human files' aligned
+    rows (``weight`` set on both), or one file. ``human``: those files instead of ``data/human``'s."""
     if path is not None:
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     written = corpus_rows(WRITTEN) if WRITTEN.exists() else []
-    return corpus_rows(CORPUS) + [{**row, "weight": SETTINGS["written_weight"]} for row in written]
+    rows = corpus_rows(CORPUS) + [{**row, "weight": SETTINGS["written_weight"]} for row in written]
+    return rows + human_rows(rows, human).rows
+
+
+def human_files() -> list[Path]:
+    return sorted(HUMAN.glob("*.jsonl")) if HUMAN.is_dir() else []
+
+
+def human_rows(base: list[dict[str, Any]], files: Iterable[Path] | None = None) -> Aligned:
+    """The human files' requests as training rows, their steps aligned to the clauses with
+    the intents ``base`` (the corpus) gives each tool; rows that cannot be aligned are logged."""
+    aligned = align.load(list(human_files() if files is None else files), intents_from(base),
+                         SETTINGS["human_weight"])
+    if aligned.failed:
+        log.warning("human-written requests not learned: their steps cannot be aligned to their clauses",
+                    count=len(aligned.failed), examples="; ".join(f"{i}: {why}" for i, why in aligned.failed[:3]))
+    return aligned
 
 
 def corpus_units(rows: list[dict[str, Any]]) -> list[Unit]:
@@ -133,6 +158,7 @@ def fingerprint(units: list[Unit], embed_name: str | None) -> str:
     examples, their contexts and weights), the settings and the featurising/training code."""
     h = hashlib.sha256(json.dumps(SETTINGS, sort_keys=True).encode())
     h.update(str(embed_name).encode())
+    h.update(str(features.NGRAMS).encode())  # model selection varies it at run time
     for path in _CODE:
         h.update(path.read_bytes())
     for u in units:
