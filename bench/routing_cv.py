@@ -12,7 +12,9 @@ fitted on the out-of-fold logits and the expected calibration error after it, an
 time to featurise and score one clause, and the intent accuracy on a noisy copy of the
 held-out folds (typos, no accents or punctuation, fillers; seeded apart from the training
 noise). ``--lowo`` leaves one writer's file out at a time instead (the figure that predicts a
-new writer; ``--variant NAME:ngrams=2345`` tries other character n-grams).
+new writer; ``--variant NAME:ngrams=2345`` tries other character n-grams, ``NAME:minilm=1`` adds
+MiniLM sentence embeddings, ``NAME:cues=1`` the time-sensitivity cue feature,
+``NAME:wide_split=1`` the wider clause splitting).
 Candidates: hashed char 3-4-grams + words (the shipped model), ``--variant``
 settings, char 2-5-grams + words, and with ``--minilm`` the same plus MiniLM sentence
 embeddings, and MiniLM alone (the embedding's own time is printed separately).
@@ -33,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from plugins.assistant import features, training  # noqa: E402
+from plugins.assistant import features, rules, training  # noqa: E402
 from plugins.assistant.intent_model import IntentModel, ece, fit_temperature, softmax  # noqa: E402
 from plugins.assistant.noise import noisy, rng_for  # noqa: E402
 
@@ -163,7 +165,68 @@ def _load_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def lowo(files: list[Path], variants: dict[str, dict], extra: list[Path]) -> None:
+class CachedEmbed:
+    """MiniLM sentence embeddings, kept on disk by text: every fold and variant embeds a clause once."""
+
+    name = "minilm"
+    PATH = Path("/tmp/loom-cv/minilm-embeddings.npz")
+
+    def __init__(self) -> None:
+        from plugins.embed.minilm import MiniLM
+
+        self.model = MiniLM()
+        self.memo: dict[str, np.ndarray] = {}
+        if self.PATH.exists():
+            with np.load(self.PATH, allow_pickle=False) as z:
+                self.memo = dict(zip([str(t) for t in z["texts"]], z["vectors"], strict=True))
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        todo = sorted({t for t in texts if t not in self.memo})
+        for i in range(0, len(todo), 64):
+            for t, v in zip(todo[i:i + 64], self.model.embed(todo[i:i + 64]), strict=True):
+                self.memo[t] = v
+            if (i // 64) % 20 == 19 or i + 64 >= len(todo):
+                self.save()
+                print(f"  MiniLM: {min(i + 64, len(todo))}/{len(todo)} new clauses embedded", flush=True)
+        return np.stack([self.memo[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
+
+    def save(self) -> None:
+        self.PATH.parent.mkdir(parents=True, exist_ok=True)
+        texts = list(self.memo)
+        tmp = self.PATH.with_suffix(".tmp.npz")
+        np.savez(tmp, texts=np.array(texts), vectors=np.stack([self.memo[t] for t in texts]))
+        tmp.replace(self.PATH)
+
+
+TEMPERATURES = tuple(float(t) for t in np.round(np.exp(np.linspace(np.log(0.25), np.log(2.0), 16)), 3))
+
+
+def _temperature_table(temps: dict[float, dict[str, tuple[np.ndarray, np.ndarray]]]) -> str:
+    """Per temperature: each held-out writer's ECE and the pooled NLL of the plans' confidence;
+    and, writer by writer, the ECE at the temperature the OTHER writers' predictions choose
+    (the honest figure for fitting the temperature on writers the model was not trained on)."""
+    temps = {t: v for t, v in temps.items() if v}
+
+    def nll(conf: np.ndarray, ok: np.ndarray) -> float:
+        c = np.clip(conf, 1e-4, 1 - 1e-4)
+        return float(-np.mean(ok * np.log(c) + (1 - ok) * np.log(1 - c)))
+
+    writers = list(next(iter(temps.values())))
+    lines = []
+    for t, by in temps.items():
+        pooled = nll(np.concatenate([by[w][0] for w in writers]), np.concatenate([by[w][1] for w in writers]))
+        lines.append(f"    T={t:.3f}: NLL {pooled:.4f}; ECE " + ", ".join(f"{w} {ece(*by[w]):.3f}" for w in writers))
+    cross = []
+    for w in writers:
+        others = [o for o in writers if o != w]
+        best = min(temps, key=lambda t: nll(np.concatenate([temps[t][o][0] for o in others]),
+                                            np.concatenate([temps[t][o][1] for o in others])))
+        cross.append(f"{w} {ece(*temps[best][w]):.3f} (T={best:.3f})")
+    lines.append("    ECE at the temperature fitted on the other writers: " + ", ".join(cross))
+    return "\n".join(lines)
+
+
+def lowo(files: list[Path], variants: dict[str, dict], extra: list[Path], fit_temperature: bool = False) -> None:
     """Leave one writer out: for each writer's file W, a model trained on the corpus, the
     hand-written rows and the OTHER writers' files routes W end to end (bench/routing.py's
     scoring). The mean over writers predicts a writer nobody has met. ``extra`` files are
@@ -171,28 +234,47 @@ def lowo(files: list[Path], variants: dict[str, dict], extra: list[Path]) -> Non
     from plugins.assistant.router import Router
 
     app = _app()
+    training.KEEP = 400  # every fold of every variant stays cached: a re-run loads instead of training
     sets = {f: _load_jsonl(f) for f in files}
-    base, ngrams = dict(training.SETTINGS), features.NGRAMS
+    base, ngrams, cues, wide = dict(training.SETTINGS), features.NGRAMS, features.CUES, rules.WIDE
     for name, settings in variants.items():
         settings = dict(settings)
         features.NGRAMS = tuple(int(c) for c in str(settings.pop("ngrams", "34")))
+        embed = CachedEmbed() if settings.pop("minilm", 0) else None
+        features.CUES = bool(settings.pop("cues", cues))
+        rules.WIDE = bool(settings.pop("wide_split", wide))
         training.SETTINGS.clear()
         training.SETTINGS.update({**base, **settings})
         line, figures = [], []
+        temps: dict[float, dict] = {0: {}} if fit_temperature else {}
         t0 = time.perf_counter()
         for held in files:
             rows = training.corpus_rows(human=[f for f in files if f != held])
-            router = Router(app.tools, cache_dir=CV_CACHE, rows=rows)
+            router = Router(app.tools, cache_dir=CV_CACHE, rows=rows, embed=embed)
             router.warm()
             acc, exact, cal, _ = score(router, sets[held])
             figures.append((acc, exact, cal))
+            if temps:  # the same model at other temperatures: what a new writer's confidence needs
+                model = router.model()
+                shipped_t = model.temperature
+                for t in TEMPERATURES:
+                    model.temperature = t
+                    conf, ok = [], []
+                    for ex, plan in score(router, sets[held])[3]:
+                        conf.append(plan.confidence)
+                        ok.append(plan.intent == ex["intent"])
+                    temps.setdefault(t, {})[held.stem] = (np.array(conf), np.array(ok, float))
+                model.temperature = shipped_t
             training._MEMO.clear()  # a model per fold: keep one in memory at a time
             line.append(f"{held.stem} {acc:.1%}/{exact:.1%}/{cal:.3f}")
         mean = np.mean(figures, axis=0)
+        if temps:
+            print(_temperature_table(temps), flush=True)
+            temps = {0: {}}
         out = (f"{name}: LOWO intent/exact plans/ECE: " + ", ".join(line)
                + f"; mean {mean[0]:.1%}/{mean[1]:.1%}/{mean[2]:.3f}")
         if extra:
-            router = Router(app.tools, cache_dir=CV_CACHE, rows=training.corpus_rows(human=files))
+            router = Router(app.tools, cache_dir=CV_CACHE, rows=training.corpus_rows(human=files), embed=embed)
             router.warm()
             for f in extra:
                 acc, exact, cal, _ = score(router, _load_jsonl(f))
@@ -200,7 +282,7 @@ def lowo(files: list[Path], variants: dict[str, dict], extra: list[Path]) -> Non
         print(out + f" ({time.perf_counter() - t0:.0f}s)", flush=True)
     training.SETTINGS.clear()
     training.SETTINGS.update(base)
-    features.NGRAMS = ngrams
+    features.NGRAMS, features.CUES, rules.WIDE = ngrams, cues, wide
 
 
 def _app():
@@ -264,6 +346,8 @@ def main() -> int:
     parser.add_argument("--also", nargs="*", default=None, metavar="DEV.jsonl",
                         help="with --lowo: also route these files with a model trained on every writer (default: "
                              "tests/routing_calibration.jsonl)")
+    parser.add_argument("--temperatures", action="store_true",
+                        help="with --lowo: also score each held-out writer at other temperatures")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
                         help="settings to compare with the shipped ones, e.g. 'no-noise:augment=0'")
     parser.add_argument("--shipped-only", action="store_true", help="cross-validate only the shipped settings")
@@ -282,7 +366,7 @@ def main() -> int:
             parser.error("the held-out and fresh sets are never used for tuning")
         if len(files) < 2:
             parser.error("leave-one-writer-out needs at least two writers' files")
-        lowo(files, variants, also)
+        lowo(files, variants, also, args.temperatures)
         return 0
     if args.dev is not None:
         files = [Path(f) for f in args.dev] or [ROOT / "tests" / f"routing_{n}.jsonl" for n in DEV_SETS]

@@ -98,7 +98,10 @@ def intent_of(labels: list[str], attachments: list[str], spoken: bool, intents: 
     if "audio" in attachments and not spoken:
         return intents.get(TRANSCRIBE, "transcribe")
     first = labels[0].split("+")[0]
-    return intents.get(first, first.split(".")[0])
+    if first in intents:
+        return intents[first]
+    group = first.split(".")[0]  # a tool the corpus never plans: its plugin's intent, as the router names it
+    return next((i for t, i in intents.items() if t.split(".")[0] == group), group)
 
 
 def align(ex: dict[str, Any], intents: dict[str, str]) -> tuple[dict[str, Any] | None, str, bool, bool]:

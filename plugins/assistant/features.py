@@ -45,6 +45,40 @@ def normalise(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9+#]+|[?:]", s))
 
 
+# Words that make a question time-sensitive in the languages people write to the router: what
+# is true now (today, tonight, the latest, still open, the current price, the score, the
+# weather) needs a search; what is always true is chat. One shared feature for all of them
+# lets a cue the corpus rarely pairs with a search ("ahorita", "stasera") borrow the evidence
+# of the common ones. Accents stripped, as ``normalise`` leaves words.
+TIME_CUES = frozenset("""
+today tonight tomorrow now currently current latest newest recent recently yesterday weekend
+this_week this_weekend this_morning this_evening right_now rn atm nowadays upcoming live
+opening closed price prices cost rate rates score scores weather forecast news headlines
+traffic delayed delays delay strike schedule showtimes tickets available release released
+hoy ahora ahorita manana esta_noche esta_semana este_finde este_fin actual actualmente ultimo
+ultima ultimos ultimas precio precios cotizacion pronostico noticias abierto abierta horario
+horarios partido resultado todavia reciente
+hui maintenant demain ce_soir cette_semaine actuel actuelle actuellement dernier
+derniere dernieres derniers prix meteo actualites ouvert ouverte horaires
+heute jetzt morgen heute_abend diese_woche aktuell aktuelle aktuellen neueste neuesten preis preise
+wetter nachrichten geoffnet offnungszeiten ergebnis
+oggi adesso domani stasera questa_settimana attuale attualmente ultime ultimo prezzo prezzi meteo
+notizie aperto aperta orari partita risultato
+hoje agora amanha esta_noite atual atualmente ultimas preco precos cotacao previsao noticias
+aberto aberta horario jogo resultado
+vandaag nu prijs weer nieuws dzisiaj dzis teraz jutro pogoda avui ara dema preu noticies
+""".split())
+CUES = False  # whether the cue features are on (bench/routing_cv.py --lowo NAME:cues=1 compares)
+
+
+def cue_tokens(words: list[str]) -> list[str]:
+    """One ``cue:time`` token per time-sensitive word or two-word phrase in the clause."""
+    if not CUES:
+        return []
+    pairs = [f"{a}_{b}" for a, b in itertools.pairwise(words)]
+    return ["cue:time" for w in words + pairs if w in TIME_CUES]
+
+
 def _h(token: str) -> int:
     return zlib.crc32(token.encode()) & (DIM - 1)
 
@@ -54,6 +88,7 @@ def tokens(text: str, context: tuple[str, ...] = ()) -> list[str]:
     words = norm.split()
     out = [f"w:{w}" for w in words]
     out += [f"b:{a}_{b}" for a, b in itertools.pairwise(words)]
+    out += cue_tokens(words)
     if words:
         out.append(f"first:{words[0]}")
         out.append(f"last:{words[-1]}")

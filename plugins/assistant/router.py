@@ -68,9 +68,10 @@ class Router:
     """
 
     def __init__(self, tools: Any, *, cache_dir: Path | None = None,
-                 rows: list[dict[str, Any]] | None = None) -> None:
+                 rows: list[dict[str, Any]] | None = None, embed: Embed | None = None) -> None:
         self.tools = tools
         self.cache_dir = cache_dir
+        self.embed = embed  # a sentence embedding beside the n-grams (model selection only: bench/routing_cv.py)
         self.rows = training.corpus_rows() if rows is None else rows  # rows: another corpus (model selection)
         self.intents = training.intents_from(self.rows)
         self._state: tuple[Any, ...] | None = None
@@ -91,7 +92,8 @@ class Router:
     def _build(self, key: tuple[Any, ...]) -> None:
         tools = self.tools.list()
         units = training.corpus_units(self.rows) + training.example_units(tools)
-        model = training.train(units, cache_dir=self.cache_dir)
+        model = training.train(units, cache_dir=self.cache_dir, embed=self.embed,
+                               embed_name=getattr(self.embed, "name", "embed") if self.embed else None)
         needs = {t.name: training.media_kinds(t.input_schema) for t in tools}
         producers = training.producers_from(self.rows, needs)
         converters = self._converters()
@@ -229,7 +231,9 @@ class _Builder:
     def _choose(self, clause: str, ctx: tuple[str, ...], *, first: bool, prev: Step | None, request_text: str,
                 spoken: bool) -> tuple[str, float, str, list[tuple[str, dict[str, Any]]], dict[str, Any]]:
         model = self.model
-        probs = model.proba([sparse(clause, ctx)], None)[0]
+        embed = self.router.embed
+        dense = embed([clause]) if embed is not None and model.wd is not None else None
+        probs = model.proba([sparse(clause, ctx)], dense)[0]
         order = np.argsort(-probs)
         valid: list[tuple[str, float, list[tuple[str, dict[str, Any]]]]] = []
         rejected: list[str] = []

@@ -158,7 +158,7 @@ def fingerprint(units: list[Unit], embed_name: str | None) -> str:
     examples, their contexts and weights), the settings and the featurising/training code."""
     h = hashlib.sha256(json.dumps(SETTINGS, sort_keys=True).encode())
     h.update(str(embed_name).encode())
-    h.update(str(features.NGRAMS).encode())  # model selection varies it at run time
+    h.update(f"{features.NGRAMS}{features.CUES}".encode())  # model selection varies them at run time
     for path in _CODE:
         h.update(path.read_bytes())
     for u in units:
