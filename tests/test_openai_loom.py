@@ -136,3 +136,18 @@ def test_generated_image_comes_back_as_data_not_a_path(client, daemon):
     streamed = [c.choices[0].delta.model_extra.get("images") for c in chunks if c.choices]
     assert any(streamed)
     assert chunks[-1].usage.prompt_tokens > 0
+
+
+def test_a_spoken_answer_reads_as_the_words_spoken_not_the_tool_summary(client):
+    # "Read this out loud" plans voice.speak: the audio comes back inline and the text beside
+    # it is what was said (it used to be the tool's "1.4 s of speech ..." summary).
+    out = client.chat.completions.create(model="loom", modalities=["text", "audio"],
+                                         audio={"voice": "alloy", "format": "wav"},
+                                         messages=[{"role": "user",
+                                                    "content": "Read this out loud: the ferry leaves at nine."}])
+    message = out.choices[0].message
+    assert "ferry leaves at nine" in (message.content or "").lower(), message.content
+    assert "of speech" not in message.content and "/" not in message.content
+    assert message.audio.transcript == message.content
+    with wave.open(io.BytesIO(base64.b64decode(message.audio.data))) as w:
+        assert w.getnframes() / w.getframerate() > 0.5

@@ -16,6 +16,7 @@ each decision is published as a ``Delegated`` event with its reason.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -46,7 +47,7 @@ from .conversation import (
     render_turns,
 )
 from .events import Delegated, PlanReady, StageFailed
-from .plan import Plan, Step, bind_args, execute
+from .plan import Plan, Step, bind_args, execute, resolve
 from .router import LLM_THRESHOLD, Router, RouteRequest
 from .sniff import detect
 from .turn import Attachment, Turn
@@ -654,8 +655,17 @@ def _sub(ctx: ToolContext | None) -> ToolContext:
 
 
 def _answer_text(plan: Plan, ns: dict[str, Any]) -> str:
-    """The final answer: the last step's text; name any file it produced."""
+    """The final answer: the last step's text; name any file it produced. When the last step
+    spoke, the answer is the words spoken (the audio's caption), not the tool's summary
+    ("1.4 s of speech ..."): that is what a client shows beside the audio."""
     text = ns.get("last.text") or ""
+    done = ns.get("last.result")
+    last = next((s for s in plan.steps if done is not None and ns.get(f"{s.id}.result") is done), None)
+    if last is not None and last.tool == "voice.speak":
+        with contextlib.suppress(ToolError):
+            spoken = resolve(last.args.get("text"), ns)
+            if isinstance(spoken, str) and spoken.strip():
+                text = spoken
     file = ns.get("last.file")
     if file and file not in text:
         text = (text + "\n" if text else "") + f"Saved: {file}"
