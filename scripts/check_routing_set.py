@@ -36,8 +36,10 @@ TOOL_INTENT = {"assistant": "chat", "browser": "research", "imagegen": "imagegen
                "vision": "vision", "system": "pc_control"}
 IMAGE_MAKERS = {"imagegen.generate", "imagegen.edit", "system.screenshot", "browser.screenshot"}
 URL = re.compile(r"https?://\S+")
-SOURCE_EXTS = "py|js|ts|tsx|jsx|sh|c|h|cpp|go|rs|java|rb|php|html|css|md|toml|yaml|yml|json|sql|kt|swift"
-PATH = re.compile(rf"[\w./-]+\.(?:{SOURCE_EXTS})\b")
+SOURCE_EXTS = ("py|js|ts|tsx|jsx|sh|c|h|cpp|go|rs|java|rb|php|html|css|md|toml|yaml|yml|json|sql|kt|swift|"
+               "R|Rmd|jl|scala|lua|dart|ipynb|ini|cfg|conf|xml|j2|gradle|ps1|vue|svelte|scss|txt")
+PATH = re.compile(rf"[\w./-]+\.(?:{SOURCE_EXTS})\b|\b(?:Makefile|Dockerfile|Jenkinsfile)\b")
+COORDS = re.compile(r"(-?\d{1,5})\s*[, x]\s*(-?\d{1,5})")
 
 
 def tool_intent(tool: str) -> str:
@@ -59,6 +61,7 @@ def step_args(tool: str, text: str, sources: dict[str, bool], prior: bool) -> tu
         return {}, "needs a video attachment"
     url = URL.search(text)
     path = PATH.search(text)
+    coords = COORDS.search(text)
     args: dict = {
         "assistant.chat": {"text": words},
         "browser.research": {"question": words},
@@ -86,6 +89,7 @@ def step_args(tool: str, text: str, sources: dict[str, bool], prior: bool) -> tu
         "system.focus": {"window": words},
         "system.windows": {},
         "system.screenshot": {},
+        "system.move": ({"x": int(coords.group(1)), "y": int(coords.group(2))} if coords else {}),
     }.get(tool, {})
     if tool == "browser.open" and not url and not prior:
         return args, "needs a URL in the request"
