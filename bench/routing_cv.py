@@ -13,7 +13,8 @@ time to featurise and score one clause, and the intent accuracy on a noisy copy 
 held-out folds (typos, no accents or punctuation, fillers; seeded apart from the training
 noise). ``--lowo`` leaves one writer's file out at a time instead (the figure that predicts a
 new writer; ``--variant NAME:ngrams=2345`` tries other character n-grams, ``NAME:minilm=1`` adds
-MiniLM sentence embeddings, ``NAME:cues=1`` the time-sensitivity cue feature,
+MiniLM sentence embeddings, ``NAME:minilm_gate=0.9`` only below that n-gram confidence,
+``NAME:cues=1`` the time-sensitivity cue feature,
 ``NAME:wide_split=1`` the wider clause splitting).
 Candidates: hashed char 3-4-grams + words (the shipped model), ``--variant``
 settings, char 2-5-grams + words, and with ``--minilm`` the same plus MiniLM sentence
@@ -198,6 +199,26 @@ class CachedEmbed:
         tmp.replace(self.PATH)
 
 
+class Gated:
+    """The n-gram router, and the one with MiniLM beside the n-grams only when the n-gram
+    router's confidence is below ``gate`` (the embedding's cost paid on those requests only)."""
+
+    def __init__(self, plain, embedded, gate: float) -> None:
+        self.plain, self.embedded, self.gate = plain, embedded, gate
+        self.asked = self.total = 0
+
+    def decide(self, *args, **kw):
+        plan = self.plain.decide(*args, **kw)
+        self.total += 1
+        if plan.confidence < self.gate:
+            self.asked += 1
+            plan = self.embedded.decide(*args, **kw)
+        return plan
+
+    def model(self):
+        return self.plain.model()
+
+
 TEMPERATURES = tuple(float(t) for t in np.round(np.exp(np.linspace(np.log(0.25), np.log(2.0), 16)), 3))
 
 
@@ -231,7 +252,7 @@ def lowo(files: list[Path], variants: dict[str, dict], extra: list[Path], fit_te
     hand-written rows and the OTHER writers' files routes W end to end (bench/routing.py's
     scoring). The mean over writers predicts a writer nobody has met. ``extra`` files are
     routed by the model trained with every writer's file (the calibration set)."""
-    from plugins.assistant.router import Router
+    from plugins.assistant.router import LLM_THRESHOLD, Router
 
     app = _app()
     training.KEEP = 400  # every fold of every variant stays cached: a re-run loads instead of training
@@ -240,7 +261,8 @@ def lowo(files: list[Path], variants: dict[str, dict], extra: list[Path], fit_te
     for name, settings in variants.items():
         settings = dict(settings)
         features.NGRAMS = tuple(int(c) for c in str(settings.pop("ngrams", "34")))
-        embed = CachedEmbed() if settings.pop("minilm", 0) else None
+        embed = CachedEmbed() if settings.pop("minilm", 0) or "minilm_gate" in settings else None
+        gate = settings.pop("minilm_gate", None)
         features.CUES = bool(settings.pop("cues", cues))
         rules.WIDE = bool(settings.pop("wide_split", wide))
         training.SETTINGS.clear()
@@ -250,10 +272,15 @@ def lowo(files: list[Path], variants: dict[str, dict], extra: list[Path], fit_te
         t0 = time.perf_counter()
         for held in files:
             rows = training.corpus_rows(human=[f for f in files if f != held])
-            router = Router(app.tools, cache_dir=CV_CACHE, rows=rows, embed=embed)
+            router = Router(app.tools, cache_dir=CV_CACHE, rows=rows, embed=None if gate else embed)
             router.warm()
-            acc, exact, cal, _ = score(router, sets[held])
-            figures.append((acc, exact, cal))
+            if gate:
+                embedded = Router(app.tools, cache_dir=CV_CACHE, rows=rows, embed=embed)
+                embedded.warm()
+                router = Gated(router, embedded, float(gate))
+            acc, exact, cal, plans = score(router, sets[held])
+            low = float(np.mean([p.confidence < LLM_THRESHOLD for _, p in plans]))
+            figures.append((acc, exact, cal, low))
             if temps:  # the same model at other temperatures: what a new writer's confidence needs
                 model = router.model()
                 shipped_t = model.temperature
@@ -266,13 +293,14 @@ def lowo(files: list[Path], variants: dict[str, dict], extra: list[Path], fit_te
                     temps.setdefault(t, {})[held.stem] = (np.array(conf), np.array(ok, float))
                 model.temperature = shipped_t
             training._MEMO.clear()  # a model per fold: keep one in memory at a time
-            line.append(f"{held.stem} {acc:.1%}/{exact:.1%}/{cal:.3f}")
+            line.append(f"{held.stem} {acc:.1%}/{exact:.1%}/{cal:.3f} (LLM {low:.1%}"
+                        + (f", MiniLM on {router.asked / router.total:.1%})" if gate else ")"))
         mean = np.mean(figures, axis=0)
         if temps:
             print(_temperature_table(temps), flush=True)
             temps = {0: {}}
         out = (f"{name}: LOWO intent/exact plans/ECE: " + ", ".join(line)
-               + f"; mean {mean[0]:.1%}/{mean[1]:.1%}/{mean[2]:.3f}")
+               + f"; mean {mean[0]:.1%}/{mean[1]:.1%}/{mean[2]:.3f} (LLM {mean[3]:.1%})")
         if extra:
             router = Router(app.tools, cache_dir=CV_CACHE, rows=training.corpus_rows(human=files), embed=embed)
             router.warm()

@@ -46,7 +46,7 @@ HUMAN = Path(__file__).with_name("data") / "human"
 MEDIA_FIELDS = ("image", "video", "audio")
 #: hyper-parameters picked by 5-fold cross-validation on the corpus; the temperature fitted on
 #: tests/routing_calibration.jsonl (bench/routing_cv.py --calibrate)
-SETTINGS = {"l2": 1e-5, "steps": 60, "lr": 0.2, "temperature": 0.431, "features": 3, "augment": 1,
+SETTINGS = {"l2": 1e-5, "steps": 60, "lr": 0.2, "temperature": 0.71, "features": 3, "augment": 1,
             "augment_weight": 0.5, "written_weight": 1.0, "human_weight": 2.0}
 EXAMPLE_MASS = 120.0  # a tool's examples together weigh at least this many corpus requests
 
