@@ -374,6 +374,7 @@ def main() -> int:
     parser.add_argument("--also", nargs="*", default=None, metavar="DEV.jsonl",
                         help="with --lowo: also route these files with a model trained on every writer (default: "
                              "tests/routing_calibration.jsonl)")
+    parser.add_argument("--variants-only", action="store_true", help="with --lowo: skip the shipped settings")
     parser.add_argument("--temperatures", action="store_true",
                         help="with --lowo: also score each held-out writer at other temperatures")
     parser.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
@@ -394,6 +395,8 @@ def main() -> int:
             parser.error("the held-out and fresh sets are never used for tuning")
         if len(files) < 2:
             parser.error("leave-one-writer-out needs at least two writers' files")
+        if args.variants_only and len(variants) > 1:
+            del variants["shipped"]  # its figures are known: only the variants are trained
         lowo(files, variants, also, args.temperatures)
         return 0
     if args.dev is not None:

@@ -47,7 +47,7 @@ MEDIA_FIELDS = ("image", "video", "audio")
 #: hyper-parameters picked by 5-fold cross-validation on the corpus; the temperature fitted on
 #: tests/routing_calibration.jsonl (bench/routing_cv.py --calibrate)
 SETTINGS = {"l2": 1e-5, "steps": 60, "lr": 0.2, "temperature": 0.71, "features": 3, "augment": 1,
-            "augment_weight": 0.5, "written_weight": 1.0, "human_weight": 2.0}
+            "augment_weight": 0.5, "written_weight": 1.0, "human_weight": 2.0, "human_noise": 1}
 EXAMPLE_MASS = 120.0  # a tool's examples together weigh at least this many corpus requests
 
 Embed = Callable[[list[str]], np.ndarray]
@@ -60,6 +60,7 @@ class Unit:
     context: tuple[str, ...]
     tool: str
     weight: float = 1.0
+    noise: bool = True  # whether training also sees a noisy copy (people's own requests may not need one)
 
 
 def context_for(kinds: Iterable[str], *, spoken: bool = False, after: str | None = None) -> tuple[str, ...]:
@@ -92,6 +93,8 @@ def human_rows(base: list[dict[str, Any]], files: Iterable[Path] | None = None) 
     the intents ``base`` (the corpus) gives each tool; rows that cannot be aligned are logged."""
     aligned = align.load(list(human_files() if files is None else files), intents_from(base),
                          SETTINGS["human_weight"])
+    if not SETTINGS["human_noise"]:
+        aligned.rows = [{**row, "noise": False} for row in aligned.rows]
     if aligned.failed:
         log.warning("human-written requests not learned: their steps cannot be aligned to their clauses",
                     count=len(aligned.failed), examples="; ".join(f"{i}: {why}" for i, why in aligned.failed[:3]))
@@ -105,7 +108,7 @@ def corpus_units(rows: list[dict[str, Any]]) -> list[Unit]:
         prev = None
         for i, (text, tool) in enumerate(row["parts"]):
             ctx = context_for(row["attachments"], spoken=spoken) if i == 0 else context_for((), after=prev)
-            out.append(Unit(text, ctx, tool, float(row.get("weight", 1.0))))
+            out.append(Unit(text, ctx, tool, float(row.get("weight", 1.0)), row.get("noise", True)))
             if tool != "none":
                 prev = tool
     return out
@@ -209,6 +212,8 @@ def augment(units: list[Unit], copies: int, weight: float) -> list[Unit]:
     out = list(units)
     for c in range(copies):
         for u in units:
+            if not u.noise:
+                continue
             text = noisy(u.text, rng_for(u.text, c))
             if text and text != u.text:
                 out.append(Unit(text, u.context, u.tool, u.weight * weight))
