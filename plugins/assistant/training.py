@@ -48,7 +48,7 @@ MEDIA_FIELDS = ("image", "video", "audio")
 #: one writer out (bench/routing_cv.py --lowo); the temperature minimises the log-loss of the
 #: leave-one-writer-out predictions (--lowo --temperatures): the confidence a writer the model has
 #: not met should get, where tests/routing_calibration.jsonl (--calibrate) is now too easy
-SETTINGS = {"l2": 1e-5, "steps": 60, "lr": 0.2, "temperature": 0.71, "features": 3, "augment": 1,
+SETTINGS = {"l2": 1e-5, "steps": 60, "lr": 0.2, "temperature": 0.66, "features": 3, "augment": 1,
             "augment_weight": 0.5, "written_weight": 1.0, "human_weight": 2.0, "human_noise": 1}
 EXAMPLE_MASS = 120.0  # a tool's examples together weigh at least this many corpus requests
 
