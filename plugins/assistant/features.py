@@ -23,9 +23,11 @@ DIM = 1 << 18
 NGRAMS = (3, 4)
 _CODE = re.compile(r"`[^`]{1,400}`")
 _URL = re.compile(r"\b(?:https?://\S+|www\.\S+|[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|dev|ai|es|de|fr|it|pt|"
-                  r"uk|gov|edu|co|info|news|app)(?:/\S*)?)", re.I)
-_PATH = re.compile(r"(?:[\w.-]*/)*[\w-]+\.(?:py|js|jsx|ts|tsx|rs|go|java|kt|c|h|cc|cpp|hpp|cs|rb|php|swift|sql|sh|"
-                   r"ps1|html|css|scss|vue|svelte|json|ya?ml|toml|ini|lua|dart|ipynb|md|txt|gradle)\b|\bMakefile\b")
+                  r"uk|gov|edu|co|info|news|app)\b(?:/\S*)?)", re.I)
+#: the file types a request may name for the coder (source, notebooks, config, templates)
+SOURCE_EXTS = ("py|js|jsx|ts|tsx|rs|go|java|kt|c|h|cc|cpp|hpp|cs|rb|php|swift|sql|sh|ps1|html|css|scss|vue|svelte|"
+               "json|ya?ml|toml|ini|cfg|conf|xml|j2|lua|dart|ipynb|R|Rmd|jl|scala|md|txt|gradle")
+_PATH = re.compile(rf"(?:[\w.-]*/)*[\w-]+(?:\.[\w-]+)*\.(?:{SOURCE_EXTS})\b|\b(?:Makefile|Dockerfile|Jenkinsfile)\b")
 _QUOTE = re.compile(r"(?<![\w])[\"“«‘']([^\"”»’']{2,400})[\"”»’'](?![\w])")
 _NUM = re.compile(r"\d+")
 

@@ -13,13 +13,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .features import strip_accents
+from .features import SOURCE_EXTS, strip_accents
 
 QUOTE = re.compile(r"(?<![\w])[\"“«‘']([^\"”»’']{1,400})[\"”»’'](?![\w])")
 URL = re.compile(r"\b(?:https?://[^\s,;)]+|www\.[^\s,;)]+|[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|dev|ai|es|de|"
-                 r"fr|it|pt|uk|gov|edu|co|info|news|app)(?:/[^\s,;)]*)?)", re.I)
-PATH = re.compile(r"(?:[\w.-]*/)*[\w-]+\.(?:py|js|jsx|ts|tsx|rs|go|java|kt|c|h|cc|cpp|hpp|cs|rb|php|swift|sql|sh|ps1|"
-                  r"html|css|scss|vue|svelte|json|ya?ml|toml|ini|lua|dart|ipynb|md|txt|gradle)\b|\bMakefile\b")
+                 r"fr|it|pt|uk|gov|edu|co|info|news|app)\b(?:/[^\s,;)]*)?)", re.I)
+PATH = re.compile(rf"(?:[\w.-]*/)*[\w-]+(?:\.[\w-]+)*\.(?:{SOURCE_EXTS})\b|\b(?:Makefile|Dockerfile|Jenkinsfile)\b")
 COORDS = re.compile(r"(-?\d{1,5})\s*[, x]\s*(-?\d{1,5})")
 MODIFIERS = ("ctrl", "control", "strg", "alt", "shift", "cmd", "command", "win", "super", "meta", "option")
 NAMED_KEYS = ("enter", "return", "escape", "esc", "tab", "space", "backspace", "delete", "del", "home", "end",

@@ -469,16 +469,27 @@ class MemoryService:
                 raise MemoryError_(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if not self._indexed.is_set() and self.settings.recall_wait > 0:
             await anyio.to_thread.run_sync(self._indexed.wait, self.settings.recall_wait)
-        qvec = await self.embed_query(query)
+        # The word search (SQLite, in a thread) runs while the query is embedded: both release
+        # the GIL, so on two cores recall costs the longer of the two, not their sum.
+        lex: dict[int, float] = {}
+
+        async def words() -> None:
+            lex.update(await anyio.to_thread.run_sync(
+                self._text_matches, store, query, max(20, 4 * k), include_archived, kinds, session_id))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(words)
+            qvec = await self.embed_query(query)
         now = self.clock()
         results = await anyio.to_thread.run_sync(
-            lambda: self._recall_sync(store, query, qvec, k, kinds, session_id, include_archived, now))
+            lambda: self._recall_sync(store, query, qvec, k, kinds, session_id, include_archived, now, lex))
         if touch:  # only real matches count as remembering; a weak filler result does not
             await self.touch([r["id"] for r in results if r["score"] >= self.settings.min_score])
         return results
 
     def _recall_sync(self, store: Store, query: str, qvec: Any, k: int, kinds: list[str] | None,
-                     session_id: str | None, include_archived: bool, now: float) -> list[dict[str, Any]]:
+                     session_id: str | None, include_archived: bool, now: float,
+                     lex: dict[int, float] | None = None) -> list[dict[str, Any]]:
         rs = self.settings.retention
         sims: dict[int, float] = {}
         index = self.index
@@ -487,7 +498,8 @@ class MemoryService:
             rows, s, snap = index.search(qvec, pool, [KIND_CODE[x] for x in kinds] if kinds else None)
             ids = snap["ids"][rows]
             sims = dict(zip(ids.tolist(), s.tolist(), strict=True))
-        lex = self._text_matches(store, query, max(20, 4 * k), include_archived, kinds, session_id)
+        if lex is None:
+            lex = self._text_matches(store, query, max(20, 4 * k), include_archived, kinds, session_id)
         cand = set(sims) | set(lex)
         if not cand:
             return []
