@@ -214,13 +214,18 @@ def test_dev_format_requests_are_aligned_to_the_clauses_the_router_plans(tmp_pat
         json.dumps({"id": "w1-1", "text": "oye q hora es en tokio ahorita", "attachments": [], "intent": "research",
                     "steps": ["browser.research"]}) + "\n"
         + json.dumps({"id": "w1-2", "text": "hi", "attachments": [], "intent": "chat",
-                      "steps": ["assistant.chat", "voice.speak", "memory.remember", "coder.edit"]}) + "\n")
+                      "steps": ["assistant.chat", "voice.speak", "memory.remember", "coder.edit"]}) + "\n"
+        + json.dumps({"id": "w1-3", "text": "busca el tiempo de mañana", "attachments": [], "intent": "research",
+                      "steps": ["browser.research", "memory.remember", "voice.speak"]}) + "\n")
     (human / "w2.jsonl").write_text("not json\n")
     monkeypatch.setattr(training, "HUMAN", human)
     aligned = training.human_rows(training.corpus_rows(human=[]), [human / "w1.jsonl"])
-    assert [r["id"] for r in aligned.rows] == ["w1-1"] and aligned.failed[0][0] == "w1-2"
+    assert [r["id"] for r in aligned.rows] == ["w1-1", "w1-3"] and aligned.failed[0][0] == "w1-2"
     assert aligned.rows[0]["weight"] == training.SETTINGS["human_weight"]
-    assert "1 rows aligned" in aligned.summary() and "1 not alignable" in aligned.summary()
+    assert "2 rows aligned" in aligned.summary() and "1 not alignable" in aligned.summary()
+    # a pair of steps no other request asks of one clause is learned as its first step
+    assert aligned.rows[1]["steps"] == ["browser.research", "memory.remember", "voice.speak"]
+    assert aligned.rows[1]["parts"] == [["busca el tiempo de mañana", "browser.research"]]
     with pytest.raises(ValueError, match="w2.jsonl:1: not a dev-format request"):
         training.corpus_rows()
     (human / "w2.jsonl").unlink()

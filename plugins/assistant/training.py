@@ -21,6 +21,7 @@ import json
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,8 @@ MEDIA_FIELDS = ("image", "video", "audio")
 #: leave-one-writer-out predictions (--lowo --temperatures): the confidence a writer the model has
 #: not met should get, where tests/routing_calibration.jsonl (--calibrate) is now too easy
 SETTINGS = {"l2": 1e-5, "steps": 60, "lr": 0.2, "temperature": 0.66, "features": 3, "augment": 1,
-            "augment_weight": 0.5, "written_weight": 1.0, "human_weight": 2.0, "human_noise": 1}
+            "augment_weight": 0.5, "written_weight": 1.0, "human_weight": 2.0, "human_noise": 1,
+            "min_label": 10}
 EXAMPLE_MASS = 120.0  # a tool's examples together weigh at least this many corpus requests
 
 Embed = Callable[[list[str]], np.ndarray]
@@ -98,13 +100,21 @@ def human_rows(base: list[dict[str, Any]], files: Iterable[Path] | None = None) 
     the intents ``base`` (the corpus) gives each tool; rows that cannot be aligned are logged."""
     paths = list(human_files() if files is None else files)
     key = (tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths), SETTINGS["human_weight"],
-           SETTINGS["human_noise"], rules.WIDE,
+           SETTINGS["human_noise"], SETTINGS["min_label"], rules.WIDE,
            hashlib.sha256(json.dumps(sorted(intents_from(base).items())).encode()).hexdigest())
     if key in _ALIGNED:
         return _ALIGNED[key]
     aligned = align.load(paths, intents_from(base), SETTINGS["human_weight"])
     if not SETTINGS["human_noise"]:
         aligned.rows = [{**row, "noise": False} for row in aligned.rows]
+    if SETTINGS["min_label"] > 1:
+        # A clause asking for a pair of steps no other request pairs ("look it up, remember it and
+        # say it"): the model could hardly learn the pair, and every label costs a column of weights
+        # in training; it learns the clause's first step.
+        counts = Counter(label for row in [*base, *aligned.rows] for _, label in row["parts"])
+        rare = {label for label, n in counts.items() if "+" in label and n < SETTINGS["min_label"]}
+        aligned.rows = [{**row, "parts": [[c, label.split("+")[0] if label in rare else label]
+                                          for c, label in row["parts"]]} for row in aligned.rows]
     _ALIGNED[key] = aligned
     if aligned.failed:
         log.warning("human-written requests not learned: their steps cannot be aligned to their clauses",
