@@ -37,7 +37,7 @@ TOOL_INTENT = {"assistant": "chat", "browser": "research", "imagegen": "imagegen
 IMAGE_MAKERS = {"imagegen.generate", "imagegen.edit", "system.screenshot", "browser.screenshot"}
 URL = re.compile(r"https?://\S+")
 SOURCE_EXTS = ("py|js|ts|tsx|jsx|sh|c|h|cpp|go|rs|java|rb|php|html|css|md|toml|yaml|yml|json|sql|kt|swift|"
-               "R|Rmd|jl|scala|lua|dart|ipynb|ini|cfg|conf|xml|j2|gradle|ps1|vue|svelte|scss|txt")
+               "R|Rmd|jl|scala|lua|dart|ipynb|ino|ini|cfg|conf|properties|xml|j2|gradle|ps1|vue|svelte|scss|txt")
 PATH = re.compile(rf"[\w./-]+\.(?:{SOURCE_EXTS})\b|\b(?:Makefile|Dockerfile|Jenkinsfile)\b")
 COORDS = re.compile(r"(-?\d{1,5})\s*[, x]\s*(-?\d{1,5})")
 

@@ -26,7 +26,7 @@ _URL = re.compile(r"\b(?:https?://\S+|www\.\S+|[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:c
                   r"uk|gov|edu|co|info|news|app)\b(?:/\S*)?)", re.I)
 #: the file types a request may name for the coder (source, notebooks, config, templates)
 SOURCE_EXTS = ("py|js|jsx|ts|tsx|rs|go|java|kt|c|h|cc|cpp|hpp|cs|rb|php|swift|sql|sh|ps1|html|css|scss|vue|svelte|"
-               "json|ya?ml|toml|ini|cfg|conf|xml|j2|lua|dart|ipynb|R|Rmd|jl|scala|md|txt|gradle")
+               "json|ya?ml|toml|ini|cfg|conf|properties|xml|j2|lua|dart|ipynb|ino|R|Rmd|jl|scala|md|txt|gradle")
 _PATH = re.compile(rf"(?:[\w.-]*/)*[\w-]+(?:\.[\w-]+)*\.(?:{SOURCE_EXTS})\b|\b(?:Makefile|Dockerfile|Jenkinsfile)\b")
 _QUOTE = re.compile(r"(?<![\w])[\"“«‘']([^\"”»’']{2,400})[\"”»’'](?![\w])")
 _NUM = re.compile(r"\d+")
