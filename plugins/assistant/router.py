@@ -72,10 +72,29 @@ class Router:
         self.tools = tools
         self.cache_dir = cache_dir
         self.embed = embed  # a sentence embedding beside the n-grams (model selection only: bench/routing_cv.py)
-        self.rows = training.corpus_rows() if rows is None else rows  # rows: another corpus (model selection)
-        self.intents = training.intents_from(self.rows)
+        self._rows = rows  # another corpus (model selection); None: the shipped one, read on first use
+        self._intents: dict[str, str] | None = None
         self._state: tuple[Any, ...] | None = None
         self._lock = threading.Lock()  # the daemon's background warm-up and a first request share one model
+        self._rows_lock = threading.Lock()
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The training corpus, read (and the writers' files aligned) on first use: in the
+        daemon's background warm-up, not while the app starts."""
+        with self._rows_lock:
+            if self._rows is None:
+                self._rows = training.corpus_rows()
+            return self._rows
+
+    @property
+    def intents(self) -> dict[str, str]:
+        """Tool -> intent, as the corpus labels them (tools known only by examples: added by ``_build``)."""
+        rows = self.rows
+        with self._rows_lock:
+            if self._intents is None:
+                self._intents = training.intents_from(rows)
+            return self._intents
 
     # -- the model --------------------------------------------------------------------
 
