@@ -330,7 +330,6 @@ def calibrate(files: list[Path]) -> float:
     import json
 
     from plugins.assistant.router import Router
-    from plugins.assistant.turn import Attachment
 
     router = Router(_app().tools, cache_dir=CV_CACHE)
     model = router.model()
@@ -338,13 +337,9 @@ def calibrate(files: list[Path]) -> float:
     best = (np.inf, 1.0)
     for temp in np.round(np.exp(np.linspace(np.log(0.2), np.log(2.0), 25)), 3):
         model.temperature = float(temp)
-        conf, ok = [], []
-        for ex in rows:
-            text, spoken = ex["text"], ex["text"].startswith("[spoken] ")
-            atts = [Attachment(path=f"x{i}", kind=k) for i, k in enumerate(ex["attachments"])]
-            plan = router.decide("" if spoken else text, atts, transcript=text[9:] if spoken else None)
-            conf.append(plan.confidence)
-            ok.append(plan.intent == ex["intent"])
+        plans = score(router, rows)[3]
+        conf = [plan.confidence for _, plan in plans]
+        ok = [plan.intent == ex["intent"] for ex, plan in plans]
         c, o = np.clip(conf, 1e-4, 1 - 1e-4), np.array(ok, float)
         nll = -np.mean(o * np.log(c) + (1 - o) * np.log(1 - c))
         print(f"  temperature {temp:.3f}: intent {o.mean():.1%}, ECE {ece(c, o):.3f}, NLL {nll:.4f}")

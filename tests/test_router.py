@@ -344,7 +344,17 @@ def volume_plugin(examples):
         lambda register: register(volume, name="audio.volume", examples=examples)))
 
 
-def test_tool_examples_teach_the_router(make_app):
+@pytest.fixture
+def without_writers(monkeypatch, tmp_path):
+    """Train without the writers' files (data/human): what these tests check is how tool
+    examples and the cache behave, which those files do not change, and with them each new
+    model costs ~20 s instead of ~4 s. The zero-invalid-plans test and the benches use them."""
+    from plugins.assistant import training
+
+    monkeypatch.setattr(training, "HUMAN", tmp_path / "no-writers")
+
+
+def test_tool_examples_teach_the_router(make_app, without_writers):
     """A plugin's examples make its tool routable, with no change to the assistant."""
     from plugins.assistant.router import Router
 
@@ -367,7 +377,8 @@ def test_tool_examples_teach_the_router(make_app):
     assert taught.decide("write a haiku about rain").tool_names() == ["assistant.chat"]
 
 
-def test_the_trained_model_is_cached_on_disk_and_retrained_when_examples_change(make_app, tmp_path, monkeypatch):
+def test_the_trained_model_is_cached_on_disk_and_retrained_when_examples_change(make_app, tmp_path, monkeypatch,
+                                                                               without_writers):
     """A restart loads the model the last start trained; a tool whose examples changed gets a new one."""
     from plugins.assistant import training
     from plugins.assistant.router import Router
